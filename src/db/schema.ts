@@ -1,0 +1,185 @@
+/**
+ * D1 schema: the org-wide store. The conversation Durable Objects are the authority for each
+ * conversation's ordered log and session state; they flush into `messages` and
+ * `conversation_sessions` here (idempotently), so D1 can serve org-wide queries.
+ *
+ * Migrations are generated from this file (`npm run db:generate`) into `migrations/`, and
+ * applied by wrangler (`wrangler d1 migrations apply`). Every table that holds org data carries
+ * `org_id`, and every query filters on it.
+ */
+import { sql } from "drizzle-orm";
+import { index, integer, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+
+const createdAt = () => text("created_at").notNull().default(sql`(strftime('%Y-%m-%dT%H:%M:%fZ','now'))`);
+
+export const organizations = sqliteTable("organizations", {
+  id: text("id").primaryKey(),
+  name: text("name").notNull(),
+  created_at: createdAt(),
+});
+
+export const users = sqliteTable(
+  "users",
+  {
+    id: text("id").primaryKey(),
+    org_id: text("org_id").notNull().references(() => organizations.id),
+    name: text("name").notNull(),
+    email: text("email").notNull(),
+    password_hash: text("password_hash").notNull(),
+    role: text("role", { enum: ["owner", "admin", "agent"] }).notNull(),
+    disabled: integer("disabled", { mode: "boolean" }).notNull().default(false),
+    created_at: createdAt(),
+  },
+  (t) => [uniqueIndex("users_email").on(t.email), index("users_org").on(t.org_id)],
+);
+
+/** Cookie sessions. Only the SHA-256 of the cookie value is stored. */
+export const authSessions = sqliteTable(
+  "auth_sessions",
+  {
+    id_hash: text("id_hash").primaryKey(),
+    user_id: text("user_id").notNull().references(() => users.id),
+    org_id: text("org_id").notNull(),
+    created_at: createdAt(),
+    expires_at: text("expires_at").notNull(),
+  },
+  (t) => [index("auth_sessions_user").on(t.user_id)],
+);
+
+/** Failed logins, for throttling per account. */
+export const loginFailures = sqliteTable(
+  "login_failures",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    email: text("email").notNull(),
+    at_ms: integer("at_ms").notNull(),
+  },
+  (t) => [index("login_failures_email").on(t.email, t.at_ms)],
+);
+
+/** Public (`pk_`) and secret (`sk_`) API keys. Only the SHA-256 of the key is stored. */
+export const apiKeys = sqliteTable(
+  "api_keys",
+  {
+    id: text("id").primaryKey(),
+    org_id: text("org_id").notNull().references(() => organizations.id),
+    name: text("name").notNull(),
+    kind: text("kind", { enum: ["public", "secret"] }).notNull(),
+    key_hash: text("key_hash").notNull(),
+    key_prefix: text("key_prefix").notNull(),
+    created_by: text("created_by").notNull(),
+    created_at: createdAt(),
+    revoked_at: text("revoked_at"),
+  },
+  (t) => [uniqueIndex("api_keys_hash").on(t.key_hash), index("api_keys_org").on(t.org_id)],
+);
+
+export const channels = sqliteTable(
+  "channels",
+  {
+    id: text("id").primaryKey(),
+    org_id: text("org_id").notNull().references(() => organizations.id),
+    kind: text("kind", { enum: ["webchat", "mobile_sdk", "chat_api", "connector"] }).notNull(),
+    name: text("name").notNull(),
+    is_default: integer("is_default", { mode: "boolean" }).notNull().default(false),
+    /** JSON: string[] of exact origins (scheme://host[:port]); empty allows any. */
+    allowed_origins: text("allowed_origins").notNull().default("[]"),
+    title: text("title"),
+    /** When set, visitors must present HMAC-SHA256(external_id, identity_secret). */
+    identity_secret: text("identity_secret"),
+    require_identity: integer("require_identity", { mode: "boolean" }).notNull().default(false),
+    created_at: createdAt(),
+  },
+  (t) => [index("channels_org").on(t.org_id)],
+);
+
+/** Webchat embed tokens (`ew_`); stored hashed, shown once. */
+export const embedTokens = sqliteTable(
+  "embed_tokens",
+  {
+    id: text("id").primaryKey(),
+    org_id: text("org_id").notNull(),
+    channel_id: text("channel_id").notNull().references(() => channels.id),
+    token_hash: text("token_hash").notNull(),
+    created_at: createdAt(),
+  },
+  (t) => [uniqueIndex("embed_tokens_hash").on(t.token_hash)],
+);
+
+export const endUsers = sqliteTable(
+  "end_users",
+  {
+    id: text("id").primaryKey(),
+    org_id: text("org_id").notNull(),
+    channel_id: text("channel_id").notNull().references(() => channels.id),
+    external_id: text("external_id").notNull(),
+    display_name: text("display_name"),
+    email: text("email"),
+    phone: text("phone"),
+    /** JSON object of free attributes. */
+    attributes: text("attributes").notNull().default("{}"),
+    verified: integer("verified", { mode: "boolean" }).notNull().default(false),
+    created_at: createdAt(),
+  },
+  (t) => [uniqueIndex("end_users_channel_external").on(t.channel_id, t.external_id), index("end_users_org").on(t.org_id)],
+);
+
+/** One conversation per end user per channel. */
+export const conversations = sqliteTable(
+  "conversations",
+  {
+    id: text("id").primaryKey(),
+    org_id: text("org_id").notNull(),
+    channel_id: text("channel_id").notNull(),
+    end_user_id: text("end_user_id").notNull().references(() => endUsers.id),
+    created_at: createdAt(),
+    updated_at: text("updated_at").notNull(),
+    last_seq: integer("last_seq").notNull().default(0),
+  },
+  (t) => [uniqueIndex("conversations_end_user").on(t.channel_id, t.end_user_id), index("conversations_org").on(t.org_id, t.updated_at)],
+);
+
+/** Flushed from the conversation object; the object's copy is the authority. */
+export const conversationSessions = sqliteTable(
+  "conversation_sessions",
+  {
+    id: text("id").primaryKey(),
+    org_id: text("org_id").notNull(),
+    conversation_id: text("conversation_id").notNull(),
+    status: text("status", { enum: ["open", "resolved"] }).notNull(),
+    assigned_agent_id: text("assigned_agent_id"),
+    tags: text("tags").notNull().default("[]"),
+    first_message_at: text("first_message_at"),
+    assigned_at: text("assigned_at"),
+    resolved_at: text("resolved_at"),
+    opened_at: text("opened_at").notNull(),
+    version: integer("version").notNull(),
+  },
+  (t) => [index("sessions_conversation").on(t.conversation_id), index("sessions_org_status").on(t.org_id, t.status)],
+);
+
+/** Flushed from the conversation object (INSERT ... ON CONFLICT DO NOTHING). */
+export const messages = sqliteTable(
+  "messages",
+  {
+    id: text("id").primaryKey(),
+    org_id: text("org_id").notNull(),
+    conversation_id: text("conversation_id").notNull(),
+    session_id: text("session_id").notNull(),
+    seq: integer("seq").notNull(),
+    sender_type: text("sender_type", { enum: ["end_user", "agent", "bot", "system"] }).notNull(),
+    sender_id: text("sender_id").notNull(),
+    sender_name: text("sender_name"),
+    content_type: text("content_type").notNull(),
+    content: text("content").notNull(),
+    rich_media: text("rich_media"),
+    client_msg_id: text("client_msg_id"),
+    created_at: text("created_at").notNull(),
+    status: text("status").notNull(),
+  },
+  (t) => [
+    uniqueIndex("messages_conversation_seq").on(t.conversation_id, t.seq),
+    uniqueIndex("messages_conversation_client_id").on(t.conversation_id, t.client_msg_id),
+    index("messages_org").on(t.org_id),
+  ],
+);
