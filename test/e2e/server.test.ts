@@ -1,5 +1,5 @@
 import { expect, it } from "vitest";
-import { api } from "./harness";
+import { api } from "./harness.ts";
 
 it("serves the Worker over real HTTP", async () => {
   const res = await api("/healthz");
