@@ -1,7 +1,50 @@
+/**
+ * Parley's Worker: the table of contents. A request's path through the system:
+ *
+ *   client ──HTTP──> Hono routes (authenticate, validate with zod, resolve the conversation in D1
+ *                    scoped to the caller's org or channel)
+ *          ──RPC──>  ConversationRoom (one Durable Object per conversation: seq, dedup, sessions,
+ *                    typing, sockets, long-poll waiters; durable before it answers)
+ *          ──alarm─> D1 (idempotent flush for org-wide queries)
+ *   ConversationRoom ──RPC──> OrgHub (one per org: presence, queue events to agents' inboxes)
+ *
+ * Each client surface is an adapter over the same room API: the agent/widget REST (seed 001),
+ * seed 000's send/poll REST, and the native WebSocket protocol. See ARCHITECTURE.md.
+ */
 import { Hono } from "hono";
+import { cors } from "hono/cors";
+import { dostiRest } from "./adapters/dosti-rest";
+import type { AppEnv } from "./http/app";
+import { limitBody } from "./http/body";
+import { notFound, onError } from "./http/errors";
+import { auth } from "./routes/auth";
+import { company } from "./routes/company";
+import { conversations } from "./routes/conversations";
+import { integrations } from "./routes/integrations";
+import { sockets } from "./routes/sockets";
+import { widget } from "./routes/widget";
+
 export { ConversationRoom } from "./conversation/room";
 export { OrgHub } from "./org/hub";
 
-const app = new Hono<{ Bindings: Env }>();
-app.get("/healthz", (c) => c.json({ ok: true }));
+// Visitor-side surfaces are called from customers' sites: CORS is open (no credentials) and each
+// handler checks the channel's allowed origins itself. Agent surfaces are same-origin only.
+const publicCors = cors({ origin: (origin) => origin, allowMethods: ["GET", "POST"], allowHeaders: ["Content-Type"], maxAge: 600 });
+
+const app = new Hono<AppEnv>({ strict: false })
+  .onError(onError)
+  .notFound(notFound)
+  .get("/healthz", (c) => c.json({ ok: true }))
+  .use("/api/*", limitBody)
+  .use("/auth/*", limitBody)
+  .use("/chat-widget/*", limitBody, publicCors)
+  .use("/api/chat/*", publicCors)
+  .route("/auth", auth)
+  .route("/api/company", company)
+  .route("/api/integrations", integrations)
+  .route("/api/conversations", conversations)
+  .route("/api/chat", dostiRest)
+  .route("/chat-widget", widget)
+  .route("/ws", sockets);
+
 export default app;

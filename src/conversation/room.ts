@@ -1,4 +1,439 @@
-import { Server } from "partyserver";
+/**
+ * ConversationRoom: one Durable Object per conversation, the authority for its ordered log.
+ *
+ * Owns: the message log (seq, dedup by client id), the support sessions, typing state, the
+ * WebSocket room (hibernation API via partyserver), long-poll waiters, and the outbox to D1.
+ * Every send takes one path: validate (done by the Worker) -> dedup by client id -> insert with
+ * the next seq -> answer the sender -> broadcast -> wake waiters -> schedule the flush. The reply
+ * leaves only after the insert is durable (the object's output gate).
+ *
+ * Callers (the Worker's adapters) pass the authenticated Principal and the ConversationRef they
+ * resolved from D1 with an org-scoped query; the object keeps the ref and refuses another org.
+ */
+import { Server, type Connection, type ConnectionContext, type WSMessage } from "partyserver";
+import type { ConversationRef } from "../core/conversation-ref";
+import { ERRORS, fail, type ErrorCode, type Result } from "../core/errors";
+import { draftFingerprint, MessageInput, type Message, type MessageDraft, type Principal } from "../core/message";
+import { d1Sink } from "./d1-sink";
+import { flushOnce, FLUSH_STALL_REPORT_AFTER, type OutboxSink, type OutboxStore } from "./flush";
+import { MessageLog } from "./log";
+import { ClientFrame, MAX_FRAME_BYTES, MAX_REPLAY, PING_FRAME, PONG_FRAME, type ServerFrame } from "./protocol";
+import { SessionStore, type Session } from "./sessions";
+import { TypingState } from "./typing";
+import type { HubEvent } from "../org/hub";
+import { RateLimiter } from "./rate-limit";
+
+/** Long-poll waits are capped here (ms) and per object in count. */
+export const MAX_POLL_WAIT_MS = 30_000;
+const MAX_WAITERS = 1_000;
+
+/** Per-socket attachment: who this is. Small and fixed-size; it survives hibernation. */
+interface SocketState {
+  principal: Principal;
+}
+
+interface Waiter {
+  after: number;
+  resolve: (messages: Message[]) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+export type SendResult = Result<{ message: Message; duplicate: boolean }>;
+
 export class ConversationRoom extends Server<Env> {
   static override options = { hibernate: true };
+
+  private readonly log: MessageLog;
+  private readonly sessions: SessionStore;
+  private readonly typing = new TypingState();
+  private readonly rate = new RateLimiter();
+  private waiters: Waiter[] = [];
+  /** Replaced only by fault-injection tests, which wrap the real D1 binding. */
+  sink: OutboxSink | null = null;
+  private flushing: Promise<void> | null = null;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    const sql = ctx.storage.sql;
+    sql.exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
+    this.log = new MessageLog(sql, () => this.ref().id);
+    this.sessions = new SessionStore(sql);
+    if (this.meta("epoch") === null) this.setMeta("epoch", crypto.randomUUID());
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING_FRAME, PONG_FRAME));
+  }
+
+  // ---- RPC: the one conversation API every adapter calls ------------------------------------
+
+  async send(ref: ConversationRef, sender: Principal, input: unknown): Promise<SendResult> {
+    const bad = this.adopt(ref);
+    if (bad) return bad;
+    const parsed = MessageInput.safeParse(input);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      const code = issue.message.startsWith("invalid_text") ? "invalid_text" : "validation_failed";
+      return fail(code, `${issue.path.join(".") || "body"}: ${issue.message}`);
+    }
+    return this.append(parsed.data, sender);
+  }
+
+  history(ref: ConversationRef, opts: { limit: number; offset?: number; after?: number; afterMs?: number }): Result<{ messages: Message[]; head_seq: number; epoch: string }> {
+    const bad = this.adopt(ref);
+    if (bad) return bad;
+    const messages =
+      opts.after !== undefined
+        ? this.log.after(opts.after, opts.limit)
+        : opts.afterMs !== undefined
+          ? this.log.afterTime(opts.afterMs, opts.limit)
+          : this.log.latest(opts.limit, opts.offset ?? 0);
+    return { ok: true, messages, head_seq: this.log.head(), epoch: this.epoch() };
+  }
+
+  /**
+   * Long-poll: messages after `after` (a seq) or `afterMs` (a timestamp), waiting up to `waitMs`
+   * for the first new one. A waiter whose client went away only lives until its timeout; nothing
+   * is "delivered" to it, so the next poll's cursor still finds every message.
+   */
+  async poll(ref: ConversationRef, opts: { after?: number; afterMs?: number; waitMs: number; limit: number }): Promise<Result<{ messages: Message[]; head_seq: number }>> {
+    const now = this.history(ref, { ...opts });
+    if (!now.ok) return now;
+    if (now.messages.length > 0 || opts.waitMs <= 0) return { ok: true, messages: now.messages, head_seq: now.head_seq };
+    if (this.waiters.length >= MAX_WAITERS) return fail("rate_limited", "too many waiting polls on this conversation", 1);
+    const head = now.head_seq;
+    const messages = await new Promise<Message[]>((resolve) => {
+      const waiter: Waiter = {
+        after: head,
+        resolve,
+        timer: setTimeout(() => {
+          this.waiters = this.waiters.filter((w) => w !== waiter);
+          resolve([]);
+        }, Math.min(opts.waitMs, MAX_POLL_WAIT_MS)),
+      };
+      this.waiters.push(waiter);
+    });
+    const fresh = messages.length > 0 ? this.log.after(head, opts.limit) : [];
+    return { ok: true, messages: fresh, head_seq: this.log.head() };
+  }
+
+  summary(ref: ConversationRef): Result<{ session: Session | null; head_seq: number; epoch: string }> {
+    const bad = this.adopt(ref);
+    if (bad) return bad;
+    return { ok: true, session: this.sessions.latest(), head_seq: this.log.head(), epoch: this.epoch() };
+  }
+
+  async assign(ref: ConversationRef, agent: Principal): Promise<Result<{ session: Session }>> {
+    const bad = this.adopt(ref);
+    if (bad) return bad;
+    const open = this.sessions.open();
+    if (!open) return fail("already_resolved", "the conversation has no open session");
+    if (open.assigned_agent_id === agent.id) return { ok: true, session: open };
+    if (open.assigned_agent_id) return fail("already_assigned", "another agent has claimed this conversation");
+    const session = this.sessions.update(open.id, { assigned_agent_id: agent.id, assigned_at: new Date().toISOString() });
+    this.afterSessionChange(session, { type: "conversation_assigned", conversation_id: ref.id, assigned_to: agent.id, agent_name: agent.name });
+    return { ok: true, session };
+  }
+
+  async resolve(ref: ConversationRef, tags: string[] | undefined): Promise<Result<{ session: Session }>> {
+    const bad = this.adopt(ref);
+    if (bad) return bad;
+    const open = this.sessions.open();
+    if (!open) return fail("already_resolved", "the conversation is already resolved");
+    const session = this.sessions.update(open.id, {
+      status: "resolved",
+      resolved_at: new Date().toISOString(),
+      ...(tags ? { tags: mergeTags(open.tags, tags) } : {}),
+    });
+    this.afterSessionChange(session, { type: "conversation_resolved", conversation_id: ref.id, session_id: session.id, tags: session.tags });
+    return { ok: true, session };
+  }
+
+  async setTags(ref: ConversationRef, tags: string[]): Promise<Result<{ session: Session }>> {
+    const bad = this.adopt(ref);
+    if (bad) return bad;
+    const latest = this.sessions.latest();
+    if (!latest) return fail("conflict", "the conversation has no session yet");
+    const session = this.sessions.update(latest.id, { tags: mergeTags([], tags) });
+    this.afterSessionChange(session, null);
+    return { ok: true, session };
+  }
+
+  setTyping(ref: ConversationRef, who: Principal, typing: boolean): Result<{}> {
+    const bad = this.adopt(ref);
+    if (bad) return bad;
+    this.applyTyping(who, typing, null);
+    return { ok: true };
+  }
+
+  markRead(ref: ConversationRef, reader: Principal, seq: number): Result<{ seq: number }> {
+    const bad = this.adopt(ref);
+    if (bad) return bad;
+    const upTo = Math.min(seq, this.log.head());
+    this.log.markRead(upTo, reader.type === "end_user" ? "end_user" : "staff");
+    this.broadcastFrame({ type: "read", reader_type: reader.type, reader_id: reader.id, seq: upTo });
+    return { ok: true, seq: upTo };
+  }
+
+  // ---- WebSockets (native protocol) -------------------------------------------------------
+
+  override async onConnect(conn: Connection<SocketState>, ctx: ConnectionContext): Promise<void> {
+    const principal = JSON.parse(ctx.request.headers.get("x-parley-principal") ?? "null") as Principal | null;
+    const ref = JSON.parse(ctx.request.headers.get("x-parley-ref") ?? "null") as ConversationRef | null;
+    if (!principal || !ref || this.adopt(ref)) {
+      conn.close(4403, "forbidden");
+      return;
+    }
+    conn.setState({ principal });
+    const url = new URL(ctx.request.url);
+    const since = url.searchParams.get("since");
+    const clientEpoch = url.searchParams.get("epoch");
+    const head = this.log.head();
+    const status = await this.accountStatus();
+    const ready = (messages: Message[], recovered: boolean, resync: boolean) =>
+      this.sendFrame(conn, {
+        type: "ready",
+        conversation_id: ref.id,
+        epoch: this.epoch(),
+        head_seq: head,
+        recovered,
+        resync_required: resync,
+        messages,
+        session: this.sessions.latest(),
+        account_status: status,
+      });
+    if (since === null) return ready(this.log.latest(100), false, false);
+    const sinceSeq = Number(since);
+    if (!Number.isInteger(sinceSeq) || sinceSeq < 0 || sinceSeq > head) {
+      this.sendFrame(conn, { type: "error", code: "invalid_seq", message: `since must be an integer from 0 to ${head}`, retryable: false });
+      conn.close(4400, "invalid_seq");
+      return;
+    }
+    if ((clientEpoch !== null && clientEpoch !== this.epoch()) || head - sinceSeq > MAX_REPLAY) return ready([], false, true);
+    return ready(this.log.after(sinceSeq, MAX_REPLAY), true, false);
+  }
+
+  override async onMessage(conn: Connection<SocketState>, raw: WSMessage): Promise<void> {
+    const principal = conn.state?.principal;
+    if (!principal) return conn.close(4403, "forbidden");
+    if (typeof raw !== "string") return this.sendError(conn, "unknown_event", "frames are JSON text");
+    if (raw.length > MAX_FRAME_BYTES) return conn.close(1009, "frame too large");
+    let json: unknown;
+    try {
+      json = JSON.parse(raw);
+    } catch {
+      return this.sendError(conn, "invalid_json", "frame is not valid JSON");
+    }
+    const frame = ClientFrame.safeParse(json);
+    if (!frame.success) return this.sendError(conn, "unknown_event", "unknown or malformed frame");
+    const ref = this.ref();
+    switch (frame.data.type) {
+      case "send": {
+        const { type: _t, ...input } = frame.data;
+        const clientMsgId = typeof input.client_msg_id === "string" ? input.client_msg_id : undefined;
+        const result = await this.send(ref, principal, input);
+        if (!result.ok) return this.sendError(conn, result.error.code, result.error.message, clientMsgId);
+        const m = result.message;
+        return this.sendFrame(conn, { type: "ack", client_msg_id: m.client_msg_id, id: m.id, seq: m.seq, duplicate: result.duplicate });
+      }
+      case "typing":
+        this.applyTyping(principal, frame.data.typing, conn.id);
+        return;
+      case "read":
+        this.markRead(ref, principal, frame.data.seq);
+        return;
+      case "ping":
+        return this.sendFrame(conn, { type: "pong" });
+      default:
+        return assertNever(frame.data);
+    }
+  }
+
+  override async onAlarm(): Promise<void> {
+    for (const who of this.typing.expire(Date.now())) this.broadcastTyping(who, false, null);
+    await this.flush();
+  }
+
+  // ---- internals ----------------------------------------------------------------------------
+
+  private append(draft: MessageDraft, sender: Principal): SendResult {
+    const fingerprint = draftFingerprint(draft);
+    if (draft.client_msg_id) {
+      const existing = this.log.byClientId(draft.client_msg_id);
+      if (existing) {
+        if (existing.fingerprint !== fingerprint) return fail("idempotency_conflict", "client_msg_id was already used for a different message");
+        return { ok: true, message: existing.message, duplicate: true };
+      }
+    }
+    if (sender.type === "end_user") {
+      const wait = this.rate.take(sender.id, Date.now());
+      if (wait > 0) return fail("rate_limited", "too many messages; slow down", Math.ceil(wait / 1000));
+    }
+    const now = new Date();
+    let session = this.sessions.open();
+    let opened = false;
+    if (!session && (sender.type === "end_user" || !this.sessions.latest())) {
+      session = this.sessions.create(now.toISOString());
+      opened = true;
+    }
+    session ??= this.sessions.latest()!;
+    if (!session.first_message_at) session = this.sessions.update(session.id, { first_message_at: now.toISOString() });
+    const message = this.log.append(draft, sender, session.id, fingerprint, now.getTime());
+    // Durable from here on (same synchronous block; the output gate holds replies until commit).
+    this.broadcastFrame({ type: "message", message });
+    if (opened) this.broadcastFrame({ type: "session", session });
+    if (this.typing.clear(sender)) this.broadcastTyping(sender, false, null);
+    this.wakeWaiters();
+    this.scheduleAlarm(Date.now());
+    this.publish({
+      type: "conversation_updated",
+      conversation_id: message.conversation_id,
+      session_id: session.id,
+      sender_type: message.sender_type,
+      content_type: message.content_type,
+      content: message.content,
+      seq: message.seq,
+      created_at: message.created_at,
+      new_session: opened,
+    });
+    return { ok: true, message, duplicate: false };
+  }
+
+  private afterSessionChange(session: Session, event: HubEvent | null) {
+    this.broadcastFrame({ type: "session", session });
+    this.scheduleAlarm(Date.now());
+    if (event) this.publish(event);
+  }
+
+  private applyTyping(who: Principal, typing: boolean, fromConnId: string | null) {
+    const changed = typing ? this.typing.start(who, Date.now()) : this.typing.clear(who);
+    if (typing) this.scheduleAlarm(this.typing.nextExpiry() ?? Date.now());
+    if (changed || typing) this.broadcastTyping(who, typing, fromConnId);
+  }
+
+  private broadcastTyping(who: Principal, typing: boolean, exceptConnId: string | null) {
+    const frame: ServerFrame = { type: "typing", sender_type: who.type, sender_id: who.id, sender_name: who.name, typing };
+    this.broadcast(JSON.stringify(frame), exceptConnId ? [exceptConnId] : undefined);
+  }
+
+  private wakeWaiters() {
+    const head = this.log.head();
+    const ready = this.waiters.filter((w) => w.after < head);
+    this.waiters = this.waiters.filter((w) => w.after >= head);
+    for (const w of ready) {
+      clearTimeout(w.timer);
+      w.resolve(this.log.after(w.after, 1));
+    }
+  }
+
+  /** Queue events for the org's agents. Live notifications only: D1 stays the inbox's truth. */
+  private publish(event: HubEvent) {
+    const org = this.ref().org_id;
+    this.ctx.waitUntil(
+      this.env.ORG_HUB.getByName(org)
+        .publish(event)
+        .catch((err: unknown) => console.error(JSON.stringify({ at: "conversation.publish", conversation: this.ref().id, error: String(err) }))),
+    );
+  }
+
+  private async accountStatus(): Promise<"online" | "offline"> {
+    try {
+      return await this.env.ORG_HUB.getByName(this.ref().org_id).accountStatus();
+    } catch (err) {
+      console.error(JSON.stringify({ at: "conversation.accountStatus", error: String(err) }));
+      return "offline";
+    }
+  }
+
+  /** Runs one flush at a time; a second caller waits for the running one, then flushes again. */
+  async flush(): Promise<void> {
+    while (this.flushing) await this.flushing;
+    this.flushing = this.flushRounds().finally(() => (this.flushing = null));
+    await this.flushing;
+  }
+
+  private async flushRounds(): Promise<void> {
+    const ref = this.meta("ref");
+    if (!ref) return;
+    const sink = this.sink ?? d1Sink(this.env.DB, this.ref());
+    for (;;) {
+      const outcome = await flushOnce(this.outbox(), sink);
+      if (outcome.type === "flushed" && outcome.more) continue;
+      if (outcome.type === "failed") {
+        const event = outcome.failures >= FLUSH_STALL_REPORT_AFTER ? "flush_stalled" : "flush_failed";
+        console.error(JSON.stringify({ at: event, conversation: this.ref().id, failures: outcome.failures, error: outcome.error }));
+        this.scheduleAlarm(Date.now() + outcome.retryInMs, true);
+      }
+      return;
+    }
+  }
+
+  private outbox(): OutboxStore {
+    return {
+      flushedSeq: () => Number(this.meta("flushed_seq") ?? 0),
+      pendingMessages: (after, limit) => this.log.after(after, limit),
+      pendingSessions: () => this.sessions.unflushed(),
+      commit: (lastSeq, sessions) => {
+        this.setMeta("flushed_seq", String(lastSeq));
+        for (const s of sessions) this.sessions.markFlushed(s.id, s.version);
+      },
+      failures: () => Number(this.meta("flush_failures") ?? 0),
+      setFailures: (n) => this.setMeta("flush_failures", String(n)),
+    };
+  }
+
+  /** One alarm: the earliest of pending flush and typing expiry. `force` replaces a sooner one (backoff). */
+  private scheduleAlarm(at: number, force = false) {
+    this.ctx.waitUntil(
+      (async () => {
+        const current = await this.ctx.storage.getAlarm();
+        if (force || current === null || at < current) await this.ctx.storage.setAlarm(at);
+      })(),
+    );
+  }
+
+  private adopt(ref: ConversationRef): { ok: false; error: { code: "not_found"; message: string } } | null {
+    const stored = this.meta("ref");
+    if (stored === null) {
+      this.setMeta("ref", JSON.stringify(ref));
+      return null;
+    }
+    const known = JSON.parse(stored) as ConversationRef;
+    if (known.id !== ref.id || known.org_id !== ref.org_id) return fail("not_found", "conversation not found") as never;
+    if (JSON.stringify(known) !== JSON.stringify(ref)) this.setMeta("ref", JSON.stringify(ref));
+    return null;
+  }
+
+  private ref(): ConversationRef {
+    return JSON.parse(this.meta("ref") ?? "null") as ConversationRef;
+  }
+
+  private epoch(): string {
+    return this.meta("epoch")!;
+  }
+
+  private meta(key: string): string | null {
+    return this.ctx.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = ?", key).toArray()[0]?.value ?? null;
+  }
+
+  private setMeta(key: string, value: string) {
+    this.ctx.storage.sql.exec("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", key, value);
+  }
+
+  private broadcastFrame(frame: ServerFrame) {
+    this.broadcast(JSON.stringify(frame));
+  }
+
+  private sendFrame(conn: Connection, frame: ServerFrame) {
+    conn.send(JSON.stringify(frame));
+  }
+
+  private sendError(conn: Connection, code: ErrorCode, message: string, clientMsgId?: string) {
+    this.sendFrame(conn, { type: "error", code, message, retryable: ERRORS[code].retryable, ...(clientMsgId ? { client_msg_id: clientMsgId } : {}) });
+  }
+}
+
+function mergeTags(existing: string[], added: string[]): string[] {
+  return [...new Set([...existing, ...added])];
+}
+
+function assertNever(x: never): never {
+  throw new Error(`unhandled frame ${JSON.stringify(x)}`);
 }

@@ -1,0 +1,159 @@
+/**
+ * Finding a conversation and its object, for each kind of caller. Every lookup is scoped: by the
+ * agent's organisation, or by the visitor's channel credential plus their external id. A miss
+ * and a foreign id answer the same 404.
+ */
+import { and, eq, isNull } from "drizzle-orm";
+import { hmacSha256Hex, randomToken, safeEqual, sha256Hex } from "../core/crypto";
+import type { ConversationRef } from "../core/conversation-ref";
+import { ApiError } from "../core/errors";
+import { database, schema } from "../db/client";
+
+export type Channel = typeof schema.channels.$inferSelect;
+
+export interface VisitorCredentials {
+  /** A public API key (`pk_...`): the organisation's default webchat channel. */
+  publicKey?: string | undefined;
+  /** A webchat embed token (`ew_...`): that channel. */
+  embedToken?: string | undefined;
+}
+
+export interface VisitorIdentity {
+  external_id?: string | undefined;
+  identity_hash?: string | undefined;
+  display_name?: string | undefined;
+  email?: string | undefined;
+  phone?: string | undefined;
+}
+
+export async function channelForVisitor(env: Env, creds: VisitorCredentials, origin: string | undefined): Promise<Channel> {
+  const db = database(env.DB);
+  let channel: Channel | undefined;
+  if (creds.publicKey?.startsWith("pk_")) {
+    channel = await db
+      .select({ channel: schema.channels })
+      .from(schema.apiKeys)
+      .innerJoin(schema.channels, and(eq(schema.channels.org_id, schema.apiKeys.org_id), eq(schema.channels.is_default, true)))
+      .where(and(eq(schema.apiKeys.key_hash, await sha256Hex(creds.publicKey)), eq(schema.apiKeys.kind, "public"), isNull(schema.apiKeys.revoked_at)))
+      .get()
+      .then((r) => r?.channel);
+  } else if (creds.embedToken?.startsWith("ew_")) {
+    channel = await db
+      .select({ channel: schema.channels })
+      .from(schema.embedTokens)
+      .innerJoin(schema.channels, eq(schema.channels.id, schema.embedTokens.channel_id))
+      .where(eq(schema.embedTokens.token_hash, await sha256Hex(creds.embedToken)))
+      .get()
+      .then((r) => r?.channel);
+  }
+  if (!channel) throw new ApiError("unauthorized", "unknown or revoked public key / embed token");
+  checkOrigin(channel, origin);
+  return channel;
+}
+
+/**
+ * Browsers always send Origin on cross-origin requests and WebSocket handshakes; a listed
+ * channel answers only exact scheme://host:port matches. Requests without Origin come from
+ * servers and devices, which an origin list cannot restrict.
+ */
+export function checkOrigin(channel: Channel, origin: string | undefined): void {
+  const allowed = JSON.parse(channel.allowed_origins) as string[];
+  if (allowed.length === 0 || origin === undefined) return;
+  if (!allowed.includes(origin)) throw new ApiError("origin_not_allowed", `origin ${origin} is not allowed for this channel`);
+}
+
+/**
+ * Opens (or finds) the visitor's conversation on a channel. With identity verification required,
+ * the external id must come with HMAC-SHA256(external_id, channel secret); without it, a visitor
+ * that names no id gets an unguessable one (anyone who knows or guesses a named id can read that
+ * thread: see docs/identity.md).
+ */
+export async function openForVisitor(env: Env, channel: Channel, who: VisitorIdentity): Promise<ConversationRef> {
+  const verified = await verifyIdentity(channel, who);
+  const external_id = who.external_id ?? `v_${randomToken(18)}`;
+  const db = database(env.DB);
+  const now = new Date().toISOString();
+  await db
+    .insert(schema.endUsers)
+    .values({
+      id: crypto.randomUUID(),
+      org_id: channel.org_id,
+      channel_id: channel.id,
+      external_id,
+      display_name: who.display_name ?? null,
+      email: who.email ?? null,
+      phone: who.phone ?? null,
+      verified,
+    })
+    .onConflictDoNothing();
+  const endUser = (await db
+    .select()
+    .from(schema.endUsers)
+    .where(and(eq(schema.endUsers.channel_id, channel.id), eq(schema.endUsers.external_id, external_id)))
+    .get())!;
+  if (who.display_name && who.display_name !== endUser.display_name && (verified || !endUser.verified)) {
+    await db.update(schema.endUsers).set({ display_name: who.display_name }).where(eq(schema.endUsers.id, endUser.id));
+    endUser.display_name = who.display_name;
+  }
+  await db
+    .insert(schema.conversations)
+    .values({ id: crypto.randomUUID(), org_id: channel.org_id, channel_id: channel.id, end_user_id: endUser.id, updated_at: now })
+    .onConflictDoNothing();
+  const conv = (await db
+    .select()
+    .from(schema.conversations)
+    .where(and(eq(schema.conversations.channel_id, channel.id), eq(schema.conversations.end_user_id, endUser.id)))
+    .get())!;
+  return toRef(conv, endUser);
+}
+
+async function verifyIdentity(channel: Channel, who: VisitorIdentity): Promise<boolean> {
+  const hash = who.identity_hash;
+  const valid =
+    who.external_id !== undefined && hash !== undefined && channel.identity_secret !== null &&
+    safeEqual(hash.toLowerCase(), await hmacSha256Hex(channel.identity_secret, who.external_id));
+  if (channel.require_identity && !valid) {
+    throw new ApiError("identity_required", "this channel requires external_id with a valid identity_hash (HMAC-SHA256 of the id)");
+  }
+  return valid;
+}
+
+/** A conversation of the agent's organisation, or 404. */
+export async function conversationForAgent(env: Env, orgId: string, conversationId: string): Promise<ConversationRef> {
+  const row = await database(env.DB)
+    .select({ conv: schema.conversations, user: schema.endUsers })
+    .from(schema.conversations)
+    .innerJoin(schema.endUsers, eq(schema.endUsers.id, schema.conversations.end_user_id))
+    .where(and(eq(schema.conversations.id, conversationId), eq(schema.conversations.org_id, orgId)))
+    .get();
+  if (!row) throw new ApiError("not_found", "conversation not found");
+  return toRef(row.conv, row.user);
+}
+
+/** A conversation whose end user has this external id (seed 001's widget rule), or 404. */
+export async function conversationForEndUser(env: Env, conversationId: string, externalId: string, identityHash?: string): Promise<ConversationRef> {
+  const row = await database(env.DB)
+    .select({ conv: schema.conversations, user: schema.endUsers, channel: schema.channels })
+    .from(schema.conversations)
+    .innerJoin(schema.endUsers, eq(schema.endUsers.id, schema.conversations.end_user_id))
+    .innerJoin(schema.channels, eq(schema.channels.id, schema.conversations.channel_id))
+    .where(and(eq(schema.conversations.id, conversationId), eq(schema.endUsers.external_id, externalId)))
+    .get();
+  if (!row) throw new ApiError("not_found", "conversation not found");
+  if (row.channel.require_identity) {
+    const ok = identityHash !== undefined && safeEqual(identityHash.toLowerCase(), await hmacSha256Hex(row.channel.identity_secret!, externalId));
+    if (!ok) throw new ApiError("not_found", "conversation not found");
+  }
+  return toRef(row.conv, row.user);
+}
+
+function toRef(conv: typeof schema.conversations.$inferSelect, user: typeof schema.endUsers.$inferSelect): ConversationRef {
+  return {
+    id: conv.id,
+    org_id: conv.org_id,
+    channel_id: conv.channel_id,
+    end_user: { id: user.id, external_id: user.external_id, display_name: user.display_name },
+  };
+}
+
+export const roomFor = (env: Env, ref: ConversationRef) => env.CONVERSATION.getByName(ref.id);

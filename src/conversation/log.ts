@@ -1,0 +1,127 @@
+/**
+ * The ordered message log of one conversation, in its Durable Object's SQLite storage.
+ * `seq` is the per-conversation, gapless order; `created_ms` is kept strictly increasing too, so
+ * that seed 000's `lastTimestamp` polling is a lossless cursor over the same order.
+ * All calls are synchronous: a caller that appends and then answers without awaiting anything
+ * in between gets atomicity from the object's implicit transaction and durability-before-reply
+ * from its output gate.
+ */
+import type { DeliveryStatus, Message, MessageDraft, Principal, RichMedia, SenderType } from "../core/message";
+
+type Row = {
+  seq: number;
+  id: string;
+  session_id: string;
+  sender_type: string;
+  sender_id: string;
+  sender_name: string | null;
+  content_type: string;
+  content: string;
+  rich_media: string | null;
+  client_msg_id: string | null;
+  fingerprint: string | null;
+  created_ms: number;
+  status: string;
+};
+
+export class MessageLog {
+  constructor(
+    private readonly sql: SqlStorage,
+    private readonly conversationId: () => string,
+  ) {
+    sql.exec(`CREATE TABLE IF NOT EXISTS messages (
+      seq INTEGER PRIMARY KEY,
+      id TEXT NOT NULL UNIQUE,
+      session_id TEXT NOT NULL,
+      sender_type TEXT NOT NULL,
+      sender_id TEXT NOT NULL,
+      sender_name TEXT,
+      content_type TEXT NOT NULL,
+      content TEXT NOT NULL,
+      rich_media TEXT,
+      client_msg_id TEXT UNIQUE,
+      fingerprint TEXT,
+      created_ms INTEGER NOT NULL,
+      status TEXT NOT NULL
+    )`);
+  }
+
+  head(): number {
+    return this.sql.exec<{ s: number | null }>("SELECT MAX(seq) AS s FROM messages").one().s ?? 0;
+  }
+
+  byClientId(clientMsgId: string): { message: Message; fingerprint: string | null } | null {
+    const row = this.sql.exec<Row>("SELECT * FROM messages WHERE client_msg_id = ?", clientMsgId).toArray()[0];
+    return row ? { message: this.toMessage(row), fingerprint: row.fingerprint } : null;
+  }
+
+  append(draft: MessageDraft, sender: Principal, sessionId: string, fingerprint: string | null, nowMs: number): Message {
+    const last = this.sql.exec<{ seq: number | null; ms: number | null }>("SELECT MAX(seq) AS seq, MAX(created_ms) AS ms FROM messages").one();
+    const row: Row = {
+      seq: (last.seq ?? 0) + 1,
+      id: crypto.randomUUID(),
+      session_id: sessionId,
+      sender_type: sender.type,
+      sender_id: sender.id,
+      sender_name: sender.name,
+      content_type: draft.content_type,
+      content: draft.content,
+      rich_media: draft.rich_media === null ? null : JSON.stringify(draft.rich_media),
+      client_msg_id: draft.client_msg_id ?? null,
+      fingerprint,
+      created_ms: Math.max(nowMs, (last.ms ?? 0) + 1),
+      status: "SENT",
+    };
+    this.sql.exec(
+      `INSERT INTO messages (seq, id, session_id, sender_type, sender_id, sender_name, content_type, content, rich_media, client_msg_id, fingerprint, created_ms, status)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      row.seq, row.id, row.session_id, row.sender_type, row.sender_id, row.sender_name, row.content_type, row.content,
+      row.rich_media, row.client_msg_id, row.fingerprint, row.created_ms, row.status,
+    );
+    return this.toMessage(row);
+  }
+
+  /** Messages with seq > `after`, oldest first. */
+  after(after: number, limit: number): Message[] {
+    return this.rows("SELECT * FROM messages WHERE seq > ? ORDER BY seq LIMIT ?", after, limit);
+  }
+
+  /** Messages created strictly after `ms`, oldest first (seed 000's lastTimestamp cursor). */
+  afterTime(ms: number, limit: number): Message[] {
+    return this.rows("SELECT * FROM messages WHERE created_ms > ? ORDER BY seq LIMIT ?", ms, limit);
+  }
+
+  /** A page counted back from the newest message (offset 0 = the latest `limit`), oldest first. */
+  latest(limit: number, offset = 0): Message[] {
+    return this.rows("SELECT * FROM (SELECT * FROM messages ORDER BY seq DESC LIMIT ? OFFSET ?) ORDER BY seq", limit, offset);
+  }
+
+  /** Marks the other side's messages up to `seq` as READ; returns how many changed. */
+  markRead(upToSeq: number, readerSide: "end_user" | "staff"): number {
+    const cond = readerSide === "end_user" ? "sender_type != 'end_user'" : "sender_type = 'end_user'";
+    return this.sql.exec(`UPDATE messages SET status = 'READ' WHERE seq <= ? AND status != 'READ' AND ${cond}`, upToSeq).rowsWritten;
+  }
+
+  private rows(query: string, ...params: (string | number)[]): Message[] {
+    return this.sql.exec<Row>(query, ...params).toArray().map((r) => this.toMessage(r));
+  }
+
+  private toMessage(r: Row): Message {
+    return {
+      id: r.id,
+      conversation_id: this.conversationId(),
+      session_id: r.session_id,
+      seq: r.seq,
+      sender_type: r.sender_type as SenderType,
+      sender_id: r.sender_id,
+      sender_name: r.sender_name,
+      content_type: r.content_type as Message["content_type"],
+      content: r.content,
+      rich_media: r.rich_media === null ? null : (JSON.parse(r.rich_media) as RichMedia),
+      client_msg_id: r.client_msg_id,
+      status: r.status as DeliveryStatus,
+      created_at: new Date(r.created_ms).toISOString(),
+    };
+  }
+}
+

@@ -1,0 +1,45 @@
+/**
+ * Parley's native WebSocket protocol (docs/protocol.md): JSON text frames, one `type` each.
+ * Incoming frames are parsed here and nowhere else; anything unknown is refused, not guessed.
+ */
+import { z } from "zod";
+import type { ErrorCode } from "../core/errors";
+import type { Message, SenderType } from "../core/message";
+import type { Session } from "./sessions";
+
+/** Largest frame a client may send (bytes); larger frames close the socket with 1009. */
+export const MAX_FRAME_BYTES = 64 * 1024;
+/** Messages replayed on resume at most; beyond that the client resynchronises over REST. */
+export const MAX_REPLAY = 300;
+/** Client pings answered by the platform without waking the object (exact string match). */
+export const PING_FRAME = '{"type":"ping"}';
+export const PONG_FRAME = '{"type":"pong"}';
+
+export const ClientFrame = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("send") }).passthrough(),
+  z.object({ type: z.literal("typing"), typing: z.boolean() }),
+  z.object({ type: z.literal("read"), seq: z.number().int().nonnegative() }),
+  z.object({ type: z.literal("ping") }),
+]);
+export type ClientFrame = z.infer<typeof ClientFrame>;
+
+export type ServerFrame =
+  | {
+      type: "ready";
+      conversation_id: string;
+      epoch: string;
+      head_seq: number;
+      recovered: boolean;
+      resync_required: boolean;
+      messages: Message[];
+      session: Session | null;
+      account_status: "online" | "offline";
+    }
+  | { type: "message"; message: Message }
+  | { type: "ack"; client_msg_id: string | null; id: string; seq: number; duplicate: boolean }
+  | { type: "typing"; sender_type: SenderType; sender_id: string; sender_name: string | null; typing: boolean }
+  | { type: "read"; reader_type: SenderType; reader_id: string; seq: number }
+  | { type: "session"; session: Session }
+  | { type: "presence"; account_status: "online" | "offline" }
+  | { type: "pong" }
+  | { type: "error"; code: ErrorCode; message: string; retryable: boolean; client_msg_id?: string };

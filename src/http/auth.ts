@@ -1,0 +1,117 @@
+/**
+ * Agent authentication for REST and sockets.
+ *
+ * - Browser sessions: an HttpOnly `session` cookie (SameSite=Lax; Secure on https). Only its
+ *   SHA-256 is stored. Every state-changing cookie call needs `X-CSRFToken`, an HMAC of the
+ *   session bound to the server secret, compared in constant time; a cross-site Origin or
+ *   `Sec-Fetch-Site: cross-site` is refused as well. (Hono's stock csrf() lets JSON through.)
+ * - Servers and bots: `Authorization: Bearer sk_...` (a secret API key, stored hashed), acting
+ *   as the agent who created it. Refused when a browser sends it (Sec-Fetch-Site present).
+ */
+import { and, eq, gt, isNull } from "drizzle-orm";
+import type { Context, MiddlewareHandler } from "hono";
+import { deleteCookie, getCookie, setCookie } from "hono/cookie";
+import { hmacSha256Hex, randomToken, safeEqual, sha256Hex } from "../core/crypto";
+import { ApiError } from "../core/errors";
+import type { Principal } from "../core/message";
+import { database, schema } from "../db/client";
+import type { AppEnv } from "./app";
+
+export const SESSION_COOKIE = "session";
+export const SESSION_TTL_MS = 7 * 24 * 3600 * 1000;
+
+export type Role = "owner" | "admin" | "agent";
+
+export interface Agent {
+  user_id: string;
+  org_id: string;
+  name: string;
+  email: string;
+  role: Role;
+  via: "cookie" | "key";
+  /** The cookie's session token (cookie auth only), for CSRF tokens. */
+  session_token: string | null;
+}
+
+export const agentPrincipal = (a: Agent): Principal => ({ type: "agent", id: a.user_id, name: a.name });
+
+export async function startSession(c: Context<AppEnv>, userId: string, orgId: string): Promise<string> {
+  const token = randomToken(32);
+  await database(c.env.DB)
+    .insert(schema.authSessions)
+    .values({ id_hash: await sha256Hex(token), user_id: userId, org_id: orgId, expires_at: new Date(Date.now() + SESSION_TTL_MS).toISOString() });
+  setCookie(c, SESSION_COOKIE, token, {
+    httpOnly: true,
+    sameSite: "Lax",
+    secure: new URL(c.req.url).protocol === "https:",
+    path: "/",
+    maxAge: SESSION_TTL_MS / 1000,
+  });
+  return csrfToken(c.env, token);
+}
+
+export async function endSession(c: Context<AppEnv>): Promise<void> {
+  const token = getCookie(c, SESSION_COOKIE);
+  if (token) await database(c.env.DB).delete(schema.authSessions).where(eq(schema.authSessions.id_hash, await sha256Hex(token)));
+  deleteCookie(c, SESSION_COOKIE, { path: "/" });
+}
+
+export const csrfToken = (env: Env, sessionToken: string) => hmacSha256Hex(env.SESSION_SECRET, `csrf:${sessionToken}`);
+
+/** Resolves the calling agent, or null. Does not check CSRF (see requireAgent). */
+export async function authenticateAgent(c: Context<AppEnv>): Promise<Agent | null> {
+  const db = database(c.env.DB);
+  const bearer = c.req.header("authorization")?.match(/^Bearer\s+(sk_[\w-]+)$/)?.[1];
+  if (bearer) {
+    if (c.req.header("sec-fetch-site")) throw new ApiError("forbidden", "secret keys are for servers; browsers use a session or a public key");
+    const row = await db
+      .select({ user: schema.users })
+      .from(schema.apiKeys)
+      .innerJoin(schema.users, eq(schema.users.id, schema.apiKeys.created_by))
+      .where(and(eq(schema.apiKeys.key_hash, await sha256Hex(bearer)), eq(schema.apiKeys.kind, "secret"), isNull(schema.apiKeys.revoked_at)))
+      .get();
+    if (!row || row.user.disabled) return null;
+    return toAgent(row.user, "key", null);
+  }
+  const token = getCookie(c, SESSION_COOKIE);
+  if (!token) return null;
+  const row = await db
+    .select({ user: schema.users })
+    .from(schema.authSessions)
+    .innerJoin(schema.users, eq(schema.users.id, schema.authSessions.user_id))
+    .where(and(eq(schema.authSessions.id_hash, await sha256Hex(token)), gt(schema.authSessions.expires_at, new Date().toISOString())))
+    .get();
+  if (!row || row.user.disabled) return null;
+  return toAgent(row.user, "cookie", token);
+}
+
+function toAgent(u: typeof schema.users.$inferSelect, via: Agent["via"], token: string | null): Agent {
+  return { user_id: u.id, org_id: u.org_id, name: u.name, email: u.email, role: u.role, via, session_token: token };
+}
+
+const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+
+/** Requires an agent; for cookie sessions, state changes also need a valid CSRF token and same-origin. */
+export function requireAgent(...roles: Role[]): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const agent = await authenticateAgent(c);
+    if (!agent) throw new ApiError("unauthorized", "log in, or send Authorization: Bearer sk_...");
+    if (agent.via === "cookie" && !SAFE_METHODS.has(c.req.method)) await checkCsrf(c, agent.session_token!);
+    if (roles.length > 0 && !roles.includes(agent.role)) throw new ApiError("forbidden", `needs role ${roles.join(" or ")}`);
+    c.set("agent", agent);
+    await next();
+  };
+}
+
+async function checkCsrf(c: Context<AppEnv>, sessionToken: string) {
+  if (!isSameOrigin(c)) throw new ApiError("csrf_failed", "cross-site request refused");
+  const sent = c.req.header("x-csrftoken") ?? "";
+  if (!safeEqual(sent, await csrfToken(c.env, sessionToken))) throw new ApiError("csrf_failed", "missing or invalid X-CSRFToken");
+}
+
+/** A request the browser marks cross-site, or whose Origin is not ours, is not same-origin. */
+export function isSameOrigin(c: Context): boolean {
+  if (c.req.header("sec-fetch-site") === "cross-site") return false;
+  const origin = c.req.header("origin");
+  return origin === undefined || origin === new URL(c.req.url).origin;
+}

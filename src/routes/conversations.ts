@@ -1,0 +1,135 @@
+/**
+ * `/api/conversations`: the agent API in seed 001's shapes (bare JSON arrays for lists).
+ * Lists come from D1 (org-wide queries); one conversation's state and messages come from its
+ * object, the authority, so an agent always reads their own writes.
+ */
+import { and, desc, eq, gt, isNull, sql } from "drizzle-orm";
+import { z } from "zod";
+import type { ConversationRef } from "../core/conversation-ref";
+import { unwrap } from "../core/errors";
+import type { Message } from "../core/message";
+import { MessageInput, safeText } from "../core/message";
+import { conversationForAgent, roomFor } from "../conversation/directory";
+import type { Session } from "../conversation/sessions";
+import { database, schema } from "../db/client";
+import { router } from "../http/app";
+import { agentPrincipal, requireAgent } from "../http/auth";
+import { parse, readJson } from "../http/body";
+
+const Tags = z.array(safeText(100).pipe(z.string().trim().min(1))).max(50);
+const ListQuery = z.object({
+  filter: z.enum(["unassigned", "mine", "all"]).default("unassigned"),
+  limit: z.coerce.number().int().min(1).max(100).default(50),
+  offset: z.coerce.number().int().min(0).max(100_000).default(0),
+});
+const PageQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(100).default(50),
+  offset: z.coerce.number().int().min(0).max(1_000_000).default(0),
+});
+const SendBody = z.looseObject({ sender_type: z.enum(["agent", "bot"]).default("agent") });
+
+export const conversations = router()
+  .use(requireAgent())
+  .get("/", async (c) => {
+    const q = parse(ListQuery, c.req.query());
+    const agent = c.get("agent");
+    const s = schema.conversationSessions;
+    const openSession = and(eq(s.conversation_id, schema.conversations.id), eq(s.status, "open"));
+    const filter =
+      q.filter === "unassigned"
+        ? and(eq(s.status, "open"), isNull(s.assigned_agent_id))
+        : q.filter === "mine"
+          ? and(eq(s.status, "open"), eq(s.assigned_agent_id, agent.user_id))
+          : gt(schema.conversations.last_seq, 0);
+    const rows = await database(c.env.DB)
+      .select({ conv: schema.conversations, user: schema.endUsers, session: s })
+      .from(schema.conversations)
+      .innerJoin(schema.endUsers, eq(schema.endUsers.id, schema.conversations.end_user_id))
+      .leftJoin(s, openSession)
+      .where(and(eq(schema.conversations.org_id, agent.org_id), filter))
+      .orderBy(desc(schema.conversations.updated_at), sql`${schema.conversations.id}`)
+      .limit(q.limit)
+      .offset(q.offset)
+      .all();
+    return c.json(
+      rows.map((r) =>
+        conversationView(
+          { id: r.conv.id, channel_id: r.conv.channel_id, end_user: { id: r.user.id, external_id: r.user.external_id, display_name: r.user.display_name } },
+          r.session && { ...r.session, tags: JSON.parse(r.session.tags) as string[] },
+          r.conv,
+        ),
+      ),
+    );
+  })
+  .get("/:id", async (c) => {
+    const ref = await conversationForAgent(c.env, c.get("agent").org_id, c.req.param("id"));
+    const { session } = unwrap(await roomFor(c.env, ref).summary(ref));
+    const row = await database(c.env.DB).select().from(schema.conversations).where(eq(schema.conversations.id, ref.id)).get();
+    return c.json(conversationView(ref, session?.status === "open" ? session : null, row!));
+  })
+  .get("/:id/messages", async (c) => {
+    const q = parse(PageQuery, c.req.query());
+    const ref = await conversationForAgent(c.env, c.get("agent").org_id, c.req.param("id"));
+    const { messages } = unwrap(await roomFor(c.env, ref).history(ref, q));
+    return c.json(messages.map(messageView));
+  })
+  .post("/:id/messages", async (c) => {
+    const body = await readJson(c, SendBody);
+    const agent = c.get("agent");
+    const ref = await conversationForAgent(c.env, agent.org_id, c.req.param("id"));
+    const { sender_type, ...input } = body;
+    const draft = parse(MessageInput, input);
+    const sender = { ...agentPrincipal(agent), type: sender_type };
+    const { message, duplicate } = unwrap(await roomFor(c.env, ref).send(ref, sender, draft));
+    return c.json({ ...messageView(message), duplicate }, duplicate ? 200 : 201);
+  })
+  .post("/:id/assign", async (c) => {
+    const agent = c.get("agent");
+    const ref = await conversationForAgent(c.env, agent.org_id, c.req.param("id"));
+    const { session } = unwrap(await roomFor(c.env, ref).assign(ref, agentPrincipal(agent)));
+    return c.json({ id: ref.id, session_id: session.id, assigned_agent_id: session.assigned_agent_id, assigned_at: session.assigned_at });
+  })
+  .post("/:id/resolve", async (c) => {
+    const body = c.req.header("content-length") === "0" || !c.req.header("content-type") ? {} : await readJson(c, z.object({ tags: Tags.optional() }));
+    const ref = await conversationForAgent(c.env, c.get("agent").org_id, c.req.param("id"));
+    const { session } = unwrap(await roomFor(c.env, ref).resolve(ref, body.tags));
+    return c.json({ id: ref.id, session_id: session.id, status: session.status, tags: session.tags, resolved_at: session.resolved_at });
+  })
+  .post("/:id/tags", async (c) => {
+    const body = await readJson(c, z.object({ tags: Tags }));
+    const ref = await conversationForAgent(c.env, c.get("agent").org_id, c.req.param("id"));
+    const { session } = unwrap(await roomFor(c.env, ref).setTags(ref, body.tags));
+    return c.json({ id: ref.id, session_id: session.id, tags: session.tags });
+  });
+
+function conversationView(
+  ref: Pick<ConversationRef, "id" | "channel_id" | "end_user">,
+  session: Pick<Session, "id" | "status" | "assigned_agent_id" | "tags"> | null,
+  row: { created_at: string; updated_at: string },
+) {
+  return {
+    id: ref.id,
+    end_user: { id: ref.end_user.id, display_name: ref.end_user.display_name, external_id: ref.end_user.external_id },
+    channel_id: ref.channel_id,
+    active_session: session && { id: session.id, status: session.status, assigned_agent_id: session.assigned_agent_id, tags: session.tags },
+    created_at: row.created_at,
+    updated_at: row.updated_at,
+  };
+}
+
+/** Seed 001's message shape, plus Parley's seq, status, sender_name and client_msg_id. */
+export const messageView = (m: Message) => ({
+  id: m.id,
+  conversation_id: m.conversation_id,
+  session_id: m.session_id,
+  seq: m.seq,
+  sender_type: m.sender_type,
+  sender_id: m.sender_id,
+  sender_name: m.sender_name,
+  content_type: m.content_type,
+  content: m.content,
+  rich_media: m.rich_media,
+  client_msg_id: m.client_msg_id,
+  status: m.status,
+  created_at: m.created_at,
+});

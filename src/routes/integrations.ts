@@ -1,0 +1,85 @@
+/** `/api/integrations`: channels (webchat with embed tokens and allowed origins, mobile). Owners and admins. */
+import { and, eq } from "drizzle-orm";
+import { z } from "zod";
+import { randomToken, sha256Hex } from "../core/crypto";
+import { safeText } from "../core/message";
+import { database, schema } from "../db/client";
+import { router } from "../http/app";
+import { requireAgent } from "../http/auth";
+import { readJson } from "../http/body";
+
+type ChannelKind = (typeof schema.channels.$inferInsert)["kind"];
+
+/** An exact origin: scheme://host[:port], nothing else (no paths, wildcards or trailing slash). */
+const origin = z
+  .string()
+  .max(300)
+  .refine((o) => URL.canParse(o) && new URL(o).origin === o && /^https?:$/.test(new URL(o).protocol), { message: "must be an exact origin like https://shop.example" });
+
+const Webchat = z.object({
+  name: safeText(200).pipe(z.string().trim().min(1)),
+  allowed_origins: z.array(origin).max(50).default([]),
+  title: safeText(200).optional(),
+  require_identity: z.boolean().default(false),
+});
+const Mobile = z.object({ name: safeText(200).pipe(z.string().trim().min(1)), require_identity: z.boolean().default(false) });
+
+export async function createChannel(
+  orgId: string,
+  opts: { kind: ChannelKind; name: string; is_default?: boolean; allowed_origins?: string[]; title?: string; require_identity?: boolean },
+) {
+  return {
+    id: crypto.randomUUID(),
+    org_id: orgId,
+    kind: opts.kind,
+    name: opts.name,
+    is_default: opts.is_default ?? false,
+    allowed_origins: JSON.stringify(opts.allowed_origins ?? []),
+    title: opts.title ?? null,
+    identity_secret: randomToken(32),
+    require_identity: opts.require_identity ?? false,
+  };
+}
+
+export const integrations = router()
+  .use(requireAgent("owner", "admin"))
+  .post("/webchat", async (c) => {
+    const body = await readJson(c, Webchat);
+    const org = c.get("agent").org_id;
+    const channel = await createChannel(org, { kind: "webchat", ...body });
+    const token = `ew_${randomToken(24)}`;
+    const embed = { id: crypto.randomUUID(), org_id: org, channel_id: channel.id, token_hash: await sha256Hex(token) };
+    const db = database(c.env.DB);
+    await db.batch([db.insert(schema.channels).values(channel), db.insert(schema.embedTokens).values(embed)]);
+    return c.json({ id: embed.id, channel_id: channel.id, token, identity_secret: channel.identity_secret }, 201);
+  })
+  .post("/mobile", async (c) => {
+    const body = await readJson(c, Mobile);
+    const channel = await createChannel(c.get("agent").org_id, { kind: "mobile_sdk", ...body });
+    await database(c.env.DB).insert(schema.channels).values(channel);
+    return c.json({ id: channel.id, channel_id: channel.id, identity_secret: channel.identity_secret }, 201);
+  })
+  .get("/", async (c) => {
+    const rows = await database(c.env.DB).select().from(schema.channels).where(eq(schema.channels.org_id, c.get("agent").org_id)).all();
+    return c.json(
+      rows.map((r) => ({
+        id: r.id,
+        kind: r.kind,
+        name: r.name,
+        is_default: r.is_default,
+        allowed_origins: JSON.parse(r.allowed_origins) as string[],
+        title: r.title,
+        require_identity: r.require_identity,
+        created_at: r.created_at,
+      })),
+    );
+  })
+  .get("/:id/identity-secret", async (c) => {
+    const row = await database(c.env.DB)
+      .select({ secret: schema.channels.identity_secret })
+      .from(schema.channels)
+      .where(and(eq(schema.channels.id, c.req.param("id")), eq(schema.channels.org_id, c.get("agent").org_id)))
+      .get();
+    if (!row) return c.json({ error: { code: "not_found", message: "channel not found", retryable: false } }, 404);
+    return c.json({ identity_secret: row.secret });
+  });

@@ -1,0 +1,54 @@
+/**
+ * `/chat-widget`: the webchat's public API (seed 001). No session: an embed token (or public key)
+ * opens the visitor's conversation, and the visitor's external id authorises its history.
+ */
+import { z } from "zod";
+import { unwrap } from "../core/errors";
+import { safeText } from "../core/message";
+import { channelForVisitor, conversationForEndUser, openForVisitor, roomFor } from "../conversation/directory";
+import { router } from "../http/app";
+import { parse, readJson } from "../http/body";
+import { messageView } from "./conversations";
+
+export const visitorName = safeText(200).pipe(z.string().trim().min(1));
+
+const OpenSession = z.object({
+  embed_token: z.string().max(200).optional(),
+  key: z.string().max(200).optional(),
+  session_id: z.string().min(1).max(200).optional(),
+  identity_hash: z.string().max(200).optional(),
+  customer_name: visitorName.optional(),
+  email: z.email().max(254).optional(),
+});
+
+export const widget = router()
+  .post("/session", async (c) => {
+    const body = await readJson(c, OpenSession);
+    const channel = await channelForVisitor(c.env, { embedToken: body.embed_token, publicKey: body.key }, c.req.header("origin"));
+    const ref = await openForVisitor(c.env, channel, {
+      external_id: body.session_id,
+      identity_hash: body.identity_hash,
+      display_name: body.customer_name,
+      email: body.email,
+    });
+    const summary = unwrap(await roomFor(c.env, ref).summary(ref));
+    return c.json({
+      conversation_id: ref.id,
+      external_id: ref.end_user.external_id,
+      end_user: ref.end_user,
+      channel: { id: channel.id, title: channel.title ?? "Chat with us" },
+      head_seq: summary.head_seq,
+      epoch: summary.epoch,
+      session: summary.session,
+    });
+  })
+  .get("/history/:conversation_id", async (c) => {
+    const q = parse(z.object({ external_id: z.string().min(1).max(200), identity_hash: z.string().max(200).optional() }), c.req.query());
+    const ref = await conversationForEndUser(c.env, c.req.param("conversation_id"), q.external_id, q.identity_hash);
+    const { messages } = unwrap(await roomFor(c.env, ref).history(ref, { limit: 100 }));
+    // Seed 001's widget shape omits session_id and read_by.
+    return c.json(messages.map((m) => {
+      const { session_id: _omitted, ...view } = messageView(m);
+      return view;
+    }));
+  });

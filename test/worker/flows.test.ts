@@ -1,0 +1,169 @@
+import { describe, expect, it } from "vitest";
+import { call, dostiVisitor, eventually, newOrg, openSocket } from "./helpers";
+
+describe("seed 000 visitor (REST send/poll) and seed 001 agent (REST)", () => {
+  it("visitor sends, agent lists/claims/replies, visitor polls, resolve, new session on next message", async () => {
+    const o = await newOrg();
+    const v = dostiVisitor(o.pk, "android_user_789", "John Doe");
+    const sent = await v.send("Hello from my custom chat interface!");
+    expect(sent.status).toBe(200);
+    expect(sent.body).toMatchObject({ success: true, message: { sender: "visitor", senderName: "You", message: "Hello from my custom chat interface!" } });
+
+    const list = await eventually(async () => {
+      const r = await o.agent.call("/api/conversations/?filter=unassigned");
+      return r.body.length === 1 && r.body;
+    }, "conversation appears in the unassigned inbox");
+    const conv = list[0];
+    expect(conv.end_user).toMatchObject({ external_id: "android_user_789", display_name: "John Doe" });
+    expect(conv.active_session).toMatchObject({ status: "open", assigned_agent_id: null, tags: [] });
+
+    const assigned = await o.agent.call(`/api/conversations/${conv.id}/assign`, { method: "POST" });
+    expect(assigned.status).toBe(200);
+    expect(assigned.body.assigned_agent_id).toBe(o.user.id);
+
+    const reply = await o.agent.call(`/api/conversations/${conv.id}/messages`, { body: { content: "Hi John! How can I help you today?" } });
+    expect(reply.status).toBe(201);
+    expect(reply.body).toMatchObject({ sender_type: "agent", sender_id: o.user.id, seq: 2 });
+
+    const polled = await v.poll(0);
+    expect(polled.body.success).toBe(true);
+    expect(polled.body.messages.map((m: any) => [m.sender, m.message])).toEqual([
+      ["visitor", "Hello from my custom chat interface!"],
+      ["agent", "Hi John! How can I help you today?"],
+    ]);
+    const after = await v.poll(polled.body.messages[0].timestamp);
+    expect(after.body.messages.map((m: any) => m.message)).toEqual(["Hi John! How can I help you today?"]);
+
+    const history = await o.agent.call(`/api/conversations/${conv.id}/messages?limit=50&offset=0`);
+    expect(history.body.map((m: any) => m.seq)).toEqual([1, 2]);
+
+    const resolved = await o.agent.call(`/api/conversations/${conv.id}/resolve`, { body: { tags: ["billing"] } });
+    expect(resolved.body).toMatchObject({ id: conv.id, status: "resolved", tags: ["billing"] });
+    const again = await o.agent.call(`/api/conversations/${conv.id}/resolve`, { body: {} });
+    expect(again.status).toBe(409);
+    expect(again.body.error.code).toBe("already_resolved");
+
+    await v.send("One more thing");
+    const reopened = await o.agent.call(`/api/conversations/${conv.id}`);
+    expect(reopened.body.active_session.status).toBe("open");
+    expect(reopened.body.active_session.id).not.toBe(resolved.body.session_id);
+  });
+
+  it("long-poll with wait returns as soon as a message arrives", async () => {
+    const o = await newOrg();
+    const v = dostiVisitor(o.pk, "iot-device-1");
+    const first = await v.send("boot");
+    const since = first.body.message.timestamp;
+    const waiting = v.poll(since, 10);
+    const conv = (await eventually(async () => (await o.agent.call("/api/conversations/?filter=all")).body[0], "listed")) as any;
+    const started = Date.now();
+    await o.agent.call(`/api/conversations/${conv.id}/messages`, { body: { content: "ping" } });
+    const polled = await waiting;
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(polled.body.messages.map((m: any) => m.message)).toEqual(["ping"]);
+  });
+});
+
+describe("native WebSocket protocol", () => {
+  it("visitor and agent exchange messages; ack after durable; resume delivers exactly what was missed", async () => {
+    const o = await newOrg();
+    const visitor = await openSocket(`/ws/visitor?key=${o.pk}&external_id=web-1&name=Ann`);
+    const ready = await visitor.next((f) => f.type === "ready");
+    expect(ready).toMatchObject({ head_seq: 0, recovered: false, messages: [] });
+    visitor.send({ type: "send", content: "hello", client_msg_id: "c1" });
+    const ack = await visitor.next((f) => f.type === "ack");
+    expect(ack).toMatchObject({ client_msg_id: "c1", seq: 1, duplicate: false });
+
+    const agent = await openSocket(`/ws/conversations/${ready.conversation_id}`, { cookie: o.cookie });
+    await agent.next((f) => f.type === "ready" && f.head_seq === 1);
+    agent.send({ type: "typing", typing: true });
+    expect(await visitor.next((f) => f.type === "typing")).toMatchObject({ sender_type: "agent", typing: true });
+    agent.send({ type: "send", content: "hi Ann" });
+    expect((await visitor.next((f) => f.type === "message" && f.message.seq === 2)).message.content).toBe("hi Ann");
+    visitor.close();
+
+    for (const text of ["m3", "m4", "m5"]) agent.send({ type: "send", content: text });
+    await agent.next((f) => f.type === "message" && f.message.seq === 5);
+
+    const back = await openSocket(`/ws/visitor?key=${o.pk}&external_id=web-1&since=2&epoch=${ready.epoch}`);
+    const resumed = await back.next((f) => f.type === "ready");
+    expect(resumed.recovered).toBe(true);
+    expect(resumed.messages.map((m: any) => m.seq)).toEqual([3, 4, 5]);
+
+    const stale = await openSocket(`/ws/visitor?key=${o.pk}&external_id=web-1&since=2&epoch=nope`);
+    expect(await stale.next((f) => f.type === "ready")).toMatchObject({ recovered: false, resync_required: true, messages: [] });
+
+    const beyond = await openSocket(`/ws/visitor?key=${o.pk}&external_id=web-1&since=99`);
+    expect(await beyond.next((f) => f.type === "error")).toMatchObject({ code: "invalid_seq" });
+    expect((await beyond.waitClosed()).code).toBe(4400);
+  });
+
+  it("a retried client_msg_id returns the original message, and a different body under it is refused", async () => {
+    const o = await newOrg();
+    const v = dostiVisitor(o.pk, "retry-1");
+    const a = await v.send("once", { clientMessageId: "m-1" });
+    const b = await v.send("once", { clientMessageId: "m-1" });
+    expect(b.body.message.id).toBe(a.body.message.id);
+    const c = await v.send("different", { clientMessageId: "m-1" });
+    expect(c.status).toBe(409);
+    expect(c.body).toMatchObject({ success: false, error: { code: "idempotency_conflict" } });
+    expect((await v.poll(0)).body.messages).toHaveLength(1);
+  });
+
+  it("refuses unknown frames with an error and keeps the socket", async () => {
+    const o = await newOrg();
+    const s = await openSocket(`/ws/visitor?key=${o.pk}&external_id=f-1`);
+    await s.next((f) => f.type === "ready");
+    s.send({ type: "nope" });
+    expect(await s.next((f) => f.type === "error")).toMatchObject({ code: "unknown_event" });
+    s.send("{not json");
+    await s.next((f) => f.type === "error" && f.code === "invalid_json");
+    s.send({ type: "send", content: "still here" });
+    expect(await s.next((f) => f.type === "ack")).toMatchObject({ seq: 1 });
+  });
+});
+
+describe("security", () => {
+  it("an agent of org A gets 404 on org B's conversation", async () => {
+    const a = await newOrg();
+    const b = await newOrg();
+    await dostiVisitor(b.pk, "b-visitor").send("secret of B");
+    const convB = await eventually(async () => (await b.agent.call("/api/conversations/?filter=all")).body[0], "B lists its conversation");
+    for (const path of [`/api/conversations/${convB.id}`, `/api/conversations/${convB.id}/messages`]) {
+      const r = await a.agent.call(path);
+      expect(r.status).toBe(404);
+      expect(r.body.error.code).toBe("not_found");
+    }
+    expect((await a.agent.call(`/api/conversations/${convB.id}/assign`, { method: "POST" })).status).toBe(404);
+    expect((await a.agent.call(`/api/conversations/${convB.id}/messages`, { body: { content: "x" } })).status).toBe(404);
+    expect((await a.agent.call("/api/conversations/?filter=all")).body).toEqual([]);
+  });
+
+  it("refuses a cookie state change without a valid CSRF token", async () => {
+    const o = await newOrg();
+    const noToken = await call("/api/company/api-keys", { body: { name: "k", kind: "public" }, headers: { cookie: o.cookie } });
+    expect(noToken.status).toBe(403);
+    expect(noToken.body.error.code).toBe("csrf_failed");
+    const wrong = await call("/api/company/api-keys", { body: { name: "k", kind: "public" }, headers: { cookie: o.cookie, "x-csrftoken": "0".repeat(64) } });
+    expect(wrong.status).toBe(403);
+    const crossSite = await o.agent.call("/api/company/api-keys", { body: { name: "k", kind: "public" }, headers: { origin: "https://evil.test" } });
+    expect(crossSite.status).toBe(403);
+  });
+
+  it("answers malformed and oversized payloads with clear errors", async () => {
+    const o = await newOrg();
+    const bad = await call("/api/chat/send", { raw: '{"apiKey": "x", ', headers: { "content-type": "application/json" } });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.code).toBe("invalid_json");
+    const wrongType = await call("/api/chat/send", { body: { apiKey: o.pk, visitorId: "v", message: { $ne: "" } } });
+    expect(wrongType.status).toBe(400);
+    expect(wrongType.body.error.code).toBe("validation_failed");
+    const huge = await call("/api/chat/send", { body: { apiKey: o.pk, visitorId: "v", message: "x".repeat(100_000) } });
+    expect(huge.status).toBe(413);
+    expect(huge.body.error.code).toBe("payload_too_large");
+    const tooLongText = await call("/api/chat/send", { body: { apiKey: o.pk, visitorId: "v", message: "é".repeat(9000) } });
+    expect(tooLongText.status).toBe(400);
+    const lone = await call("/api/chat/send", { raw: `{"apiKey":"${o.pk}","visitorId":"v","message":"\\ud800"}`, headers: { "content-type": "application/json" } });
+    expect(lone.body.error.code).toBe("invalid_text");
+  });
+});
