@@ -102,9 +102,7 @@ export function startWranglerDev({ port, inspectorPort, persistTo, stdio, env })
   if (inspectorPort) args.push("--inspector-port", String(inspectorPort));
   if (persistTo) args.push("--persist-to", persistTo);
   const child = spawn(wranglerBin, args, { cwd: root, env: wranglerEnv(env), stdio, detached: true });
-  const killOnExit = () => signalGroup(child, "SIGKILL");
-  process.once("exit", killOnExit);
-  child.once("exit", () => process.off("exit", killOnExit));
+  process.once("exit", () => signalGroup(child, "SIGKILL"));
   return child;
 }
 

@@ -1,3 +1,4 @@
+import type { ChildProcess } from "node:child_process";
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -26,34 +27,40 @@ const logPath = join(root, "test-results", "e2e-wrangler.log");
  */
 export default async function setup(project: TestProject) {
   const stateDir = mkdtempSync(join(tmpdir(), "parley-e2e-"));
-  applyLocalMigrations(stateDir);
-
-  mkdirSync(join(root, "test-results"), { recursive: true });
-  const log = openSync(logPath, "w");
-  const port = await freePort();
-  const child = startWranglerDev({
-    port,
-    inspectorPort: await freePort(),
-    persistTo: stateDir,
-    stdio: ["ignore", log, log],
-    // The local trace collector and data explorer are dev-UI features the tests do not use.
-    env: { X_LOCAL_OBSERVABILITY: "false", X_LOCAL_EXPLORER: "false" },
-  });
-  closeSync(log);
-
+  let server: ChildProcess | undefined;
   const teardown = async () => {
-    await stopWranglerDev(child);
+    if (server) await stopWranglerDev(server);
     rmSync(stateDir, { recursive: true, force: true });
   };
 
-  const baseUrl = `http://127.0.0.1:${port}`;
   try {
-    await waitForHealthy(baseUrl, child, 60_000);
+    applyLocalMigrations(stateDir);
+    const port = await freePort();
+    mkdirSync(join(root, "test-results"), { recursive: true });
+    const log = openSync(logPath, "w");
+    server = startWranglerDev({
+      port,
+      inspectorPort: await freePort(),
+      persistTo: stateDir,
+      stdio: ["ignore", log, log],
+      env: {
+        // Dev-UI features the tests do not use: the local trace collector and data explorer.
+        X_LOCAL_OBSERVABILITY: "false",
+        X_LOCAL_EXPLORER: "false",
+        // Use the placeholder `request.cf` instead of fetching one (3 s timeout when offline).
+        CLOUDFLARE_CF_FETCH_ENABLED: "false",
+      },
+    });
+    closeSync(log);
+    const baseUrl = `http://127.0.0.1:${port}`;
+    await waitForHealthy(baseUrl, server, 60_000).catch((err: Error) => {
+      const output = readFileSync(logPath, "utf8").slice(-8_000);
+      throw new Error(`${err.message}\n--- wrangler dev output (${logPath}) ---\n${output}`);
+    });
+    project.provide("baseUrl", baseUrl);
   } catch (err) {
     await teardown();
-    const output = readFileSync(logPath, "utf8").slice(-8_000);
-    throw new Error(`${(err as Error).message}\n--- wrangler dev output (${logPath}) ---\n${output}`);
+    throw err;
   }
-  project.provide("baseUrl", baseUrl);
   return teardown;
 }
