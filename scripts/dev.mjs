@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import {
   applyLocalMigrations,
+  freePort,
   probePort,
   root,
   startWranglerDev,
@@ -122,7 +123,9 @@ async function main() {
   }
   applyLocalMigrations();
 
-  wrangler = startWranglerDev({ port, stdio: ["ignore", "inherit", "inherit"] });
+  // The devtools port stays the usual 9229 unless another wrangler (say `npm test`) holds it.
+  const inspectorPort = (await probePort(9229)) ?? (await freePort());
+  wrangler = startWranglerDev({ port, inspectorPort, stdio: ["ignore", "inherit", "inherit"] });
   wrangler.on("exit", (code, signal) => {
     if (stopping) return;
     console.error(`\n✘ wrangler dev stopped (${code ?? signal}).`);
