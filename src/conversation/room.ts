@@ -172,7 +172,23 @@ export class ConversationRoom extends Server<Env> {
     return { ok: true, seq: upTo };
   }
 
+  /** The org's account status changed (OrgHub calls this for rooms with visitor sockets). */
+  async presence(status: "online" | "offline"): Promise<void> {
+    this.broadcastFrame({ type: "presence", account_status: status });
+  }
+
   // ---- WebSockets (native protocol) -------------------------------------------------------
+
+  override getConnectionTags(_conn: Connection, ctx: ConnectionContext): string[] {
+    const principal = JSON.parse(ctx.request.headers.get("x-parley-principal") ?? "null") as Principal | null;
+    return principal ? [principal.type] : [];
+  }
+
+  override async onClose(conn: Connection<SocketState>): Promise<void> {
+    if (conn.state?.principal.type !== "end_user") return;
+    const others = [...this.getConnections("end_user")].some((c) => c.id !== conn.id);
+    if (!others) await this.hub().unwatch(this.ref().id).catch((err: unknown) => logError("conversation.unwatch", err));
+  }
 
   override async onConnect(conn: Connection<SocketState>, ctx: ConnectionContext): Promise<void> {
     const principal = JSON.parse(ctx.request.headers.get("x-parley-principal") ?? "null") as Principal | null;
@@ -186,7 +202,7 @@ export class ConversationRoom extends Server<Env> {
     const since = url.searchParams.get("since");
     const clientEpoch = url.searchParams.get("epoch");
     const head = this.log.head();
-    const status = await this.accountStatus();
+    const status = principal.type === "end_user" ? await this.watchPresence() : "online";
     const ready = (messages: Message[], recovered: boolean, resync: boolean) =>
       this.sendFrame(conn, {
         type: "ready",
@@ -325,21 +341,21 @@ export class ConversationRoom extends Server<Env> {
 
   /** Queue events for the org's agents. Live notifications only: D1 stays the inbox's truth. */
   private publish(event: HubEvent) {
-    const org = this.ref().org_id;
-    this.ctx.waitUntil(
-      this.env.ORG_HUB.getByName(org)
-        .publish(event)
-        .catch((err: unknown) => console.error(JSON.stringify({ at: "conversation.publish", conversation: this.ref().id, error: String(err) }))),
-    );
+    this.ctx.waitUntil(this.hub().publish(event).catch((err: unknown) => logError("conversation.publish", err)));
   }
 
-  private async accountStatus(): Promise<"online" | "offline"> {
+  /** Registers this room for account-status changes and returns the current status. */
+  private async watchPresence(): Promise<"online" | "offline"> {
     try {
-      return await this.env.ORG_HUB.getByName(this.ref().org_id).accountStatus();
+      return await this.hub().watch(this.ref().id);
     } catch (err) {
-      console.error(JSON.stringify({ at: "conversation.accountStatus", error: String(err) }));
+      logError("conversation.watchPresence", err);
       return "offline";
     }
+  }
+
+  private hub() {
+    return this.env.ORG_HUB.getByName(this.ref().org_id);
   }
 
   /** Runs one flush at a time; a second caller waits for the running one, then flushes again. */
@@ -432,6 +448,10 @@ export class ConversationRoom extends Server<Env> {
 
 function mergeTags(existing: string[], added: string[]): string[] {
   return [...new Set([...existing, ...added])];
+}
+
+function logError(at: string, err: unknown) {
+  console.error(JSON.stringify({ at, error: String(err) }));
 }
 
 function assertNever(x: never): never {

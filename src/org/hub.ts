@@ -6,6 +6,8 @@
  * queue events (new/updated conversation, assignment, resolution) that conversation objects
  * publish. Presence is derived from the open sockets themselves, so it survives hibernation with
  * nothing stored. Events are live notifications; the inbox lists come from D1.
+ * Conversation rooms with visitor sockets register as watchers (stored, so they survive
+ * eviction) and are told when the account status flips.
  */
 import { Server, type Connection, type ConnectionContext } from "partyserver";
 import type { Principal } from "../core/message";
@@ -18,6 +20,21 @@ export type HubEvent = { type: string } & Record<string, unknown>;
 
 export class OrgHub extends Server<Env> {
   static override options = { hibernate: true };
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS watchers (conversation_id TEXT PRIMARY KEY)");
+  }
+
+  /** A room with visitor sockets wants account-status changes; returns the current status. */
+  async watch(conversationId: string): Promise<"online" | "offline"> {
+    this.ctx.storage.sql.exec("INSERT OR IGNORE INTO watchers (conversation_id) VALUES (?)", conversationId);
+    return this.accountStatus();
+  }
+
+  async unwatch(conversationId: string): Promise<void> {
+    this.ctx.storage.sql.exec("DELETE FROM watchers WHERE conversation_id = ?", conversationId);
+  }
 
   /** Conversation objects call this after a durable change. */
   async publish(event: HubEvent): Promise<void> {
@@ -34,13 +51,26 @@ export class OrgHub extends Server<Env> {
     const wasOnline = this.onlineAgents(conn.id).has(principal.id);
     conn.setState({ principal });
     conn.send(JSON.stringify({ type: "ready", online_agents: [...this.onlineAgents()] }));
-    if (!wasOnline) this.broadcast(JSON.stringify({ type: "agent_status_changed", agent_id: principal.id, status: "online" }));
+    if (!wasOnline) this.agentStatusChanged(principal.id, "online", conn.id);
   }
 
   override async onClose(conn: Connection<SocketState>): Promise<void> {
     const id = conn.state?.principal.id;
-    if (id && !this.onlineAgents(conn.id).has(id)) {
-      this.broadcast(JSON.stringify({ type: "agent_status_changed", agent_id: id, status: "offline" }));
+    if (id && !this.onlineAgents(conn.id).has(id)) this.agentStatusChanged(id, "offline", conn.id);
+  }
+
+  private agentStatusChanged(agentId: string, status: "online" | "offline", connId: string) {
+    this.broadcast(JSON.stringify({ type: "agent_status_changed", agent_id: agentId, status }));
+    const others = this.onlineAgents(connId);
+    others.delete(agentId);
+    if (others.size > 0) return; // the account status did not flip
+    const watchers = this.ctx.storage.sql.exec<{ conversation_id: string }>("SELECT conversation_id FROM watchers").toArray();
+    for (const w of watchers) {
+      this.ctx.waitUntil(
+        this.env.CONVERSATION.getByName(w.conversation_id)
+          .presence(status)
+          .catch((err: unknown) => console.error(JSON.stringify({ at: "hub.presence", conversation: w.conversation_id, error: String(err) }))),
+      );
     }
   }
 

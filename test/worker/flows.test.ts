@@ -123,6 +123,34 @@ describe("native WebSocket protocol", () => {
   });
 });
 
+describe("presence", () => {
+  it("visitors see the account go online when an agent opens the inbox and offline when the last one leaves", async () => {
+    const o = await newOrg();
+    const visitor = await openSocket(`/ws/visitor?key=${o.pk}&external_id=p-1`);
+    expect((await visitor.next((f) => f.type === "ready")).account_status).toBe("offline");
+    const inbox = await openSocket("/ws/org", { cookie: o.cookie });
+    expect(await inbox.next((f) => f.type === "ready")).toMatchObject({ online_agents: [o.user.id] });
+    await visitor.next((f) => f.type === "presence" && f.account_status === "online");
+    const second = await openSocket("/ws/org", { cookie: o.cookie });
+    await second.next((f) => f.type === "ready");
+    second.close();
+    inbox.close();
+    await visitor.next((f) => f.type === "presence" && f.account_status === "offline");
+    expect(visitor.frames.filter((f) => f.type === "presence").map((f) => f.account_status)).toEqual(["online", "offline"]);
+  });
+
+  it("the inbox socket receives queue events as visitors write and agents claim", async () => {
+    const o = await newOrg();
+    const inbox = await openSocket("/ws/org", { cookie: o.cookie });
+    await inbox.next((f) => f.type === "ready");
+    await dostiVisitor(o.pk, "q-1").send("anyone there?");
+    const updated = await inbox.next((f) => f.type === "conversation_updated");
+    expect(updated).toMatchObject({ sender_type: "end_user", content: "anyone there?", new_session: true });
+    await o.agent.call(`/api/conversations/${updated.conversation_id}/assign`, { method: "POST" });
+    expect(await inbox.next((f) => f.type === "conversation_assigned")).toMatchObject({ conversation_id: updated.conversation_id, assigned_to: o.user.id });
+  });
+});
+
 describe("security", () => {
   it("an agent of org A gets 404 on org B's conversation", async () => {
     const a = await newOrg();
