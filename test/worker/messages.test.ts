@@ -1,0 +1,47 @@
+/** Seed 001's rich media shapes, validated at the edge and stored as sent. */
+import { describe, expect, it } from "vitest";
+import { eventually, newOrg, dostiVisitor } from "./helpers";
+
+const valid: Record<string, unknown>[] = [
+  { content_type: "image", content: "Optional caption", rich_media: { url: "https://example.com/photo.jpg", alt: "A scenic view" } },
+  { content_type: "file", content: "invoice.pdf", rich_media: { url: "https://example.com/files/invoice.pdf", filename: "invoice.pdf", size: 204800, mime_type: "application/pdf" } },
+  { content_type: "quick_button", content: "Choose an option:", rich_media: { buttons: [{ label: "Yes", value: "yes" }, { label: "No", value: "no" }] } },
+  { content_type: "carousel", content: "", rich_media: { cards: [{ image_url: "https://example.com/a.png", title: "Product A", subtitle: "Short description", buttons: [{ label: "Buy now", value: "buy_A" }] }] } },
+  { content_type: "dropdown", content: "Select your region:", rich_media: { placeholder: "-- pick one --", options: [{ label: "Asia Pacific", value: "apac" }, { label: "Europe", value: "eu" }] } },
+];
+
+const invalid: [string, Record<string, unknown>][] = [
+  ["image with javascript: url", { content_type: "image", rich_media: { url: "javascript:alert(1)" } }],
+  ["quick_button without buttons", { content_type: "quick_button", content: "x", rich_media: { buttons: [] } }],
+  ["unknown field in rich media", { content_type: "dropdown", rich_media: { options: [{ label: "a", value: "a" }], onload: "x" } }],
+  ["text with rich media", { content_type: "text", content: "hi", rich_media: { url: "https://x.test" } }],
+  ["empty text", { content_type: "text", content: "   " }],
+  ["unknown content type", { content_type: "video", content: "x" }],
+  ["content as object", { content: { $ne: "" } }],
+  ["client_msg_id as object", { content: "x", client_msg_id: { $ne: "" } }],
+];
+
+describe("rich media", () => {
+  it("accepts every seed 001 shape and returns it unchanged", async () => {
+    const o = await newOrg();
+    await dostiVisitor(o.pk, "rm-1").send("hello");
+    const conv = await eventually(async () => (await o.agent.call("/api/conversations/?filter=all")).body[0], "listed");
+    for (const body of valid) {
+      const r = await o.agent.call(`/api/conversations/${conv.id}/messages`, { body });
+      expect(r.status, JSON.stringify(r.body)).toBe(201);
+      expect(r.body).toMatchObject(body);
+    }
+    const history = await o.agent.call(`/api/conversations/${conv.id}/messages`);
+    expect(history.body.slice(1).map((m: any) => m.rich_media)).toEqual(valid.map((v) => v.rich_media));
+  });
+
+  it.each(invalid)("refuses %s with 400 and a field path, storing nothing", async (_name, body) => {
+    const o = await newOrg();
+    await dostiVisitor(o.pk, "rm-2").send("hello");
+    const conv = await eventually(async () => (await o.agent.call("/api/conversations/?filter=all")).body[0], "listed");
+    const r = await o.agent.call(`/api/conversations/${conv.id}/messages`, { body });
+    expect(r.status).toBe(400);
+    expect(r.body.error.code).toBe("validation_failed");
+    expect((await o.agent.call(`/api/conversations/${conv.id}/messages`)).body).toHaveLength(1);
+  });
+});
