@@ -14,7 +14,9 @@ import {
 } from "./lib/wrangler.mjs";
 
 const port = Number(process.env.PORT ?? 8787);
-const base = `http://localhost:${port}`;
+// wrangler dev listens on 127.0.0.1 only; the URLs printed for people say localhost.
+const base = `http://127.0.0.1:${port}`;
+const shown = `http://localhost:${port}`;
 const demoFile = join(root, ".wrangler", "demo.json");
 const demo = {
   organization_name: "Demo Co",
@@ -146,11 +148,11 @@ async function main() {
 ────────────────────────────────────────────────────────────
   Parley is running.  Ctrl-C stops it.
 
-  Console         ${base}/console/
+  Console         ${shown}/console/
   Agent login     ${demo.email} / ${demo.password}
   Public API key  ${credentials.public_key}
   Webchat token   ${credentials.webchat_token}
-  Demo page       ${base}/demo/
+  Demo page       ${shown}/demo/
 ────────────────────────────────────────────────────────────
 `);
 }
