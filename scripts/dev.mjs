@@ -152,7 +152,7 @@ async function main() {
   Agent login     ${demo.email} / ${demo.password}
   Public API key  ${credentials.public_key}
   Webchat token   ${credentials.webchat_token}
-  Demo page       ${shown}/demo/
+  Demo page       ${shown}/demo/?key=${credentials.public_key}
 ────────────────────────────────────────────────────────────
 `);
 }
