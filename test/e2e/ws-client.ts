@@ -52,6 +52,7 @@ export class WsClient {
   private pending: { raw: string; frame: Frame }[] = [];
   private wakers = new Set<() => void>();
   private closeInfo: Closed | null = null;
+  private closingFromHere = false;
   private error: Error | null = null;
 
   constructor(
@@ -129,15 +130,28 @@ export class WsClient {
     return this.unread();
   }
 
-  /** Waits (bounded) for the server to close the socket. */
+  /**
+   * Waits (bounded) for the server to close the socket, and returns the code and reason of the
+   * server's Close frame. Once that frame is in (the socket is CLOSING and this side did not start
+   * the close), the TCP connection is dropped from this side rather than waiting for the server to
+   * drop it: `wrangler dev` takes ~10 s to end the connection after an object closes a socket
+   * while it is still being upgraded, which would otherwise delay the `close` event.
+   */
   async waitClosed(timeoutMs = DEFAULT_WAIT_MS): Promise<Closed> {
-    await this.until(() => this.closeInfo !== null, timeoutMs, "close");
+    await this.until(() => {
+      if (this.closeInfo) return true;
+      if (this.ws.readyState === WebSocket.CLOSING && !this.closingFromHere) this.ws.terminate();
+      return false;
+    }, timeoutMs, "close", false, 20);
     return this.closeInfo!;
   }
 
   /** Closes from the client side and waits for the closing handshake to finish. */
   async close(code = 1000, reason = "done"): Promise<Closed> {
-    if (!this.closeInfo && this.ws.readyState !== WebSocket.CLOSING) this.ws.close(code, reason);
+    if (!this.closeInfo && this.ws.readyState !== WebSocket.CLOSING) {
+      this.closingFromHere = true;
+      this.ws.close(code, reason);
+    }
     try {
       return await this.waitClosed();
     } catch {
@@ -156,7 +170,8 @@ export class WsClient {
     return this.pending.splice(index, 1)[0]!;
   }
 
-  private async until(done: () => boolean, timeoutMs: number, what: string, failOnClose = false): Promise<void> {
+  /** Waits until done() holds, re-checking on every frame or close (and every pollMs, if given). */
+  private async until(done: () => boolean, timeoutMs: number, what: string, failOnClose = false, pollMs?: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (done()) return;
@@ -166,7 +181,7 @@ export class WsClient {
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`${this.path}: no ${what} within ${timeoutMs} ms; unread frames: ${JSON.stringify(this.unread())}`);
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(wake, left);
+        const timer = setTimeout(wake, Math.min(left, pollMs ?? left));
         function wake() {
           clearTimeout(timer);
           resolve();
