@@ -234,9 +234,10 @@ function showState(state, info) {
       setConn("", "");
       break;
     case "waiting": {
+      ui.presence.hidden = true; // unknown until we are back
       const tick = () => {
-        const s = Math.max(0, Math.ceil((info.at - Date.now()) / 1000));
-        setConn(`Connection lost. Reconnecting in ${s} s…`, "warn", retryButton(() => client?.retryNow()));
+        const s = Math.round((info.at - Date.now()) / 1000);
+        setConn(s >= 1 ? `Connection lost. Reconnecting in ${s} s…` : "Connection lost. Reconnecting…", "warn", retryButton(() => client?.retryNow()));
       };
       tick();
       countdown = setInterval(tick, 1000);
@@ -244,6 +245,7 @@ function showState(state, info) {
       break;
     }
     case "failed":
+      ui.presence.hidden = true;
       setConn(`The chat server refused the connection (${info?.reason || info?.code}).`, "bad", retryButton(() => client?.retryNow()));
       break;
     case "stopped":

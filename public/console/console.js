@@ -1,0 +1,613 @@
+/**
+ * The agent console: log in, the inbox (unassigned / mine / all; REST lists refreshed live from
+ * /ws/org events), one conversation at a time over /ws/conversations/:id (resume, resync), claim,
+ * reply (text or quick buttons), typing both ways, resolve with tags, log out.
+ *
+ * The session is an HttpOnly cookie; the CSRF token lives in memory only and goes with every
+ * POST as X-CSRFToken.
+ */
+import { formatTime, h, messageItem, pendingItem, setChildren, syncList } from "/shared/dom.js";
+import { ConversationClient, ReconnectingSocket, socketUrl, TypingSender, TypingWatcher } from "/shared/parley-client.js";
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  boot: $("boot"),
+  whoami: $("whoami"),
+  orgConn: $("org-conn"),
+  logout: $("logout"),
+  login: $("login"),
+  loginForm: $("login-form"),
+  email: $("login-email"),
+  password: $("login-password"),
+  loginError: $("login-error"),
+  app: $("app"),
+  tabs: [...document.querySelectorAll('[role="tab"]')],
+  panel: $("inbox-panel"),
+  inboxStatus: $("inbox-status"),
+  inbox: $("inbox-list"),
+  viewEmpty: $("view-empty"),
+  viewBody: $("view-body"),
+  viewTitle: $("view-title"),
+  viewSession: $("view-session"),
+  claim: $("claim"),
+  resolveForm: $("resolve-form"),
+  tags: $("resolve-tags"),
+  resolve: $("resolve"),
+  viewConn: $("view-conn"),
+  viewError: $("view-error"),
+  messages: $("view-messages"),
+  typing: $("view-typing"),
+  replyForm: $("reply-form"),
+  reply: $("reply-text"),
+  quick: $("reply-quick"),
+  buttons: $("reply-buttons"),
+};
+
+/** Logged-in state; null when logged out. */
+let me = null;
+let csrf = null;
+let filter = "unassigned";
+let conversations = [];
+let orgSocket = null;
+let onlineAgents = new Set();
+const agentNames = new Map();
+const previews = new Map(); // conversation id -> last content seen in a live event
+const unread = new Set();
+let current = null; // { id, conv, client, session }
+const listCache = new Map();
+const typingIn = new TypingWatcher(showTyping);
+const typingOut = new TypingSender((typing) => current?.client.typing(typing) ?? false);
+
+class HttpError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** Same-origin JSON call; POSTs carry the CSRF token. Throws HttpError. */
+async function api(method, path, body) {
+  const headers = { Accept: "application/json" };
+  if (method !== "GET") headers["X-CSRFToken"] = csrf ?? "";
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let res;
+  try {
+    res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin" });
+  } catch (err) {
+    throw new HttpError(0, "network", `could not reach the server (${err.message})`);
+  }
+  const json = await res.json().catch(() => null);
+  if (!res.ok) {
+    const err = new HttpError(res.status, json?.error?.code ?? "http", json?.error?.message ?? `HTTP ${res.status}`);
+    if (res.status === 401 && me && path !== "/auth/login") sessionEnded();
+    throw err;
+  }
+  return json;
+}
+
+// ---- login / logout ---------------------------------------------------------------------------
+
+async function boot() {
+  try {
+    enter(await api("GET", "/auth/me"));
+  } catch (err) {
+    showLogin(err.status === 401 ? "" : `Could not check your session: ${err.message}`);
+  }
+}
+
+function showLogin(message) {
+  ui.boot.hidden = true;
+  ui.app.hidden = true;
+  ui.logout.hidden = true;
+  ui.login.hidden = false;
+  ui.whoami.textContent = "";
+  ui.orgConn.textContent = "";
+  ui.loginError.textContent = message;
+  ui.email.focus();
+}
+
+ui.loginForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  ui.loginError.textContent = "";
+  const button = ui.loginForm.querySelector("button");
+  button.disabled = true;
+  try {
+    const res = await api("POST", "/auth/login", { email: ui.email.value, password: ui.password.value });
+    ui.password.value = "";
+    enter(res);
+  } catch (err) {
+    ui.password.value = "";
+    ui.loginError.textContent = err.code === "invalid_credentials" ? "Wrong email or password." : err.message;
+    ui.password.focus();
+  } finally {
+    button.disabled = false;
+  }
+});
+
+ui.logout.addEventListener("click", async () => {
+  ui.logout.disabled = true;
+  try {
+    await api("POST", "/auth/logout");
+  } catch {
+    // Logged out already, or the server is unreachable: leave the page logged out either way.
+  } finally {
+    ui.logout.disabled = false;
+  }
+  teardown();
+  showLogin("You are logged out.");
+});
+
+function enter(session) {
+  me = session;
+  csrf = session.csrf_token;
+  ui.boot.hidden = true;
+  ui.login.hidden = true;
+  ui.app.hidden = false;
+  ui.logout.hidden = false;
+  ui.whoami.textContent = `${session.user.name} · ${session.organization.name}`;
+  agentNames.set(session.user.id, session.user.name);
+  void loadAgentNames();
+  connectOrg();
+  void loadInbox();
+}
+
+/** The session cookie stopped working (expired, logged out elsewhere). */
+function sessionEnded() {
+  if (!me) return;
+  teardown();
+  showLogin("Your session has ended. Log in again.");
+}
+
+function teardown() {
+  closeConversation();
+  orgSocket?.stop();
+  orgSocket = null;
+  me = null;
+  csrf = null;
+  conversations = [];
+  unread.clear();
+  previews.clear();
+  agentNames.clear();
+  sessionOverrides.clear();
+  ui.inbox.replaceChildren();
+}
+
+/** After repeated socket failures: is it the network, or did our session end? */
+async function checkSession() {
+  if (!me) return;
+  try {
+    await api("GET", "/auth/me");
+  } catch {
+    // api() handles 401 (sessionEnded); anything else is the network: keep retrying.
+  }
+}
+
+/** Agents' names for "assigned to …" (owners and admins may list them; others see ids' names from events). */
+async function loadAgentNames() {
+  try {
+    for (const a of await api("GET", "/api/company/agents")) agentNames.set(a.id, a.name);
+    renderInbox();
+    if (current) renderSession();
+  } catch {
+    // 403 for plain agents: names then come from assignment events.
+  }
+}
+
+// ---- inbox ------------------------------------------------------------------------------------
+
+function connectOrg() {
+  orgSocket = new ReconnectingSocket({
+    url: () => socketUrl("/ws/org"),
+    heartbeat: false, // the org hub answers pings with an error frame: no cheap heartbeat there
+    onFrame: onOrgEvent,
+    onState: (state, info) => {
+      if (state === "open") setOrgConn("Live", "");
+      else if (state === "waiting") {
+        setOrgConn(`Inbox offline, retrying in ${Math.ceil(info.retryInMs / 1000)} s`, "warn");
+        if (info.attempt >= 2) void checkSession();
+      } else if (state === "failed") setOrgConn("Inbox connection refused", "warn");
+      else if (state === "connecting") setOrgConn("Connecting…", "warn");
+    },
+  });
+  orgSocket.start();
+}
+
+function setOrgConn(text, cls) {
+  const online = onlineAgents.size;
+  ui.orgConn.className = `org-conn ${cls}`;
+  ui.orgConn.textContent = text === "Live" ? `Live · ${online} agent${online === 1 ? "" : "s"} online` : text;
+}
+
+function onOrgEvent(event) {
+  switch (event?.type) {
+    case "ready":
+      orgSocket.markReady();
+      onlineAgents = new Set(event.online_agents ?? []);
+      setOrgConn("Live", "");
+      void loadInbox(); // anything missed while disconnected
+      return;
+    case "agent_status_changed":
+      if (event.status === "online") onlineAgents.add(event.agent_id);
+      else onlineAgents.delete(event.agent_id);
+      if (orgSocket?.isOpen) setOrgConn("Live", "");
+      return;
+    case "conversation_updated":
+      previews.set(event.conversation_id, { content: event.content, content_type: event.content_type, sender_type: event.sender_type });
+      if (event.conversation_id !== current?.id && event.sender_type === "end_user") unread.add(event.conversation_id);
+      if (event.new_session) overrideSession(event.conversation_id, { status: "open", assigned_agent_id: null, tags: [] });
+      scheduleInboxRefresh();
+      return;
+    case "conversation_assigned":
+      if (event.assigned_to && event.agent_name) agentNames.set(event.assigned_to, event.agent_name);
+      overrideSession(event.conversation_id, { status: "open", assigned_agent_id: event.assigned_to ?? null });
+      scheduleInboxRefresh();
+      return;
+    case "conversation_resolved":
+      overrideSession(event.conversation_id, { status: "resolved", tags: event.tags });
+      scheduleInboxRefresh();
+      return;
+  }
+}
+
+/**
+ * The lists come from D1, which the conversation objects update a moment after they publish
+ * an event. Live session changes are laid over fetched rows for a short while so that a refresh
+ * racing that write does not show stale state (and the list is fetched again after it).
+ */
+const OVERRIDE_MS = 10_000;
+const sessionOverrides = new Map(); // conversation id -> { patch, at }
+
+function overrideSession(id, patch) {
+  const prev = sessionOverrides.get(id);
+  sessionOverrides.set(id, { patch: { ...(prev?.patch ?? {}), ...patch }, at: Date.now() });
+  conversations = applyOverrides(conversations);
+  renderInbox();
+}
+
+function applyOverrides(list) {
+  const now = Date.now();
+  const out = [];
+  for (const conv of list) {
+    const o = sessionOverrides.get(conv.id);
+    if (o && now - o.at > OVERRIDE_MS) sessionOverrides.delete(conv.id);
+    if (!o || now - o.at > OVERRIDE_MS) {
+      out.push(conv);
+      continue;
+    }
+    const base = conv.active_session ?? { id: null, status: "open", assigned_agent_id: null, tags: [] };
+    const merged = { ...base, ...o.patch, tags: o.patch.tags ?? base.tags ?? [] };
+    const session = merged.status === "open" ? merged : null;
+    if (filter === "unassigned" && (!session || session.assigned_agent_id)) continue;
+    if (filter === "mine" && (!session || session.assigned_agent_id !== me?.user.id)) continue;
+    out.push({ ...conv, active_session: session });
+  }
+  return out;
+}
+
+let refreshTimer = null;
+let settleTimer = null;
+/** Refetch soon (events come in bursts), and once more after the objects' D1 writes settle. */
+function scheduleInboxRefresh() {
+  clearTimeout(refreshTimer);
+  clearTimeout(settleTimer);
+  refreshTimer = setTimeout(() => void loadInbox(), 300);
+  settleTimer = setTimeout(() => void loadInbox(), 2_500);
+}
+
+let inboxRequest = 0;
+async function loadInbox() {
+  if (!me) return;
+  const mine = ++inboxRequest;
+  const wanted = filter;
+  if (conversations.length === 0) ui.inboxStatus.textContent = "Loading…";
+  try {
+    const list = await api("GET", `/api/conversations/?filter=${encodeURIComponent(wanted)}&limit=100`);
+    if (mine !== inboxRequest) return; // a newer request (or another tab) superseded this one
+    conversations = applyOverrides(list);
+    ui.inboxStatus.textContent = conversations.length === 0 ? emptyText(wanted) : "";
+    renderInbox();
+  } catch (err) {
+    if (mine === inboxRequest) ui.inboxStatus.textContent = `Could not load the inbox: ${err.message}`;
+  }
+}
+
+const emptyText = (f) => (f === "unassigned" ? "No unassigned conversations." : f === "mine" ? "Nothing assigned to you." : "No conversations yet.");
+
+function visitorName(conv) {
+  const u = conv?.end_user;
+  return u?.display_name || `Visitor ${String(u?.external_id ?? "").slice(-6)}`;
+}
+
+function assigneeText(agentId) {
+  if (!agentId) return "unassigned";
+  if (agentId === me?.user.id) return "assigned to you";
+  return `assigned to ${agentNames.get(agentId) ?? "another agent"}`;
+}
+
+function renderInbox() {
+  // Live refreshes rebuild the list: keep keyboard focus on the same conversation.
+  const focusedId = ui.inbox.contains(document.activeElement) ? document.activeElement.dataset.id : null;
+  const items = conversations.map((conv) => {
+    const s = conv.active_session;
+    const status = s ? `Open · ${assigneeText(s.assigned_agent_id)}` : "Resolved";
+    const preview = previews.get(conv.id);
+    const isUnread = unread.has(conv.id);
+    return h(
+      "li",
+      {},
+      h(
+        "button",
+        { type: "button", "data-id": conv.id, "aria-current": conv.id === current?.id ? "true" : "false", onclick: () => openConversation(conv) },
+        h(
+          "span",
+          { class: "conv-name" },
+          h("span", { text: visitorName(conv) }),
+          isUnread ? h("span", { class: "unread", text: "●", title: "new messages" }, h("span", { class: "visually-hidden", text: " new messages" })) : null,
+        ),
+        h("span", { class: "conv-line", text: `${status} · ${formatTime(conv.updated_at)}` }),
+        preview ? h("span", { class: "conv-line", text: previewText(preview) }) : null,
+        s?.tags?.length ? h("span", { class: "conv-line", text: `Tags: ${s.tags.join(", ")}` }) : null,
+      ),
+    );
+  });
+  setChildren(ui.inbox, items);
+  if (focusedId) [...ui.inbox.querySelectorAll("button")].find((b) => b.dataset.id === focusedId)?.focus();
+}
+
+function previewText(p) {
+  const who = p.sender_type === "end_user" ? "Visitor" : p.sender_type === "agent" ? "Agent" : p.sender_type;
+  const text = p.content || `[${p.content_type}]`;
+  return `${who}: ${text.length > 80 ? `${text.slice(0, 80)}…` : text}`;
+}
+
+// Tabs: click, or arrow keys between them (the WAI-ARIA tabs pattern).
+for (const tab of ui.tabs) {
+  tab.addEventListener("click", () => selectTab(tab));
+  tab.addEventListener("keydown", (event) => {
+    const i = ui.tabs.indexOf(tab);
+    const next = event.key === "ArrowRight" ? ui.tabs[(i + 1) % ui.tabs.length] : event.key === "ArrowLeft" ? ui.tabs[(i + ui.tabs.length - 1) % ui.tabs.length] : null;
+    if (next) {
+      event.preventDefault();
+      next.focus();
+      selectTab(next);
+    }
+  });
+}
+
+function selectTab(tab) {
+  for (const t of ui.tabs) {
+    const on = t === tab;
+    t.setAttribute("aria-selected", String(on));
+    t.tabIndex = on ? 0 : -1;
+  }
+  ui.panel.setAttribute("aria-labelledby", tab.id);
+  filter = tab.dataset.filter;
+  conversations = [];
+  ui.inbox.replaceChildren();
+  void loadInbox();
+}
+
+// ---- one conversation -------------------------------------------------------------------------
+
+function openConversation(conv) {
+  if (current?.id === conv.id) return;
+  closeConversation();
+  unread.delete(conv.id);
+  const id = conv.id;
+  const client = new ConversationClient({
+    url: () => socketUrl(`/ws/conversations/${encodeURIComponent(id)}`),
+    fetchHistory: () => api("GET", `/api/conversations/${encodeURIComponent(id)}/messages?limit=100`),
+    isSelf: (frame) => frame.sender_type === "agent" && frame.sender_id === me?.user.id,
+    onMessages: renderMessages,
+    onTyping: (frame) => typingIn.update(frame),
+    onSession: (session) => {
+      if (!current || current.client !== client) return;
+      current.session = session;
+      renderSession();
+    },
+    onReady: () => markRead(),
+    onState: (state, info) => showConvState(client, state, info),
+    onError: (frame) => showError(frame.message),
+  });
+  current = { id, conv, client, session: conv.active_session };
+  ui.viewEmpty.hidden = true;
+  ui.viewBody.hidden = false;
+  ui.viewTitle.textContent = visitorName(conv);
+  ui.viewError.textContent = "";
+  ui.tags.value = "";
+  ui.reply.value = "";
+  renderSession();
+  renderInbox();
+  client.start();
+}
+
+function closeConversation() {
+  if (!current) return;
+  typingOut.stop(true);
+  current.client.stop();
+  current = null;
+  clearInterval(convCountdown);
+  typingIn.clear();
+  listCache.clear();
+  ui.messages.replaceChildren();
+  ui.viewBody.hidden = true;
+  ui.viewEmpty.hidden = false;
+}
+
+function renderMessages(sorted, pending) {
+  if (!current) return;
+  const connected = current.client.socket.isOpen;
+  const items = sorted.map((m) => ({
+    key: `m:${m.id}`,
+    render: () => {
+      const staff = m.sender_type === "agent" || m.sender_type === "bot";
+      const who =
+        m.sender_type === "end_user"
+          ? (m.sender_name ?? visitorName(current?.conv))
+          : m.sender_type === "system"
+            ? ""
+            : m.sender_type === "agent" && m.sender_id === me?.user.id
+              ? "You"
+              : (m.sender_name ?? (m.sender_type === "bot" ? "Bot" : "Agent"));
+      return messageItem(m, { who, mine: staff, onChoose: null });
+    },
+  }));
+  for (const p of pending) {
+    const state = p.error ? "f" : connected ? "s" : "w";
+    items.push({ key: `p:${p.client_msg_id}:${state}`, render: () => pendingItem(p, { connected, onDiscard: (cid) => current?.client.discard(cid) }) });
+  }
+  if (items.length === 0) items.push({ key: "empty", render: () => h("li", { class: "empty", text: "No messages yet." }) });
+  syncList(ui.messages, listCache, items);
+  markRead();
+}
+
+let readTimer = null;
+function markRead() {
+  clearTimeout(readTimer);
+  readTimer = setTimeout(() => {
+    if (!current || document.visibilityState !== "visible") return;
+    const last = current.client.sorted.at(-1);
+    if (last && last.sender_type === "end_user") current.client.markRead(last.seq);
+  }, 500);
+}
+document.addEventListener("visibilitychange", markRead);
+
+function renderSession() {
+  if (!current) return;
+  const s = current.session;
+  let text;
+  if (!s) text = "No support session yet.";
+  else if (s.status === "resolved") text = `Resolved${s.tags?.length ? ` · tags: ${s.tags.join(", ")}` : ""}. The visitor's next message reopens it.`;
+  else text = `Open · ${assigneeText(s.assigned_agent_id)}${s.tags?.length ? ` · tags: ${s.tags.join(", ")}` : ""}`;
+  ui.viewSession.textContent = text;
+  const open = s?.status === "open";
+  ui.claim.hidden = open && s.assigned_agent_id === me?.user.id;
+  ui.claim.disabled = !open || Boolean(s.assigned_agent_id);
+  ui.resolve.disabled = !open;
+  ui.tags.disabled = !open;
+}
+
+ui.claim.addEventListener("click", async () => {
+  if (!current) return;
+  const { id } = current;
+  ui.claim.disabled = true;
+  showError("");
+  try {
+    const res = await api("POST", `/api/conversations/${encodeURIComponent(id)}/assign`);
+    if (current?.id === id && current.session) {
+      current.session = { ...current.session, assigned_agent_id: res.assigned_agent_id };
+      renderSession();
+    }
+    scheduleInboxRefresh();
+    ui.reply.focus();
+  } catch (err) {
+    showError(err.code === "already_assigned" ? "Another agent has already claimed this conversation." : `Could not claim: ${err.message}`);
+    renderSession();
+  }
+});
+
+ui.resolveForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (!current) return;
+  const { id } = current;
+  const tags = splitList(ui.tags.value);
+  ui.resolve.disabled = true;
+  showError("");
+  try {
+    const res = await api("POST", `/api/conversations/${encodeURIComponent(id)}/resolve`, tags.length ? { tags } : {});
+    if (current?.id === id && current.session) {
+      current.session = { ...current.session, status: res.status, tags: res.tags };
+      renderSession();
+    }
+    ui.tags.value = "";
+    scheduleInboxRefresh();
+  } catch (err) {
+    showError(`Could not resolve: ${err.message}`);
+    renderSession();
+  }
+});
+
+const splitList = (text) => [...new Set(text.split(",").map((s) => s.trim()).filter(Boolean))];
+
+ui.quick.addEventListener("change", () => {
+  ui.buttons.hidden = !ui.quick.checked;
+  if (ui.quick.checked) ui.buttons.focus();
+});
+
+ui.replyForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  if (!current) return;
+  const content = ui.reply.value;
+  if (ui.quick.checked) {
+    const labels = splitList(ui.buttons.value);
+    if (labels.length === 0) return showError("Add at least one button label (comma-separated), or untick “Add quick buttons”.");
+    if (labels.length > 20) return showError("At most 20 quick buttons.");
+    current.client.send({ content, content_type: "quick_button", rich_media: { buttons: labels.map((label) => ({ label, value: label })) } });
+    ui.buttons.value = "";
+    ui.quick.checked = false;
+    ui.buttons.hidden = true;
+  } else {
+    if (!content.trim()) return;
+    current.client.send({ content });
+  }
+  showError("");
+  typingOut.stop(false);
+  ui.reply.value = "";
+  ui.reply.focus();
+});
+
+ui.reply.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    ui.replyForm.requestSubmit();
+  }
+});
+ui.reply.addEventListener("input", () => typingOut.input(ui.reply.value.trim() !== ""));
+ui.reply.addEventListener("blur", () => typingOut.stop(true));
+
+function showTyping(who) {
+  const names = who.map((w) => w.name ?? (w.type === "end_user" ? visitorName(current?.conv) : "Someone"));
+  ui.typing.textContent = names.length === 0 ? "" : `${names.join(", ")} ${names.length === 1 ? "is" : "are"} typing…`;
+}
+
+function showError(text) {
+  ui.viewError.textContent = text;
+}
+
+let convCountdown = null;
+function showConvState(client, state, info) {
+  if (current?.client !== client) return;
+  clearInterval(convCountdown);
+  renderMessages(client.sorted, [...client.pending.values()]);
+  const conn = ui.viewConn;
+  const retry = () => h("button", { type: "button", class: "link-button", text: "Retry now", onclick: () => client.retryNow() });
+  switch (state) {
+    case "connecting":
+      conn.className = "conn warn";
+      conn.textContent = info?.attempt ? "Reconnecting…" : "Connecting…";
+      break;
+    case "open":
+      conn.className = "conn";
+      conn.textContent = "";
+      break;
+    case "waiting": {
+      typingIn.clear();
+      conn.className = "conn warn";
+      const tick = () => {
+        const s = Math.round((info.at - Date.now()) / 1000);
+        setChildren(conn, s >= 1 ? `Connection lost. Reconnecting in ${s} s… ` : "Connection lost. Reconnecting… ", retry());
+      };
+      tick();
+      convCountdown = setInterval(tick, 1000);
+      if (info.attempt >= 2) void checkSession();
+      break;
+    }
+    case "failed":
+      conn.className = "conn bad";
+      setChildren(conn, "The server refused this conversation's connection (no access). ", retry());
+      break;
+  }
+}
+
+void boot();
