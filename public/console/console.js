@@ -6,7 +6,7 @@
  * The session is an HttpOnly cookie; the CSRF token lives in memory only and goes with every
  * POST as X-CSRFToken.
  */
-import { formatTime, h, messageItem, pendingItem, setChildren, syncList } from "/shared/dom.js";
+import { formatTime, h, messageItem, pendingItem, pendingKey, setChildren, syncList } from "/shared/dom.js";
 import { ConversationClient, ReconnectingSocket, socketUrl, TypingSender, TypingWatcher } from "/shared/parley-client.js";
 
 const $ = (id) => document.getElementById(id);
@@ -454,8 +454,7 @@ function renderMessages(sorted, pending) {
     },
   }));
   for (const p of pending) {
-    const state = p.error ? "f" : connected ? "s" : "w";
-    items.push({ key: `p:${p.client_msg_id}:${state}`, render: () => pendingItem(p, { connected, onDiscard: (cid) => current?.client.discard(cid) }) });
+    items.push({ key: pendingKey(p, connected), render: () => pendingItem(p, { connected, onDiscard: (cid) => current?.client.discard(cid) }) });
   }
   if (items.length === 0) items.push({ key: "empty", render: () => h("li", { class: "empty", text: "No messages yet." }) });
   syncList(ui.messages, listCache, items);

@@ -5,7 +5,7 @@
  * history and live messages over /ws/visitor (resume with since/epoch, REST resync when asked);
  * sends carry a client_msg_id and are resent with it after a reconnect until acknowledged.
  */
-import { h, messageItem, pendingItem, setChildren, storage, syncList } from "/shared/dom.js";
+import { h, messageItem, pendingItem, pendingKey, setChildren, storage, syncList } from "/shared/dom.js";
 import { ConversationClient, socketUrl, TypingSender, TypingWatcher } from "/shared/parley-client.js";
 
 const $ = (id) => document.getElementById(id);
@@ -159,8 +159,7 @@ function render(sorted, pending) {
     },
   }));
   for (const p of pending) {
-    const state = p.error ? "f" : connected ? "s" : "w";
-    items.push({ key: `p:${p.client_msg_id}:${state}`, render: () => pendingItem(p, { connected, onDiscard: (id) => client.discard(id) }) });
+    items.push({ key: pendingKey(p, connected), render: () => pendingItem(p, { connected, onDiscard: (id) => client.discard(id) }) });
   }
   if (items.length === 0) items.push({ key: "empty", render: () => h("li", { class: "empty", text: "No messages yet. Say hello!" }) });
   syncList(ui.messages, listCache, items);

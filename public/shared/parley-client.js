@@ -15,6 +15,9 @@ const PING_EVERY_MS = 20_000;
 /** No frame at all (a pong counts) for this long: the connection is presumed dead. */
 const SILENCE_LIMIT_MS = 45_000;
 const BACKOFF_MIN_MS = 1_000;
+/** The server's limits (src/core/message.ts, src/conversation/protocol.ts). */
+const MAX_CONTENT_BYTES = 16 * 1024;
+const MAX_FRAME_BYTES = 64 * 1024;
 const BACKOFF_MAX_MS = 10_000;
 /** Close codes after which reconnecting cannot help. */
 const FATAL_CLOSE_CODES = new Set([4403]);
@@ -253,8 +256,13 @@ export class ConversationClient {
    */
   send({ content, content_type = "text", rich_media = null }) {
     const item = { client_msg_id: newClientMsgId(), content, content_type, rich_media, error: null, sentAt: Date.now() };
+    // Refused here rather than by the server: a frame over its limit closes the socket (1009),
+    // and the outbox would resend it after every reconnect.
+    const bytes = new TextEncoder().encode(content).byteLength;
+    if (bytes > MAX_CONTENT_BYTES) item.error = `too long: ${bytes} bytes, at most ${MAX_CONTENT_BYTES} (16 KiB)`;
+    else if (new TextEncoder().encode(JSON.stringify(rich_media)).byteLength > MAX_FRAME_BYTES / 2) item.error = "rich media too large";
     this.pending.set(item.client_msg_id, item);
-    this.transmit(item);
+    if (!item.error) this.transmit(item);
     this.changed();
     return item.client_msg_id;
   }
