@@ -49,7 +49,7 @@ async function conversationOf(c: Context, v: { apiKey: string; visitorId: string
 async function poll(c: Context, input: unknown) {
   const q = parse(Poll, input);
   const { ref, room } = await conversationOf(c, q);
-  const { messages } = unwrap(await room.poll(ref, { afterMs: q.lastTimestamp, waitMs: q.wait * 1000, limit: 100 }));
+  const { messages } = unwrap(await room.poll(ref, { audience: "end_user", afterMs: q.lastTimestamp, waitMs: q.wait * 1000, limit: 100 }));
   return c.json({ success: true, messages: messages.map(dostiMessage) });
 }
 

@@ -26,6 +26,7 @@ export function d1Sink(db: D1Database, ref: ConversationRef): OutboxSink {
               content: m.content,
               rich_media: m.rich_media === null ? null : JSON.stringify(m.rich_media),
               client_msg_id: m.client_msg_id,
+              private: m.private,
               created_at: m.created_at,
               status: m.status,
             })

@@ -6,7 +6,7 @@
  * in between gets atomicity from the object's implicit transaction and durability-before-reply
  * from its output gate.
  */
-import type { DeliveryStatus, Message, MessageDraft, Principal, RichMedia, SenderType } from "../core/message";
+import type { Audience, DeliveryStatus, Message, MessageDraft, Principal, RichMedia, SenderType } from "../core/message";
 
 type Row = {
   seq: number;
@@ -22,28 +22,42 @@ type Row = {
   fingerprint: string | null;
   created_ms: number;
   status: string;
+  private: number;
 };
+
+/** Storage schema steps, applied once each (DO storage outlives deploys). */
+const MIGRATIONS = [
+  `CREATE TABLE IF NOT EXISTS messages (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    session_id TEXT NOT NULL,
+    sender_type TEXT NOT NULL,
+    sender_id TEXT NOT NULL,
+    sender_name TEXT,
+    content_type TEXT NOT NULL,
+    content TEXT NOT NULL,
+    rich_media TEXT,
+    client_msg_id TEXT UNIQUE,
+    fingerprint TEXT,
+    created_ms INTEGER NOT NULL,
+    status TEXT NOT NULL
+  )`,
+  "ALTER TABLE messages ADD COLUMN private INTEGER NOT NULL DEFAULT 0",
+];
+
+const visible = (audience: Audience) => (audience === "end_user" ? "AND private = 0" : "");
 
 export class MessageLog {
   constructor(
     private readonly sql: SqlStorage,
     private readonly conversationId: () => string,
   ) {
-    sql.exec(`CREATE TABLE IF NOT EXISTS messages (
-      seq INTEGER PRIMARY KEY,
-      id TEXT NOT NULL UNIQUE,
-      session_id TEXT NOT NULL,
-      sender_type TEXT NOT NULL,
-      sender_id TEXT NOT NULL,
-      sender_name TEXT,
-      content_type TEXT NOT NULL,
-      content TEXT NOT NULL,
-      rich_media TEXT,
-      client_msg_id TEXT UNIQUE,
-      fingerprint TEXT,
-      created_ms INTEGER NOT NULL,
-      status TEXT NOT NULL
-    )`);
+    sql.exec("CREATE TABLE IF NOT EXISTS log_schema (version INTEGER NOT NULL)");
+    const version = sql.exec<{ v: number | null }>("SELECT MAX(version) AS v FROM log_schema").one().v ?? 0;
+    for (let i = version; i < MIGRATIONS.length; i++) {
+      sql.exec(MIGRATIONS[i]!);
+      sql.exec("INSERT INTO log_schema (version) VALUES (?)", i + 1);
+    }
   }
 
   head(): number {
@@ -71,29 +85,30 @@ export class MessageLog {
       fingerprint,
       created_ms: Math.max(nowMs, (last.ms ?? 0) + 1),
       status: "SENT",
+      private: draft.private ? 1 : 0,
     };
     this.sql.exec(
-      `INSERT INTO messages (seq, id, session_id, sender_type, sender_id, sender_name, content_type, content, rich_media, client_msg_id, fingerprint, created_ms, status)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO messages (seq, id, session_id, sender_type, sender_id, sender_name, content_type, content, rich_media, client_msg_id, fingerprint, created_ms, status, private)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       row.seq, row.id, row.session_id, row.sender_type, row.sender_id, row.sender_name, row.content_type, row.content,
-      row.rich_media, row.client_msg_id, row.fingerprint, row.created_ms, row.status,
+      row.rich_media, row.client_msg_id, row.fingerprint, row.created_ms, row.status, row.private,
     );
     return this.toMessage(row);
   }
 
   /** Messages with seq > `after`, oldest first. */
-  after(after: number, limit: number): Message[] {
-    return this.rows("SELECT * FROM messages WHERE seq > ? ORDER BY seq LIMIT ?", after, limit);
+  after(after: number, limit: number, audience: Audience): Message[] {
+    return this.rows(`SELECT * FROM messages WHERE seq > ? ${visible(audience)} ORDER BY seq LIMIT ?`, after, limit);
   }
 
   /** Messages created strictly after `ms`, oldest first (seed 000's lastTimestamp cursor). */
-  afterTime(ms: number, limit: number): Message[] {
-    return this.rows("SELECT * FROM messages WHERE created_ms > ? ORDER BY seq LIMIT ?", ms, limit);
+  afterTime(ms: number, limit: number, audience: Audience): Message[] {
+    return this.rows(`SELECT * FROM messages WHERE created_ms > ? ${visible(audience)} ORDER BY seq LIMIT ?`, ms, limit);
   }
 
   /** A page counted back from the newest message (offset 0 = the latest `limit`), oldest first. */
-  latest(limit: number, offset = 0): Message[] {
-    return this.rows("SELECT * FROM (SELECT * FROM messages ORDER BY seq DESC LIMIT ? OFFSET ?) ORDER BY seq", limit, offset);
+  latest(limit: number, offset: number, audience: Audience): Message[] {
+    return this.rows(`SELECT * FROM (SELECT * FROM messages WHERE 1 ${visible(audience)} ORDER BY seq DESC LIMIT ? OFFSET ?) ORDER BY seq`, limit, offset);
   }
 
   /** Marks the other side's messages up to `seq` as READ; returns how many changed. */
@@ -119,6 +134,7 @@ export class MessageLog {
       content: r.content,
       rich_media: r.rich_media === null ? null : (JSON.parse(r.rich_media) as RichMedia),
       client_msg_id: r.client_msg_id,
+      private: r.private === 1,
       status: r.status as DeliveryStatus,
       created_at: new Date(r.created_ms).toISOString(),
     };

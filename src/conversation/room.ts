@@ -13,7 +13,7 @@
 import { Server, type Connection, type ConnectionContext, type WSMessage } from "partyserver";
 import type { ConversationRef } from "../core/conversation-ref";
 import { ERRORS, fail, type ErrorCode, type Result } from "../core/errors";
-import { draftFingerprint, MessageInput, type Message, type MessageDraft, type Principal } from "../core/message";
+import { audienceOf, draftFingerprint, MessageInput, type Audience, type Message, type MessageDraft, type Principal } from "../core/message";
 import { d1Sink } from "./d1-sink";
 import { flushOnce, FLUSH_STALL_REPORT_AFTER, type OutboxSink, type OutboxStore } from "./flush";
 import { MessageLog } from "./log";
@@ -34,6 +34,7 @@ interface SocketState {
 
 interface Waiter {
   after: number;
+  audience: Audience;
   resolve: (messages: Message[]) => void;
   timer: ReturnType<typeof setTimeout>;
 }
@@ -76,15 +77,18 @@ export class ConversationRoom extends Server<Env> {
     return this.append(parsed.data, sender);
   }
 
-  history(ref: ConversationRef, opts: { limit: number; offset?: number; after?: number; afterMs?: number }): Result<{ messages: Message[]; head_seq: number; epoch: string }> {
+  history(
+    ref: ConversationRef,
+    opts: { audience: Audience; limit: number; offset?: number; after?: number; afterMs?: number },
+  ): Result<{ messages: Message[]; head_seq: number; epoch: string }> {
     const bad = this.adopt(ref);
     if (bad) return bad;
     const messages =
       opts.after !== undefined
-        ? this.log.after(opts.after, opts.limit)
+        ? this.log.after(opts.after, opts.limit, opts.audience)
         : opts.afterMs !== undefined
-          ? this.log.afterTime(opts.afterMs, opts.limit)
-          : this.log.latest(opts.limit, opts.offset ?? 0);
+          ? this.log.afterTime(opts.afterMs, opts.limit, opts.audience)
+          : this.log.latest(opts.limit, opts.offset ?? 0, opts.audience);
     return { ok: true, messages, head_seq: this.log.head(), epoch: this.epoch() };
   }
 
@@ -93,7 +97,10 @@ export class ConversationRoom extends Server<Env> {
    * for the first new one. A waiter whose client went away only lives until its timeout; nothing
    * is "delivered" to it, so the next poll's cursor still finds every message.
    */
-  async poll(ref: ConversationRef, opts: { after?: number; afterMs?: number; waitMs: number; limit: number }): Promise<Result<{ messages: Message[]; head_seq: number }>> {
+  async poll(
+    ref: ConversationRef,
+    opts: { audience: Audience; after?: number; afterMs?: number; waitMs: number; limit: number },
+  ): Promise<Result<{ messages: Message[]; head_seq: number }>> {
     const now = this.history(ref, { ...opts });
     if (!now.ok) return now;
     if (now.messages.length > 0 || opts.waitMs <= 0) return { ok: true, messages: now.messages, head_seq: now.head_seq };
@@ -102,6 +109,7 @@ export class ConversationRoom extends Server<Env> {
     const messages = await new Promise<Message[]>((resolve) => {
       const waiter: Waiter = {
         after: head,
+        audience: opts.audience,
         resolve,
         timer: setTimeout(() => {
           this.waiters = this.waiters.filter((w) => w !== waiter);
@@ -110,7 +118,7 @@ export class ConversationRoom extends Server<Env> {
       };
       this.waiters.push(waiter);
     });
-    const fresh = messages.length > 0 ? this.log.after(head, opts.limit) : [];
+    const fresh = messages.length > 0 ? this.log.after(head, opts.limit, opts.audience) : [];
     return { ok: true, messages: fresh, head_seq: this.log.head() };
   }
 
@@ -215,7 +223,8 @@ export class ConversationRoom extends Server<Env> {
         session: this.sessions.latest(),
         account_status: status,
       });
-    if (since === null) return ready(this.log.latest(100), false, false);
+    const audience = audienceOf(principal);
+    if (since === null) return ready(this.log.latest(100, 0, audience), false, false);
     const sinceSeq = Number(since);
     if (!Number.isInteger(sinceSeq) || sinceSeq < 0 || sinceSeq > head) {
       this.sendFrame(conn, { type: "error", code: "invalid_seq", message: `since must be an integer from 0 to ${head}`, retryable: false });
@@ -223,7 +232,7 @@ export class ConversationRoom extends Server<Env> {
       return;
     }
     if ((clientEpoch !== null && clientEpoch !== this.epoch()) || head - sinceSeq > MAX_REPLAY) return ready([], false, true);
-    return ready(this.log.after(sinceSeq, MAX_REPLAY), true, false);
+    return ready(this.log.after(sinceSeq, MAX_REPLAY, audience), true, false);
   }
 
   override async onMessage(conn: Connection<SocketState>, raw: WSMessage): Promise<void> {
@@ -270,6 +279,7 @@ export class ConversationRoom extends Server<Env> {
   // ---- internals ----------------------------------------------------------------------------
 
   private append(draft: MessageDraft, sender: Principal): SendResult {
+    if (draft.private && sender.type === "end_user") return fail("forbidden", "end users cannot send private messages");
     const fingerprint = draftFingerprint(draft);
     if (draft.client_msg_id) {
       const existing = this.log.byClientId(draft.client_msg_id);
@@ -293,7 +303,7 @@ export class ConversationRoom extends Server<Env> {
     if (!session.first_message_at) session = this.sessions.update(session.id, { first_message_at: now.toISOString() });
     const message = this.log.append(draft, sender, session.id, fingerprint, now.getTime());
     // Durable from here on (same synchronous block; the output gate holds replies until commit).
-    this.broadcastFrame({ type: "message", message });
+    this.broadcast(JSON.stringify({ type: "message", message } satisfies ServerFrame), message.private ? this.endUserConnIds() : undefined);
     if (opened) this.broadcastFrame({ type: "session", session });
     if (this.typing.clear(sender)) this.broadcastTyping(sender, false, null);
     this.wakeWaiters();
@@ -330,13 +340,17 @@ export class ConversationRoom extends Server<Env> {
   }
 
   private wakeWaiters() {
-    const head = this.log.head();
-    const ready = this.waiters.filter((w) => w.after < head);
-    this.waiters = this.waiters.filter((w) => w.after >= head);
-    for (const w of ready) {
+    this.waiters = this.waiters.filter((w) => {
+      const fresh = this.log.after(w.after, 1, w.audience);
+      if (fresh.length === 0) return true;
       clearTimeout(w.timer);
-      w.resolve(this.log.after(w.after, 1));
-    }
+      w.resolve(fresh);
+      return false;
+    });
+  }
+
+  private endUserConnIds(): string[] {
+    return [...this.getConnections("end_user")].map((c) => c.id);
   }
 
   /** Queue events for the org's agents. Live notifications only: D1 stays the inbox's truth. */
@@ -384,7 +398,7 @@ export class ConversationRoom extends Server<Env> {
   private outbox(): OutboxStore {
     return {
       flushedSeq: () => Number(this.meta("flushed_seq") ?? 0),
-      pendingMessages: (after, limit) => this.log.after(after, limit),
+      pendingMessages: (after, limit) => this.log.after(after, limit, "staff"),
       pendingSessions: () => this.sessions.unflushed(),
       commit: (lastSeq, sessions) => {
         this.setMeta("flushed_seq", String(lastSeq));

@@ -63,6 +63,8 @@ export const MessageInput = z
     content_type: z.enum(CONTENT_TYPES).default("text"),
     rich_media: z.unknown().optional(),
     client_msg_id: z.string().min(1).max(MAX_CLIENT_MSG_ID_CHARS).regex(/^[\w.:-]+$/, "letters, digits, _ . : - only").optional(),
+    /** A whisper / private note: agents and bots see it, the end user never does. */
+    private: z.boolean().default(false),
   })
   .transform((m, ctx) => {
     const schema = RICH_MEDIA[m.content_type];
@@ -75,7 +77,7 @@ export const MessageInput = z
       ctx.addIssue({ code: "custom", path: ["content"], message: "a text message needs content" });
       return z.NEVER;
     }
-    return { content: m.content, content_type: m.content_type, rich_media: parsed.data as RichMedia, client_msg_id: m.client_msg_id };
+    return { content: m.content, content_type: m.content_type, rich_media: parsed.data as RichMedia, client_msg_id: m.client_msg_id, private: m.private };
   });
 
 export type RichMedia = z.infer<(typeof RICH_MEDIA)[ContentType]>;
@@ -104,9 +106,14 @@ export interface Message {
   content: string;
   rich_media: RichMedia;
   client_msg_id: string | null;
+  private: boolean;
   status: DeliveryStatus;
   created_at: string;
 }
 
+/** Who reads: end users never see private messages. */
+export type Audience = "end_user" | "staff";
+export const audienceOf = (p: Principal): Audience => (p.type === "end_user" ? "end_user" : "staff");
+
 /** Stable fingerprint of what was sent, to tell a retry from a different message reusing an id. */
-export const draftFingerprint = (d: MessageDraft) => JSON.stringify([d.content_type, d.content, d.rich_media]);
+export const draftFingerprint = (d: MessageDraft) => JSON.stringify([d.content_type, d.content, d.rich_media, d.private]);

@@ -174,6 +174,8 @@ export const messages = sqliteTable(
     content: text("content").notNull(),
     rich_media: text("rich_media"),
     client_msg_id: text("client_msg_id"),
+    /** Whispers / private notes: never shown to the end user. */
+    private: integer("private", { mode: "boolean" }).notNull().default(false),
     created_at: text("created_at").notNull(),
     status: text("status").notNull(),
   },

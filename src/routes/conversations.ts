@@ -70,7 +70,7 @@ export const conversations = router()
   .get("/:id/messages", async (c) => {
     const q = parse(PageQuery, c.req.query());
     const ref = await conversationForAgent(c.env, c.get("agent").org_id, c.req.param("id"));
-    const { messages } = unwrap(await roomFor(c.env, ref).history(ref, q));
+    const { messages } = unwrap(await roomFor(c.env, ref).history(ref, { ...q, audience: "staff" }));
     return c.json(messages.map(messageView));
   })
   .post("/:id/messages", async (c) => {
@@ -130,6 +130,7 @@ export const messageView = (m: Message) => ({
   content: m.content,
   rich_media: m.rich_media,
   client_msg_id: m.client_msg_id,
+  private: m.private,
   status: m.status,
   created_at: m.created_at,
 });

@@ -45,7 +45,7 @@ export const widget = router()
   .get("/history/:conversation_id", async (c) => {
     const q = parse(z.object({ external_id: z.string().min(1).max(200), identity_hash: z.string().max(200).optional() }), c.req.query());
     const ref = await conversationForEndUser(c.env, c.req.param("conversation_id"), q.external_id, q.identity_hash);
-    const { messages } = unwrap(await roomFor(c.env, ref).history(ref, { limit: 100 }));
+    const { messages } = unwrap(await roomFor(c.env, ref).history(ref, { audience: "end_user", limit: 100 }));
     // Seed 001's widget shape omits session_id and read_by.
     return c.json(messages.map((m) => {
       const { session_id: _omitted, ...view } = messageView(m);

@@ -123,6 +123,39 @@ describe("native WebSocket protocol", () => {
   });
 });
 
+describe("private messages (whispers)", () => {
+  it("reach agents but never the end user, on any surface", async () => {
+    const o = await newOrg();
+    const visitor = await openSocket(`/ws/visitor?key=${o.pk}&external_id=w-1`);
+    const ready = await visitor.next((f) => f.type === "ready");
+    const agent = await openSocket(`/ws/conversations/${ready.conversation_id}`, { cookie: o.cookie });
+    await agent.next((f) => f.type === "ready");
+    visitor.send({ type: "send", content: "hello", client_msg_id: "w-a" });
+    await agent.next((f) => f.type === "message" && f.message.seq === 1);
+
+    const v = dostiVisitor(o.pk, "w-1");
+    const waiting = v.poll(Date.now() + 0, 5);
+    const note = await o.agent.call(`/api/conversations/${ready.conversation_id}/messages`, { body: { content: "VIP customer", private: true } });
+    expect(note.body).toMatchObject({ seq: 2, private: true });
+    await agent.next((f) => f.type === "message" && f.message.seq === 2);
+    await o.agent.call(`/api/conversations/${ready.conversation_id}/messages`, { body: { content: "How can I help?" } });
+    expect((await visitor.next((f) => f.type === "message" && f.message.seq === 3)).message.content).toBe("How can I help?");
+    expect(visitor.frames.some((f) => f.type === "message" && f.message.seq === 2)).toBe(false);
+    expect((await waiting).body.messages.map((m: any) => m.message)).toEqual(["How can I help?"]);
+
+    expect((await v.poll(0)).body.messages.map((m: any) => m.message)).toEqual(["hello", "How can I help?"]);
+    const widgetHistory = await call(`/chat-widget/history/${ready.conversation_id}?external_id=w-1`);
+    expect(widgetHistory.body.map((m: any) => m.seq)).toEqual([1, 3]);
+    const agentHistory = await o.agent.call(`/api/conversations/${ready.conversation_id}/messages`);
+    expect(agentHistory.body.map((m: any) => m.seq)).toEqual([1, 2, 3]);
+    const back = await openSocket(`/ws/visitor?key=${o.pk}&external_id=w-1&since=0&epoch=${ready.epoch}`);
+    expect((await back.next((f) => f.type === "ready")).messages.map((m: any) => m.seq)).toEqual([1, 3]);
+
+    visitor.send({ type: "send", content: "sneaky", private: true, client_msg_id: "w-b" });
+    expect(await visitor.next((f) => f.type === "error")).toMatchObject({ code: "forbidden", client_msg_id: "w-b" });
+  });
+});
+
 describe("presence", () => {
   it("visitors see the account go online when an agent opens the inbox and offline when the last one leaves", async () => {
     const o = await newOrg();

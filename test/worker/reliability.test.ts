@@ -87,7 +87,7 @@ describe("durability", () => {
     const ids = new Set(results.map((r) => (r.ok ? r.message.id : "error")));
     expect(ids.size).toBe(1);
     expect(results.filter((r) => r.ok && !r.duplicate)).toHaveLength(1);
-    const history = await stub.history(ref, { limit: 100 });
+    const history = await stub.history(ref, { audience: "staff", limit: 100 });
     expect(history.ok && history.messages.length).toBe(1);
   });
 

@@ -1,0 +1,1 @@
+ALTER TABLE `messages` ADD `private` integer DEFAULT false NOT NULL;
