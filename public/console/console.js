@@ -40,6 +40,7 @@ const ui = {
   replyForm: $("reply-form"),
   reply: $("reply-text"),
   quick: $("reply-quick"),
+  private: $("reply-private"),
   buttons: $("reply-buttons"),
 };
 
@@ -529,6 +530,11 @@ ui.resolveForm.addEventListener("submit", async (event) => {
 
 const splitList = (text) => [...new Set(text.split(",").map((s) => s.trim()).filter(Boolean))];
 
+ui.private.addEventListener("change", () => {
+  ui.replyForm.classList.toggle("private", ui.private.checked);
+  if (ui.private.checked) typingOut.stop(true); // the visitor sees no typing for a private note
+});
+
 ui.quick.addEventListener("change", () => {
   ui.buttons.hidden = !ui.quick.checked;
   if (ui.quick.checked) ui.buttons.focus();
@@ -542,16 +548,19 @@ ui.replyForm.addEventListener("submit", (event) => {
     const labels = splitList(ui.buttons.value);
     if (labels.length === 0) return showError("Add at least one button label (comma-separated), or untick “Add quick buttons”.");
     if (labels.length > 20) return showError("At most 20 quick buttons.");
+    if (ui.private.checked) return showError("A private note cannot carry quick buttons: the visitor would never see them.");
     current.client.send({ content, content_type: "quick_button", rich_media: { buttons: labels.map((label) => ({ label, value: label })) } });
     ui.buttons.value = "";
     ui.quick.checked = false;
     ui.buttons.hidden = true;
   } else {
     if (!content.trim()) return;
-    current.client.send({ content });
+    current.client.send({ content, private: ui.private.checked });
   }
   showError("");
   typingOut.stop(false);
+  ui.private.checked = false;
+  ui.replyForm.classList.remove("private"); // one note at a time: never leave "private" on by accident (or the reverse)
   ui.reply.value = "";
   ui.reply.focus();
 });
@@ -562,7 +571,7 @@ ui.reply.addEventListener("keydown", (event) => {
     ui.replyForm.requestSubmit();
   }
 });
-ui.reply.addEventListener("input", () => typingOut.input(ui.reply.value.trim() !== ""));
+ui.reply.addEventListener("input", () => typingOut.input(!ui.private.checked && ui.reply.value.trim() !== ""));
 ui.reply.addEventListener("blur", () => typingOut.stop(true));
 
 function showTyping(who) {

@@ -228,8 +228,14 @@ export function messageItem(message, { who, mine, onChoose }) {
   const system = message.sender_type === "system";
   return h(
     "li",
-    { class: `msg${mine ? " mine" : ""}${system ? " system" : ""}`, "data-seq": message.seq },
-    h("div", { class: "msg-meta" }, h("span", { class: "who", text: who }), h("time", { datetime: message.created_at, text: formatTime(message.created_at) })),
+    { class: `msg${mine ? " mine" : ""}${system ? " system" : ""}${message.private ? " private" : ""}`, "data-seq": message.seq },
+    h(
+      "div",
+      { class: "msg-meta" },
+      h("span", { class: "who", text: who }),
+      h("time", { datetime: message.created_at, text: formatTime(message.created_at) }),
+      message.private ? h("span", { class: "private-label", text: "Private note: the visitor does not see this" }) : null,
+    ),
     renderBody(message, onChoose),
   );
 }
@@ -243,8 +249,8 @@ export function pendingItem(item, { connected, onDiscard }) {
   const state = failed ? `Not sent: ${item.error}` : !connected ? "Waiting for the connection to send…" : item.note ? `Retrying (${item.note})…` : "Sending…";
   return h(
     "li",
-    { class: `msg mine pending${failed ? " failed" : ""}` },
-    h("div", { class: "msg-meta" }, h("span", { text: "You" }), h("span", { class: "state", text: state })),
+    { class: `msg mine pending${failed ? " failed" : ""}${item.private ? " private" : ""}` },
+    h("div", { class: "msg-meta" }, h("span", { text: item.private ? "You (private note)" : "You" }), h("span", { class: "state", text: state })),
     renderBody({ content: item.content, content_type: item.content_type, rich_media: item.rich_media }, null),
     failed ? h("button", { type: "button", class: "link-button", text: "Dismiss", onclick: () => onDiscard(item.client_msg_id) }) : null,
   );

@@ -254,8 +254,8 @@ export class ConversationClient {
    * Queues a message and sends it now if connected; it stays in the outbox (and is resent with
    * the same client_msg_id after each reconnect) until the server acknowledges it.
    */
-  send({ content, content_type = "text", rich_media = null }) {
-    const item = { client_msg_id: newClientMsgId(), content, content_type, rich_media, error: null, sentAt: Date.now() };
+  send({ content, content_type = "text", rich_media = null, private: isPrivate = false }) {
+    const item = { client_msg_id: newClientMsgId(), content, content_type, rich_media, private: isPrivate, error: null, sentAt: Date.now() };
     // Refused here rather than by the server: a frame over its limit closes the socket (1009),
     // and the outbox would resend it after every reconnect.
     const bytes = new TextEncoder().encode(content).byteLength;
@@ -283,7 +283,9 @@ export class ConversationClient {
 
   transmit(item) {
     if (!this.socket.isOpen) return false;
-    return this.socket.send({ type: "send", client_msg_id: item.client_msg_id, content: item.content, content_type: item.content_type, rich_media: item.rich_media });
+    const frame = { type: "send", client_msg_id: item.client_msg_id, content: item.content, content_type: item.content_type, rich_media: item.rich_media };
+    if (item.private) frame.private = true; // a whisper: staff only (agents and bots may send one)
+    return this.socket.send(frame);
   }
 
   async onFrame(frame) {
