@@ -52,10 +52,8 @@ if (!/^pk_[\w-]+$/.test(key)) {
   showNotice(
     "This demo page needs a public key in its address. Start Parley with ",
     h("code", { text: "npm start" }),
-    " and open the demo URL it prints, adding ",
-    h("code", { text: "?key=" }),
-    " and the “Public API key” it prints if the URL has none (for example ",
-    h("code", { text: `${location.origin}/demo/?key=pk_…` }),
+    " and open the demo URL it prints (it ends in ",
+    h("code", { text: "?key=pk_…" }),
     ").",
   );
 } else {
