@@ -9,7 +9,8 @@
  *   ConversationRoom ──RPC──> OrgHub (one per org: presence, queue events to agents' inboxes)
  *
  * Each client surface is an adapter over the same room API: the agent/widget REST (seed 001),
- * seed 000's send/poll REST, and the native WebSocket protocol. See ARCHITECTURE.md.
+ * seed 000's send/poll REST, the native WebSocket protocol, and Socket.IO (seeds 000, 001 and
+ * 002's dialects; one SocketIoSession object per Engine.IO session). See ARCHITECTURE.md.
  */
 import { Hono } from "hono";
 import { cors } from "hono/cors";
@@ -23,9 +24,11 @@ import { conversations } from "./routes/conversations";
 import { integrations } from "./routes/integrations";
 import { sockets } from "./routes/sockets";
 import { widget } from "./routes/widget";
+import { socketIoRequest } from "./socketio/route";
 
 export { ConversationRoom } from "./conversation/room";
 export { OrgHub } from "./org/hub";
+export { SocketIoSession } from "./socketio/session";
 
 // Visitor-side surfaces are called from customers' sites: CORS is open (no credentials) and each
 // handler checks the channel's allowed origins itself. Agent surfaces are same-origin only.
@@ -39,12 +42,14 @@ const app = new Hono<AppEnv>({ strict: false })
   .use("/auth/*", limitBody)
   .use("/chat-widget/*", limitBody, publicCors)
   .use("/api/chat/*", publicCors)
+  .use("/socket.io/*", publicCors)
   .route("/auth", auth)
   .route("/api/company", company)
   .route("/api/integrations", integrations)
   .route("/api/conversations", conversations)
   .route("/api/chat", dostiRest)
   .route("/chat-widget", widget)
-  .route("/ws", sockets);
+  .route("/ws", sockets)
+  .all("/socket.io/*", (c) => socketIoRequest(c.req.raw, c.env));
 
 export default app;

@@ -111,6 +111,13 @@ export class MessageLog {
     return this.rows(`SELECT * FROM (SELECT * FROM messages WHERE 1 ${visible(audience)} ORDER BY seq DESC LIMIT ? OFFSET ?) ORDER BY seq`, limit, offset);
   }
 
+  /** The highest seq among these message ids (0 when none is known). */
+  maxSeqOf(ids: string[]): number {
+    if (ids.length === 0) return 0;
+    const marks = ids.map(() => "?").join(",");
+    return this.sql.exec<{ s: number | null }>(`SELECT MAX(seq) AS s FROM messages WHERE id IN (${marks})`, ...ids).one().s ?? 0;
+  }
+
   /** Marks the other side's messages up to `seq` as READ; returns how many changed. */
   markRead(upToSeq: number, readerSide: "end_user" | "staff"): number {
     const cond = readerSide === "end_user" ? "sender_type != 'end_user'" : "sender_type = 'end_user'";

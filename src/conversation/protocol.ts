@@ -4,7 +4,7 @@
  */
 import { z } from "zod";
 import type { ErrorCode } from "../core/errors";
-import type { Message, SenderType } from "../core/message";
+import type { Message, Principal, SenderType } from "../core/message";
 import type { Session } from "./sessions";
 
 /** Largest frame a client may send (bytes); larger frames close the socket with 1009. */
@@ -42,4 +42,5 @@ export type ServerFrame =
   | { type: "session"; session: Session }
   | { type: "presence"; account_status: "online" | "offline" }
   | { type: "pong" }
+  | { type: "joined"; participant: Principal }
   | { type: "error"; code: ErrorCode; message: string; retryable: boolean; client_msg_id?: string };

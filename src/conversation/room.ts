@@ -19,6 +19,8 @@ import { flushOnce, FLUSH_STALL_REPORT_AFTER, type OutboxSink, type OutboxStore 
 import { MessageLog } from "./log";
 import { ClientFrame, MAX_FRAME_BYTES, MAX_REPLAY, PING_FRAME, PONG_FRAME, type ServerFrame } from "./protocol";
 import { SessionStore, type Session } from "./sessions";
+import { Subscribers } from "./subscribers";
+import { RemoteFanout } from "../socketio/fanout";
 import { TypingState } from "./typing";
 import type { HubEvent } from "../org/hub";
 import { RateLimiter } from "./rate-limit";
@@ -46,6 +48,8 @@ export class ConversationRoom extends Server<Env> {
 
   private readonly log: MessageLog;
   private readonly sessions: SessionStore;
+  private readonly subscribers: Subscribers;
+  private readonly fanout: RemoteFanout;
   private readonly typing = new TypingState();
   private readonly rate = new RateLimiter();
   private waiters: Waiter[] = [];
@@ -59,6 +63,8 @@ export class ConversationRoom extends Server<Env> {
     sql.exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
     this.log = new MessageLog(sql, () => this.ref().id);
     this.sessions = new SessionStore(sql);
+    this.subscribers = new Subscribers(sql);
+    this.fanout = new RemoteFanout(ctx, env);
     if (this.meta("epoch") === null) this.setMeta("epoch", crypto.randomUUID());
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING_FRAME, PONG_FRAME));
   }
@@ -171,18 +177,40 @@ export class ConversationRoom extends Server<Env> {
     return { ok: true };
   }
 
-  markRead(ref: ConversationRef, reader: Principal, seq: number): Result<{ seq: number }> {
+  /** Marks read up to `seq`, or up to the newest of `message_ids` (seed 001's mark_read). */
+  markRead(ref: ConversationRef, reader: Principal, upTo: { seq: number } | { message_ids: string[] }): Result<{ seq: number }> {
     const bad = this.adopt(ref);
     if (bad) return bad;
-    const upTo = Math.min(seq, this.log.head());
-    this.log.markRead(upTo, reader.type === "end_user" ? "end_user" : "staff");
-    this.broadcastFrame({ type: "read", reader_type: reader.type, reader_id: reader.id, seq: upTo });
-    return { ok: true, seq: upTo };
+    const target = "seq" in upTo ? upTo.seq : this.log.maxSeqOf(upTo.message_ids);
+    const seq = Math.min(target, this.log.head());
+    this.log.markRead(seq, reader.type === "end_user" ? "end_user" : "staff");
+    this.emit({ type: "read", reader_type: reader.type, reader_id: reader.id, seq });
+    return { ok: true, seq };
+  }
+
+  /**
+   * A Socket.IO session joins this conversation's room. Returns where the log stands so the
+   * session can replay what it missed (`history` with `after`).
+   */
+  subscribe(ref: ConversationRef, name: string, principal: Principal): Result<{ head_seq: number; epoch: string; session: Session | null }> {
+    const bad = this.adopt(ref);
+    if (bad) return bad;
+    const isNew = !this.subscribers.list().some((s) => s.name === name);
+    this.subscribers.add({ name, audience: audienceOf(principal) });
+    if (isNew && principal.type !== "end_user") this.emit({ type: "joined", participant: principal });
+    return { ok: true, head_seq: this.log.head(), epoch: this.epoch(), session: this.sessions.latest() };
+  }
+
+  unsubscribe(ref: ConversationRef, name: string): Result<{}> {
+    const bad = this.adopt(ref);
+    if (bad) return bad;
+    this.subscribers.remove(name);
+    return { ok: true };
   }
 
   /** The org's account status changed (OrgHub calls this for rooms with visitor sockets). */
   async presence(status: "online" | "offline"): Promise<void> {
-    this.broadcastFrame({ type: "presence", account_status: status });
+    this.emit({ type: "presence", account_status: status });
   }
 
   // ---- WebSockets (native protocol) -------------------------------------------------------
@@ -206,6 +234,7 @@ export class ConversationRoom extends Server<Env> {
       return;
     }
     conn.setState({ principal });
+    if (principal.type !== "end_user") this.emit({ type: "joined", participant: principal }, { exceptConnId: conn.id });
     const url = new URL(ctx.request.url);
     const since = url.searchParams.get("since");
     const clientEpoch = url.searchParams.get("epoch");
@@ -262,7 +291,7 @@ export class ConversationRoom extends Server<Env> {
         this.applyTyping(principal, frame.data.typing, conn.id);
         return;
       case "read":
-        this.markRead(ref, principal, frame.data.seq);
+        this.markRead(ref, principal, { seq: frame.data.seq });
         return;
       case "ping":
         return this.sendFrame(conn, { type: "pong" });
@@ -303,8 +332,8 @@ export class ConversationRoom extends Server<Env> {
     if (!session.first_message_at) session = this.sessions.update(session.id, { first_message_at: now.toISOString() });
     const message = this.log.append(draft, sender, session.id, fingerprint, now.getTime());
     // Durable from here on (same synchronous block; the output gate holds replies until commit).
-    this.broadcast(JSON.stringify({ type: "message", message } satisfies ServerFrame), message.private ? this.endUserConnIds() : undefined);
-    if (opened) this.broadcastFrame({ type: "session", session });
+    this.emit({ type: "message", message }, { staffOnly: message.private });
+    if (opened) this.emit({ type: "session", session });
     if (this.typing.clear(sender)) this.broadcastTyping(sender, false, null);
     this.wakeWaiters();
     this.scheduleAlarm(Date.now());
@@ -323,7 +352,7 @@ export class ConversationRoom extends Server<Env> {
   }
 
   private afterSessionChange(session: Session, event: HubEvent | null) {
-    this.broadcastFrame({ type: "session", session });
+    this.emit({ type: "session", session });
     this.scheduleAlarm(Date.now());
     if (event) this.publish(event);
   }
@@ -335,8 +364,7 @@ export class ConversationRoom extends Server<Env> {
   }
 
   private broadcastTyping(who: Principal, typing: boolean, exceptConnId: string | null) {
-    const frame: ServerFrame = { type: "typing", sender_type: who.type, sender_id: who.id, sender_name: who.name, typing };
-    this.broadcast(JSON.stringify(frame), exceptConnId ? [exceptConnId] : undefined);
+    this.emit({ type: "typing", sender_type: who.type, sender_id: who.id, sender_name: who.name, typing }, { exceptConnId });
   }
 
   private wakeWaiters() {
@@ -447,8 +475,15 @@ export class ConversationRoom extends Server<Env> {
     this.ctx.storage.sql.exec("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", key, value);
   }
 
-  private broadcastFrame(frame: ServerFrame) {
-    this.broadcast(JSON.stringify(frame));
+  /** Sends a frame to this room's sockets and its remote subscribers. */
+  private emit(frame: ServerFrame, opts: { staffOnly?: boolean; exceptConnId?: string | null } = {}) {
+    const except = [...(opts.staffOnly ? this.endUserConnIds() : []), ...(opts.exceptConnId ? [opts.exceptConnId] : [])];
+    this.broadcast(JSON.stringify(frame), except.length > 0 ? except : undefined);
+    const topic = `conv:${this.ref().id}`;
+    for (const sub of this.subscribers.list()) {
+      if (opts.staffOnly && sub.audience === "end_user") continue;
+      this.fanout.send(sub.name, topic, frame, () => this.subscribers.remove(sub.name));
+    }
   }
 
   private sendFrame(conn: Connection, frame: ServerFrame) {

@@ -11,6 +11,7 @@
 import { and, eq, gt, isNull } from "drizzle-orm";
 import type { Context, MiddlewareHandler } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
+import { parse as parseCookie } from "hono/utils/cookie";
 import { hmacSha256Hex, randomToken, safeEqual, sha256Hex } from "../core/crypto";
 import { ApiError } from "../core/errors";
 import type { Principal } from "../core/message";
@@ -59,21 +60,14 @@ export async function endSession(c: Context<AppEnv>): Promise<void> {
 export const csrfToken = (env: Env, sessionToken: string) => hmacSha256Hex(env.SESSION_SECRET, `csrf:${sessionToken}`);
 
 /** Resolves the calling agent, or null. Does not check CSRF (see requireAgent). */
-export async function authenticateAgent(c: Context<AppEnv>): Promise<Agent | null> {
-  const db = database(c.env.DB);
-  const bearer = c.req.header("authorization")?.match(/^Bearer\s+(sk_[\w-]+)$/)?.[1];
-  if (bearer) {
-    if (c.req.header("sec-fetch-site")) throw new ApiError("forbidden", "secret keys are for servers; browsers use a session or a public key");
-    const row = await db
-      .select({ user: schema.users })
-      .from(schema.apiKeys)
-      .innerJoin(schema.users, eq(schema.users.id, schema.apiKeys.created_by))
-      .where(and(eq(schema.apiKeys.key_hash, await sha256Hex(bearer)), eq(schema.apiKeys.kind, "secret"), isNull(schema.apiKeys.revoked_at)))
-      .get();
-    if (!row || row.user.disabled) return null;
-    return toAgent(row.user, "key", null);
-  }
-  const token = getCookie(c, SESSION_COOKIE);
+export const authenticateAgent = (c: Context<AppEnv>) => agentFromHeaders(c.env, c.req.raw.headers);
+
+/** The same, for callers outside Hono (Socket.IO sessions). */
+export async function agentFromHeaders(env: Env, headers: Headers): Promise<Agent | null> {
+  const db = database(env.DB);
+  const bearer = headers.get("authorization")?.match(/^Bearer\s+(sk_[\w-]+)$/)?.[1];
+  if (bearer) return agentFromSecretKey(env, bearer, headers);
+  const token = parseCookie(headers.get("cookie") ?? "")[SESSION_COOKIE];
   if (!token) return null;
   const row = await db
     .select({ user: schema.users })
@@ -83,6 +77,18 @@ export async function authenticateAgent(c: Context<AppEnv>): Promise<Agent | nul
     .get();
   if (!row || row.user.disabled) return null;
   return toAgent(row.user, "cookie", token);
+}
+
+export async function agentFromSecretKey(env: Env, key: string, headers: Headers): Promise<Agent | null> {
+  if (headers.get("sec-fetch-site")) throw new ApiError("forbidden", "secret keys are for servers; browsers use a session or a public key");
+  const row = await database(env.DB)
+    .select({ user: schema.users })
+    .from(schema.apiKeys)
+    .innerJoin(schema.users, eq(schema.users.id, schema.apiKeys.created_by))
+    .where(and(eq(schema.apiKeys.key_hash, await sha256Hex(key)), eq(schema.apiKeys.kind, "secret"), isNull(schema.apiKeys.revoked_at)))
+    .get();
+  if (!row || row.user.disabled) return null;
+  return toAgent(row.user, "key", null);
 }
 
 function toAgent(u: typeof schema.users.$inferSelect, via: Agent["via"], token: string | null): Agent {
@@ -110,8 +116,10 @@ async function checkCsrf(c: Context<AppEnv>, sessionToken: string) {
 }
 
 /** A request the browser marks cross-site, or whose Origin is not ours, is not same-origin. */
-export function isSameOrigin(c: Context): boolean {
-  if (c.req.header("sec-fetch-site") === "cross-site") return false;
-  const origin = c.req.header("origin");
-  return origin === undefined || origin === new URL(c.req.url).origin;
+export const isSameOrigin = (c: Context) => sameOrigin(c.req.raw);
+
+export function sameOrigin(req: Request): boolean {
+  if (req.headers.get("sec-fetch-site") === "cross-site") return false;
+  const origin = req.headers.get("origin");
+  return origin === null || origin === new URL(req.url).origin;
 }

@@ -11,6 +11,7 @@
  */
 import { Server, type Connection, type ConnectionContext } from "partyserver";
 import type { Principal } from "../core/message";
+import { RemoteFanout } from "../socketio/fanout";
 
 interface SocketState {
   principal: Principal;
@@ -21,9 +22,35 @@ export type HubEvent = { type: string } & Record<string, unknown>;
 export class OrgHub extends Server<Env> {
   static override options = { hibernate: true };
 
+  private readonly fanout: RemoteFanout;
+
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS watchers (conversation_id TEXT PRIMARY KEY)");
+    const sql = ctx.storage.sql;
+    sql.exec("CREATE TABLE IF NOT EXISTS watchers (conversation_id TEXT PRIMARY KEY)");
+    // Socket.IO sessions: their topics (queue events, presence) and, for agents, their presence.
+    sql.exec("CREATE TABLE IF NOT EXISTS remote (name TEXT PRIMARY KEY, agent_id TEXT, queue INTEGER NOT NULL DEFAULT 0, presence INTEGER NOT NULL DEFAULT 0)");
+    this.fanout = new RemoteFanout(ctx, env);
+  }
+
+  /** A Socket.IO session of an agent is connected: the agent counts as online. */
+  async remoteOnline(name: string, agentId: string): Promise<void> {
+    const wasOnline = this.onlineAgents().has(agentId);
+    this.ctx.storage.sql.exec("INSERT INTO remote (name, agent_id) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET agent_id = excluded.agent_id", name, agentId);
+    if (!wasOnline) this.agentStatusChanged(agentId, "online");
+  }
+
+  /** A Socket.IO session subscribes to queue events or presence changes. */
+  async remoteSubscribe(name: string, topic: "queue" | "presence"): Promise<{ online_agents: string[] }> {
+    this.ctx.storage.sql.exec(`INSERT INTO remote (name, ${topic}) VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET ${topic} = 1`, name);
+    return { online_agents: [...this.onlineAgents()] };
+  }
+
+  /** A Socket.IO session ended. */
+  async remoteGone(name: string): Promise<void> {
+    const row = this.ctx.storage.sql.exec<{ agent_id: string | null }>("SELECT agent_id FROM remote WHERE name = ?", name).toArray()[0];
+    this.ctx.storage.sql.exec("DELETE FROM remote WHERE name = ?", name);
+    if (row?.agent_id && !this.onlineAgents().has(row.agent_id)) this.agentStatusChanged(row.agent_id, "offline");
   }
 
   /** A room with visitor sockets wants account-status changes; returns the current status. */
@@ -39,6 +66,12 @@ export class OrgHub extends Server<Env> {
   /** Conversation objects call this after a durable change. */
   async publish(event: HubEvent): Promise<void> {
     this.broadcast(JSON.stringify(event));
+    this.toRemote("queue", event);
+  }
+
+  private toRemote(topic: "queue" | "presence", event: HubEvent) {
+    const rows = this.ctx.storage.sql.exec<{ name: string }>(`SELECT name FROM remote WHERE ${topic} = 1`).toArray();
+    for (const r of rows) this.fanout.send(r.name, `org:${topic}`, event, () => void this.remoteGone(r.name));
   }
 
   async accountStatus(): Promise<"online" | "offline"> {
@@ -51,7 +84,7 @@ export class OrgHub extends Server<Env> {
     const wasOnline = this.onlineAgents(conn.id).has(principal.id);
     conn.setState({ principal });
     conn.send(JSON.stringify({ type: "ready", online_agents: [...this.onlineAgents()] }));
-    if (!wasOnline) this.agentStatusChanged(principal.id, "online", conn.id);
+    if (!wasOnline) this.agentStatusChanged(principal.id, "online");
   }
 
   override async onClose(conn: Connection<SocketState>): Promise<void> {
@@ -59,9 +92,11 @@ export class OrgHub extends Server<Env> {
     if (id && !this.onlineAgents(conn.id).has(id)) this.agentStatusChanged(id, "offline", conn.id);
   }
 
-  private agentStatusChanged(agentId: string, status: "online" | "offline", connId: string) {
-    this.broadcast(JSON.stringify({ type: "agent_status_changed", agent_id: agentId, status }));
-    const others = this.onlineAgents(connId);
+  private agentStatusChanged(agentId: string, status: "online" | "offline", closingConnId?: string) {
+    const event = { type: "agent_status_changed", agent_id: agentId, status };
+    this.broadcast(JSON.stringify(event));
+    this.toRemote("presence", event);
+    const others = this.onlineAgents(closingConnId);
     others.delete(agentId);
     if (others.size > 0) return; // the account status did not flip
     const watchers = this.ctx.storage.sql.exec<{ conversation_id: string }>("SELECT conversation_id FROM watchers").toArray();
@@ -83,6 +118,7 @@ export class OrgHub extends Server<Env> {
     for (const c of this.getConnections<SocketState>()) {
       if (c.id !== exceptConnId && c.state?.principal) ids.add(c.state.principal.id);
     }
+    for (const r of this.ctx.storage.sql.exec<{ agent_id: string }>("SELECT agent_id FROM remote WHERE agent_id IS NOT NULL")) ids.add(r.agent_id);
     return ids;
   }
 }

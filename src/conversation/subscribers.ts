@@ -1,0 +1,32 @@
+/**
+ * Remote subscribers of a conversation: Socket.IO sessions, which live in their own objects
+ * (one per Engine.IO session, see src/socketio/). Stored, so an evicted room keeps delivering.
+ * Delivery is one RPC per frame per subscriber, chained per subscriber so frames arrive in the
+ * order they were emitted; a subscriber that answers "gone" is dropped. The subscriber also
+ * checks `seq` continuity and fills any gap from the log, so a lost delivery costs latency,
+ * never a message.
+ */
+import type { Audience } from "../core/message";
+
+export interface Subscriber {
+  name: string;
+  audience: Audience;
+}
+
+export class Subscribers {
+  constructor(private readonly sql: SqlStorage) {
+    sql.exec("CREATE TABLE IF NOT EXISTS subscribers (name TEXT PRIMARY KEY, audience TEXT NOT NULL)");
+  }
+
+  add(s: Subscriber): void {
+    this.sql.exec("INSERT INTO subscribers (name, audience) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET audience = excluded.audience", s.name, s.audience);
+  }
+
+  remove(name: string): void {
+    this.sql.exec("DELETE FROM subscribers WHERE name = ?", name);
+  }
+
+  list(): Subscriber[] {
+    return this.sql.exec<{ name: string; audience: string }>("SELECT name, audience FROM subscribers").toArray() as Subscriber[];
+  }
+}

@@ -1,0 +1,163 @@
+/**
+ * The seeds' Socket.IO dialects as views of the same conversations.
+ *
+ * Incoming events (client -> server) become calls on the conversation API; outgoing room frames
+ * (the same frames native WebSocket clients get) are rendered per membership dialect:
+ * - `dosti`   (seed 000): receive_message, partner_typing, partner_stopped_typing, agent_joined
+ * - `chatbot` (seed 001): message_received, typing_indicator, typing_cleared, messages_read
+ * - `channel` (seed 002): messageArrived with ChatMessage / ActivityMessage objects
+ * Org topics (seed 001 agents): conversation_updated, conversation_assigned,
+ * conversation_resolved, agent_status_changed.
+ */
+import type { ConversationRef } from "../core/conversation-ref";
+import type { Message, Principal } from "../core/message";
+import type { ServerFrame } from "../conversation/protocol";
+
+export type Dialect = "dosti" | "chatbot" | "channel";
+
+export interface Membership {
+  ref: ConversationRef;
+  principal: Principal;
+  dialect: Dialect;
+  /** The last message seq this session emitted for the conversation. */
+  last_seq: number;
+  /** The agent last seen assigned (for seed 000's agent_joined). */
+  assigned: string | null;
+}
+
+export type Emission = [event: string, payload: unknown];
+
+const isSelf = (m: Membership, who: { type: string; id: string }) => who.type === m.principal.type && who.id === m.principal.id;
+
+/** Seed 001's message shape (plus seq, sender_name, private, client_msg_id). */
+export const chatbotMessage = (msg: Message) => ({
+  id: msg.id,
+  conversation_id: msg.conversation_id,
+  session_id: msg.session_id,
+  seq: msg.seq,
+  sender_type: msg.sender_type,
+  sender_id: msg.sender_id,
+  sender_name: msg.sender_name,
+  content_type: msg.content_type,
+  content: msg.content,
+  rich_media: msg.rich_media,
+  client_msg_id: msg.client_msg_id,
+  private: msg.private,
+  created_at: msg.created_at,
+});
+
+/** Seed 000's agent reply shape. */
+export const dostiMessage = (m: Membership, msg: Message) => ({
+  id: msg.id,
+  seq: msg.seq,
+  visitorId: m.ref.end_user.external_id,
+  visitorName: msg.sender_type === "end_user" ? (msg.sender_name ?? "You") : (msg.sender_name ?? "Support"),
+  message: msg.content,
+  timestamp: Date.parse(msg.created_at),
+});
+
+const participant = (p: { id: string; name: string | null }) => ({ id: p.id, name: p.name ?? "" });
+
+/** Seed 002's ChatMessage. */
+export const chatMessage = (msg: Message) => ({
+  id: msg.id,
+  conversationId: msg.conversation_id,
+  type: "ChatMessage",
+  from: { id: msg.sender_id, name: msg.sender_name ?? "", type: msg.sender_type },
+  to: [],
+  text: msg.content,
+  ...(msg.private ? { tag: "whisper" } : {}),
+  attachments:
+    msg.content_type === "image" || msg.content_type === "file"
+      ? [{ type: (msg.rich_media as { mime_type?: string }).mime_type ?? msg.content_type, name: (msg.rich_media as { filename?: string }).filename ?? "", contentUrl: (msg.rich_media as { url: string }).url }]
+      : [],
+  timestamp: msg.created_at,
+});
+
+export const activity = (conversationId: string, activityType: string, from: { id: string; name: string | null }, info: Record<string, unknown> = {}) => ({
+  conversationId,
+  type: "ActivityMessage",
+  from: participant(from),
+  to: [],
+  activityType,
+  info,
+  timestamp: new Date().toISOString(),
+});
+
+/** Renders one conversation frame for one membership. Messages are handled by the caller (ordering). */
+export function renderFrame(m: Membership, frame: ServerFrame): Emission[] {
+  const conversation_id = m.ref.id;
+  switch (frame.type) {
+    case "message":
+      return renderMessage(m, frame.message);
+    case "typing": {
+      if (isSelf(m, { type: frame.sender_type, id: frame.sender_id })) return [];
+      if (m.dialect === "dosti") {
+        if (frame.sender_type === "end_user") return [];
+        return [[frame.typing ? "partner_typing" : "partner_stopped_typing", { deviceId: "agent" }]];
+      }
+      if (m.dialect === "chatbot") {
+        return [frame.typing ? ["typing_indicator", { conversation_id, sender_type: frame.sender_type }] : ["typing_cleared", { conversation_id }]];
+      }
+      return [["messageArrived", activity(conversation_id, "typing", { id: frame.sender_id, name: frame.sender_name }, { typing: frame.typing })]];
+    }
+    case "read":
+      if (m.dialect === "chatbot") return [["messages_read", { conversation_id, reader_type: frame.reader_type, reader_id: frame.reader_id, seq: frame.seq }]];
+      return [];
+    case "joined":
+      if (isSelf(m, frame.participant)) return [];
+      if (m.dialect === "dosti") {
+        if (m.assigned === frame.participant.id) return [];
+        m.assigned = frame.participant.id; // one agent_joined per agent, whether it joined or claimed first
+        return [["agent_joined", { agentId: frame.participant.id, agentName: frame.participant.name }]];
+      }
+      if (m.dialect === "channel") return [["messageArrived", activity(conversation_id, "participantJoined", frame.participant)]];
+      return [];
+    case "session": {
+      const out: Emission[] = [];
+      const assigned = frame.session.assigned_agent_id;
+      if (assigned && assigned !== m.assigned && m.dialect === "dosti") out.push(["agent_joined", { agentId: assigned, agentName: null }]);
+      if (assigned && assigned !== m.assigned && m.dialect === "channel") out.push(["messageArrived", activity(conversation_id, "participantAdded", { id: assigned, name: null })]);
+      m.assigned = assigned;
+      if (frame.session.status === "resolved" && m.dialect === "channel") {
+        out.push(["messageArrived", activity(conversation_id, "endOfConversation", { id: "system", name: "system" }, { session_id: frame.session.id })]);
+      }
+      return out;
+    }
+    case "presence":
+      return m.dialect === "channel" ? [] : [["account_status", { status: frame.account_status }]];
+    case "ready":
+    case "ack":
+    case "pong":
+    case "error":
+      return [];
+    default:
+      return assertNever(frame);
+  }
+}
+
+export function renderMessage(m: Membership, msg: Message): Emission[] {
+  if (m.dialect === "dosti") return msg.sender_type === "end_user" ? [] : [["receive_message", dostiMessage(m, msg)]];
+  if (m.dialect === "chatbot") return [["message_received", chatbotMessage(msg)]];
+  return [["messageArrived", chatMessage(msg)]];
+}
+
+/** Org topics for agents (seed 001 queue and presence rooms). */
+export function renderOrgEvent(event: { type: string } & Record<string, unknown>): Emission[] {
+  switch (event.type) {
+    case "conversation_updated":
+      return [["conversation_updated", { conversation_id: event.conversation_id, sender_type: event.sender_type, content_type: event.content_type, content: event.content }]];
+    case "conversation_assigned":
+      return [["conversation_assigned", { conversation_id: event.conversation_id, assigned_to: event.assigned_to }]];
+    case "conversation_resolved":
+      return [["conversation_resolved", { conversation_id: event.conversation_id, session_id: event.session_id }]];
+    case "agent_status_changed":
+      return [["agent_status_changed", { agent_id: event.agent_id, status: event.status }]];
+    default:
+      return [];
+  }
+}
+
+function assertNever(x: never): never {
+  throw new Error(`unhandled frame ${JSON.stringify(x)}`);
+}

@@ -1,0 +1,176 @@
+/**
+ * Client -> server events of the seeds' Socket.IO dialects, each validated with zod and turned
+ * into a call on the conversation API. Every event answers its ack (when the client passed one)
+ * with `{ok:true, ...}` or `{error:{code,message}}`; a failure also emits seed 001's `error`
+ * event `{message, code}` to the sender only. Unknown events are refused the same way.
+ */
+import { z } from "zod";
+import { ApiError, unwrap } from "../core/errors";
+import { MessageInput, type Principal } from "../core/message";
+import { channelForVisitor, openForVisitor, roomFor } from "../conversation/directory";
+import { activity, chatbotMessage, chatMessage, dostiMessage, type Dialect, type Membership } from "./dialects";
+import type { SocketIoSession } from "./session";
+
+type Reply = Record<string, unknown>;
+type Ctx = { s: SocketIoSession; env: Env };
+type Handler = (c: Ctx, payload: unknown) => Promise<Reply>;
+
+const id = z.string().min(1).max(200);
+const ConversationOnly = z.object({ conversation_id: id });
+
+/** The seed 000 visitor's own conversation (joined at connect). */
+function dostiMembership(s: SocketIoSession): Membership {
+  const m = s.dostiMembership();
+  if (!m) throw new ApiError("forbidden", "connect with apiKey, role=visitor and visitorId to use this event");
+  return m;
+}
+
+/** Finds or joins the conversation a payload names, for the session's principal (or its external_id). */
+async function membershipFor(s: SocketIoSession, conversationId: string, dialect: Dialect, externalId?: string, identityHash?: string): Promise<Membership> {
+  const existing = s.membership(conversationId);
+  if (existing && (externalId === undefined || existing.principal.type !== "end_user" || existing.principal.id === externalId)) return existing;
+  const { ref, principal } = await s.resolveConversation(conversationId, externalId, identityHash);
+  return s.join(ref, principal, dialect, null);
+}
+
+async function send({ env }: Ctx, m: Membership, input: unknown) {
+  const draft = MessageInput.safeParse(input);
+  if (!draft.success) {
+    const issue = draft.error.issues[0]!;
+    throw new ApiError(issue.message.startsWith("invalid_text") ? "invalid_text" : "validation_failed", `${issue.path.join(".") || "payload"}: ${issue.message}`);
+  }
+  return unwrap(await roomFor(env, m.ref).send(m.ref, m.principal, draft.data)).message;
+}
+
+/** Events that act only as the session's own principal (agents; the agent half of each dialect). */
+const agentOf = ({ s }: Ctx) => (s.socket()?.principal?.type === "agent" ? undefined : null);
+
+const handlers: Record<string, Handler> = {
+  // ---- seed 000 ("Dosti") and seed 001 share send_message; the payload tells them apart ----
+  async send_message(c, payload) {
+    const { s, env } = c;
+    const p = z.looseObject({ conversation_id: id.optional(), external_id: id.optional(), sender_type: z.enum(["end_user", "agent"]).optional(), identity_hash: z.string().max(200).optional() }).parse(payload);
+    if (!p.conversation_id && s.dostiMembership()) {
+      const d = z.object({ type: z.string().optional(), message: z.string(), client_msg_id: z.string().optional() }).parse(payload);
+      const m = dostiMembership(s);
+      const msg = await send(c, m, { content: d.message, client_msg_id: d.client_msg_id });
+      return { ok: true, message: dostiMessage(m, msg) };
+    }
+    let m: Membership;
+    if (p.conversation_id) {
+      if (p.sender_type === "agent" && s.socket()?.principal?.type !== "agent") throw new ApiError("unauthorized", "agents are identified by their session cookie");
+      m = await membershipFor(s, p.conversation_id, "chatbot", p.sender_type === "agent" ? undefined : p.external_id, p.identity_hash);
+    } else {
+      // Parley addition: an end user opens a new conversation natively with an embed token or key.
+      const o = z.object({ embed_token: z.string().optional(), key: z.string().optional(), external_id: id, customer_name: z.string().max(200).optional() }).parse(payload);
+      const hs = s.handshakeParams();
+      const channel = await channelForVisitor(env, { embedToken: o.embed_token ?? hs.embed_token, publicKey: o.key ?? hs.apiKey ?? hs.key }, s.handshakeOrigin());
+      const ref = await openForVisitor(env, channel, { external_id: o.external_id, display_name: o.customer_name, identity_hash: p.identity_hash });
+      m = await s.join(ref, { type: "end_user", id: ref.end_user.external_id, name: ref.end_user.display_name }, "chatbot", null);
+    }
+    const { conversation_id: _c, external_id: _e, sender_type: _t, identity_hash: _h, embed_token: _et, key: _k, customer_name: _n, ...input } = payload as Record<string, unknown>;
+    const msg = await send(c, m, input);
+    return { ok: true, message: chatbotMessage(msg) };
+  },
+  async typing({ s, env }) {
+    const m = dostiMembership(s);
+    unwrap(await roomFor(env, m.ref).setTyping(m.ref, m.principal, true));
+    return { ok: true };
+  },
+  async stop_typing({ s, env }) {
+    const m = dostiMembership(s);
+    unwrap(await roomFor(env, m.ref).setTyping(m.ref, m.principal, false));
+    return { ok: true };
+  },
+
+  // ---- seed 001 ("Chatbot Platform") ----
+  async join_conversation({ s }, payload) {
+    const p = z.object({ conversation_id: id, external_id: id.optional(), identity_hash: z.string().max(200).optional() }).parse(payload);
+    const m = await membershipFor(s, p.conversation_id, "chatbot", p.external_id, p.identity_hash);
+    return { ok: true, conversation_id: m.ref.id };
+  },
+  async leave_conversation({ s }, payload) {
+    const p = ConversationOnly.parse(payload);
+    return { ok: await s.leave(p.conversation_id) };
+  },
+  async claim_conversation({ s, env }, payload) {
+    const p = ConversationOnly.parse(payload);
+    requireAgent(s);
+    const m = await membershipFor(s, p.conversation_id, "chatbot");
+    const { session } = unwrap(await roomFor(env, m.ref).assign(m.ref, m.principal));
+    return { ok: true, conversation_id: m.ref.id, assigned_agent_id: session.assigned_agent_id, assigned_at: session.assigned_at };
+  },
+  async join_queue({ s }) {
+    requireAgent(s);
+    await s.subscribeOrg("queue");
+    return { ok: true };
+  },
+  async join_org_presence({ s }) {
+    requireAgent(s);
+    return { ok: true, online_agents: await s.subscribeOrg("presence") };
+  },
+  async user_typing({ s, env }, payload) {
+    const p = z.object({ conversation_id: id, sender_type: z.string().optional(), typing: z.boolean().default(true), external_id: id.optional() }).parse(payload);
+    const m = await membershipFor(s, p.conversation_id, "chatbot", p.external_id);
+    unwrap(await roomFor(env, m.ref).setTyping(m.ref, m.principal, p.typing));
+    return { ok: true };
+  },
+  async mark_read({ s, env }, payload) {
+    const p = z.object({ conversation_id: id, message_ids: z.array(id).max(500), external_id: id.optional() }).parse(payload);
+    const m = await membershipFor(s, p.conversation_id, "chatbot", p.external_id);
+    const { seq } = unwrap(await roomFor(env, m.ref).markRead(m.ref, m.principal, { message_ids: p.message_ids }));
+    return { ok: true, seq };
+  },
+
+  // ---- seed 002 ("Customer Channel API") ----
+  async joinConversation(c, payload) {
+    const { s, env } = c;
+    const p = z.looseObject({ conversationId: id, id: id.optional(), name: z.string().max(200).optional() }).parse(payload);
+    const m = await membershipFor(s, p.conversationId, "channel", agentOf(c) ?? p.id);
+    const room = roomFor(env, m.ref);
+    const history = unwrap(await room.history(m.ref, { audience: m.principal.type === "end_user" ? "end_user" : "staff", limit: 100 }));
+    const summary = unwrap(await room.summary(m.ref));
+    s.emit("conversationInfo", {
+      conversation: { id: m.ref.id, channelId: m.ref.channel_id, status: summary.session?.status ?? "open", sessionId: summary.session?.id ?? null },
+      messages: history.messages.map(chatMessage),
+      participant: [{ id: m.ref.end_user.external_id, name: m.ref.end_user.display_name ?? "" }, ...(summary.session?.assigned_agent_id ? [{ id: summary.session.assigned_agent_id, name: "" }] : [])],
+      role: m.principal.type === "end_user" ? "customer" : "agent",
+    });
+    s.emit("messageArrived", activity(m.ref.id, "greetings", { id: "system", name: "system" }, { text: "Welcome! An agent will be with you shortly." }));
+    return { ok: true, conversationId: m.ref.id };
+  },
+  async sendMessage(c, payload) {
+    const p = z.looseObject({ conversationId: id, type: z.literal("ChatMessage").default("ChatMessage"), text: z.string(), tag: z.enum(["whisper", ""]).optional(), from: z.looseObject({ id: id.optional() }).optional() }).parse(payload);
+    const m = await membershipFor(c.s, p.conversationId, "channel", agentOf(c) ?? p.from?.id);
+    const msg = await send(c, m, { content: p.text, private: p.tag === "whisper", client_msg_id: typeof p.id === "string" ? p.id : undefined });
+    return { ok: true, message: chatMessage(msg) };
+  },
+  async endConversation(c, payload) {
+    const p = z.looseObject({ conversationId: id, id: id.optional() }).parse(payload);
+    const m = await membershipFor(c.s, p.conversationId, "channel", agentOf(c) ?? p.id);
+    const { session } = unwrap(await roomFor(c.env, m.ref).resolve(m.ref, undefined));
+    return { ok: true, conversationId: m.ref.id, sessionId: session.id };
+  },
+};
+
+function requireAgent(s: SocketIoSession) {
+  if (s.socket()?.principal?.type !== "agent") throw new ApiError("unauthorized", "only agents can do this");
+}
+
+export async function handleEvent(s: SocketIoSession, env: Env, event: string, payload: unknown): Promise<Reply> {
+  const handler = Object.hasOwn(handlers, event) ? handlers[event] : undefined;
+  try {
+    if (!handler) throw new ApiError("unknown_event", `unknown event ${JSON.stringify(event.slice(0, 100))}`);
+    return await handler({ s, env }, payload);
+  } catch (err) {
+    const e =
+      err instanceof ApiError
+        ? { code: err.code, message: err.message }
+        : err instanceof z.ZodError
+          ? { code: "validation_failed", message: `${err.issues[0]?.path.join(".") || "payload"}: ${err.issues[0]?.message}` }
+          : null;
+    if (!e) throw err;
+    s.emit("error", { message: e.message, code: e.code, event });
+    return { error: e };
+  }
+}

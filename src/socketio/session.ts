@@ -1,0 +1,596 @@
+/**
+ * SocketIoSession: one Durable Object per Engine.IO session, named by its sid, so that every
+ * request of the session (polling GETs and POSTs, the WebSocket upgrade) reaches the same object.
+ *
+ * Layers, bottom up:
+ * - Engine.IO v4 transport: handshake, HTTP long-polling, upgrade to (or start on) WebSocket,
+ *   server-initiated heartbeats from one alarm per session (the WebSocket hibernates between
+ *   pings), codecs from `engine.io-parser`.
+ * - Socket.IO v5 packets via `socket.io-parser`: CONNECT (with auth), EVENT with acks,
+ *   DISCONNECT; connection state recovery (pid + offset, 2 minutes).
+ * - Dialects (dialects.ts): the seeds' events, as calls on the conversation API.
+ *
+ * The session subscribes to conversation rooms and to its org hub; they deliver frames by RPC
+ * (`deliver`). Memberships remember the last seq emitted per conversation, so a gap is refilled
+ * from the room's log and a duplicate is dropped: every dialect sees the same ordered log.
+ */
+import { Server, type Connection, type ConnectionContext, type WSMessage } from "partyserver";
+import { Decoder, Encoder, PacketType, type Packet as SioPacket } from "socket.io-parser";
+import { z } from "zod";
+import { randomToken, safeEqual } from "../core/crypto";
+import type { ConversationRef } from "../core/conversation-ref";
+import { ApiError } from "../core/errors";
+import { audienceOf, type Message, type Principal } from "../core/message";
+import { channelForVisitor, conversationForAgent, conversationForEndUser, openForVisitor, roomFor } from "../conversation/directory";
+import type { ServerFrame } from "../conversation/protocol";
+import { agentFromHeaders, agentFromSecretKey, agentPrincipal, sameOrigin, type Agent } from "../http/auth";
+import { handleEvent } from "./events";
+import { renderFrame, renderMessage, renderOrgEvent, type Dialect, type Emission, type Membership } from "./dialects";
+import {
+  CONNECT_TIMEOUT_MS,
+  decodeBody,
+  decodeFrame,
+  encodeBody,
+  encodeFrame,
+  ENGINE_ERRORS,
+  engineError,
+  MAX_PAYLOAD_BYTES,
+  openPacket,
+  PING_INTERVAL_MS,
+  PING_TIMEOUT_MS,
+  RECOVERY_WINDOW_MS,
+  type Packet,
+} from "./engine";
+
+/** Durable per-session state (small; in the object's KV storage). */
+interface EngineState {
+  transport: "polling" | "websocket";
+  status: "open" | "closed";
+  created_at: number;
+  closed_at: number | null;
+  /** Set while a ping waits for its pong. */
+  ping_sent_at: number | null;
+  next_ping_at: number;
+  /** Who the handshake request identified (its cookie or Authorization header). */
+  handshake: Handshake;
+}
+
+interface Handshake {
+  query: Record<string, string>;
+  origin: string | null;
+  agent: Omit<Agent, "session_token"> | null;
+  /** A cookie that arrived cross-site: never used (cross-site WebSocket hijacking). */
+  cross_site_cookie: boolean;
+}
+
+interface SocketState {
+  id: string;
+  pid: string;
+  /** The connection-level principal: an agent, a seed 000 visitor, or null until a join names one. */
+  principal: Principal | null;
+  org_id: string | null;
+  /** Explicit DISCONNECT: the state is not recoverable. */
+  disconnected: boolean;
+  recovered_by: string | null;
+}
+
+type WsRole = "main" | "probe";
+
+export type Handover = { socket: SocketState; memberships: Membership[]; org_topics: ("queue" | "presence")[] };
+
+const encoder = new Encoder();
+
+export class SocketIoSession extends Server<Env> {
+  static override options = { hibernate: true };
+
+  private outbox: Packet[] = [];
+  private pendingGet: ((r: Response) => void) | null = null;
+  private decoder: Decoder | null = null;
+  /** Incoming Socket.IO packets are handled one at a time, in arrival order. */
+  private inbound: Promise<void> = Promise.resolve();
+
+  // ---- Engine.IO over HTTP long-polling --------------------------------------------------
+
+  override async onRequest(request: Request): Promise<Response> {
+    const url = new URL(request.url);
+    if (url.searchParams.get("transport") !== "polling") return engineError(ENGINE_ERRORS.BAD_REQUEST);
+    const sid = url.searchParams.get("sid");
+    if (!sid) {
+      if (request.method !== "GET") return engineError(ENGINE_ERRORS.BAD_HANDSHAKE_METHOD);
+      if (this.engine()) return engineError(ENGINE_ERRORS.BAD_REQUEST);
+      await this.handshake(request, "polling");
+      return this.pollResponse([openPacket(this.name, ["websocket"])]);
+    }
+    const st = this.engine();
+    if (!st || sid !== this.name || st.status === "closed") return engineError(ENGINE_ERRORS.UNKNOWN_SID);
+    if (st.transport !== "polling") return engineError(ENGINE_ERRORS.BAD_REQUEST);
+    if (request.method === "GET") {
+      if (this.pendingGet) {
+        // Engine.IO allows one GET at a time; an overlapping one ends the session.
+        await this.closeEngine("overlapping poll");
+        return engineError(ENGINE_ERRORS.BAD_REQUEST);
+      }
+      if (this.outbox.length > 0) return this.pollResponse(this.takeOutbox());
+      return new Promise<Response>((resolve) => (this.pendingGet = resolve));
+    }
+    if (request.method === "POST") {
+      if (Number(request.headers.get("content-length") ?? 0) > MAX_PAYLOAD_BYTES) {
+        await this.closeEngine("payload too large");
+        return engineError(ENGINE_ERRORS.BAD_REQUEST, 413);
+      }
+      const body = await request.text();
+      if (body.length > MAX_PAYLOAD_BYTES) {
+        await this.closeEngine("payload too large");
+        return engineError(ENGINE_ERRORS.BAD_REQUEST, 413);
+      }
+      for (const packet of decodeBody(body)) {
+        if (!(await this.onEnginePacket(packet))) break;
+      }
+      await this.inbound;
+      return new Response("ok", { headers: { "content-type": "text/html" } });
+    }
+    return engineError(ENGINE_ERRORS.BAD_REQUEST);
+  }
+
+  private pollResponse(packets: Packet[]): Response {
+    return new Response(encodeBody(packets), { headers: { "content-type": "text/plain; charset=UTF-8" } });
+  }
+
+  private takeOutbox(): Packet[] {
+    const packets = this.outbox;
+    this.outbox = [];
+    return packets;
+  }
+
+  // ---- Engine.IO over WebSocket (direct, or upgraded from polling) -------------------------
+
+  override async onConnect(conn: Connection<{ role: WsRole }>, ctx: ConnectionContext): Promise<void> {
+    const sid = new URL(ctx.request.url).searchParams.get("sid");
+    if (!sid) {
+      if (this.engine()) return conn.close(1008, "session exists");
+      conn.setState({ role: "main" });
+      await this.handshake(ctx.request, "websocket");
+      conn.send(encodeFrame(openPacket(this.name, [])));
+      return;
+    }
+    const st = this.engine();
+    if (!st || sid !== this.name || st.status === "closed" || st.transport !== "polling") return conn.close(1008, ENGINE_ERRORS.UNKNOWN_SID.message);
+    conn.setState({ role: "probe" });
+  }
+
+  override async onMessage(conn: Connection<{ role: WsRole }>, data: WSMessage): Promise<void> {
+    const size = typeof data === "string" ? data.length : data.byteLength;
+    if (size > MAX_PAYLOAD_BYTES) {
+      await this.closeEngine("payload too large");
+      return;
+    }
+    const packet = decodeFrame(typeof data === "string" ? data : data instanceof ArrayBuffer ? data : new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice().buffer);
+    if (conn.state?.role === "probe") {
+      if (packet.type === "ping" && packet.data === "probe") {
+        conn.send(encodeFrame({ type: "pong", data: "probe" }));
+        this.flushPoll([{ type: "noop" }]);
+      } else if (packet.type === "upgrade") {
+        conn.setState({ role: "main" });
+        this.saveEngine({ ...this.engine()!, transport: "websocket" });
+        this.flushPoll([{ type: "noop" }]);
+        for (const p of this.takeOutbox()) conn.send(encodeFrame(p));
+      } else {
+        conn.close(1002, "upgrade expected");
+      }
+      return;
+    }
+    await this.onEnginePacket(packet);
+    await this.inbound;
+  }
+
+  override async onClose(conn: Connection<{ role: WsRole }>): Promise<void> {
+    if (conn.state?.role === "main" && this.engine()?.status === "open") await this.closeEngine("transport close");
+  }
+
+  // ---- Engine.IO packets and heartbeats ---------------------------------------------------
+
+  /** Returns false once the session is closed. */
+  private async onEnginePacket(packet: Packet): Promise<boolean> {
+    switch (packet.type) {
+      case "pong": {
+        const st = this.engine();
+        if (st?.ping_sent_at) {
+          this.saveEngine({ ...st, ping_sent_at: null, next_ping_at: st.ping_sent_at + PING_INTERVAL_MS });
+          await this.ctx.storage.setAlarm(st.ping_sent_at + PING_INTERVAL_MS);
+        }
+        return true;
+      }
+      case "message":
+        this.onSocketIoData(packet.data as string | ArrayBuffer);
+        return true;
+      case "noop":
+        return true;
+      case "ping":
+        this.sendPackets([{ type: "pong", data: packet.data }]);
+        return true;
+      case "close":
+        await this.closeEngine("client close");
+        return false;
+      default:
+        await this.closeEngine(`unexpected ${packet.type} packet`);
+        return false;
+    }
+  }
+
+  override async onAlarm(): Promise<void> {
+    const st = this.engine();
+    if (!st) return;
+    const now = Date.now();
+    if (st.status === "closed") {
+      if (now >= (st.closed_at ?? 0) + RECOVERY_WINDOW_MS) return void (await this.ctx.storage.deleteAll());
+      return void (await this.ctx.storage.setAlarm((st.closed_at ?? now) + RECOVERY_WINDOW_MS));
+    }
+    if (st.ping_sent_at !== null && now >= st.ping_sent_at + PING_TIMEOUT_MS) return void (await this.closeEngine("ping timeout"));
+    if (!this.socket() && now >= st.created_at + CONNECT_TIMEOUT_MS) return void (await this.closeEngine("connect timeout"));
+    if (st.ping_sent_at === null && now >= st.next_ping_at) {
+      this.saveEngine({ ...st, ping_sent_at: now });
+      this.sendPackets([{ type: "ping" }]);
+      return void (await this.ctx.storage.setAlarm(now + PING_TIMEOUT_MS));
+    }
+    await this.ctx.storage.setAlarm(st.ping_sent_at !== null ? st.ping_sent_at + PING_TIMEOUT_MS : st.next_ping_at);
+  }
+
+  private sendPackets(packets: Packet[]) {
+    const st = this.engine();
+    if (!st || st.status === "closed") return;
+    if (st.transport === "websocket") {
+      const conn = this.mainSocket();
+      if (conn) for (const p of packets) conn.send(encodeFrame(p));
+      return;
+    }
+    this.outbox.push(...packets);
+    if (this.pendingGet) this.flushPoll(this.takeOutbox());
+  }
+
+  private flushPoll(packets: Packet[]) {
+    const resolve = this.pendingGet;
+    if (!resolve) return void this.outbox.unshift(...packets.filter((p) => p.type !== "noop"));
+    this.pendingGet = null;
+    resolve(this.pollResponse(packets));
+  }
+
+  private mainSocket(): Connection | undefined {
+    for (const c of this.getConnections<{ role: WsRole }>()) if (c.state?.role === "main") return c;
+    return undefined;
+  }
+
+  private async handshake(request: Request, transport: EngineState["transport"]) {
+    const now = Date.now();
+    const query = Object.fromEntries(new URL(request.url).searchParams);
+    const crossSite = request.headers.has("cookie") && !sameOrigin(request);
+    let agent: Agent | null = null;
+    try {
+      agent = crossSite ? null : await agentFromHeaders(this.env, request.headers);
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+    }
+    const { session_token: _secret, ...agentInfo } = agent ?? { session_token: null };
+    this.saveEngine({
+      transport,
+      status: "open",
+      created_at: now,
+      closed_at: null,
+      ping_sent_at: null,
+      next_ping_at: now + PING_INTERVAL_MS,
+      handshake: { query, origin: request.headers.get("origin"), agent: agent ? (agentInfo as Omit<Agent, "session_token">) : null, cross_site_cookie: crossSite },
+    });
+    await this.ctx.storage.setAlarm(now + PING_INTERVAL_MS);
+  }
+
+  private async closeEngine(reason: string) {
+    const st = this.engine();
+    if (!st || st.status === "closed") return;
+    const now = Date.now();
+    this.saveEngine({ ...st, status: "closed", closed_at: now, ping_sent_at: null });
+    this.flushPoll([{ type: "noop" }]);
+    for (const c of this.getConnections()) c.close(1000, reason);
+    const socket = this.socket();
+    if (socket?.principal?.type === "agent" && socket.org_id) {
+      await this.env.ORG_HUB.getByName(socket.org_id).remoteGone(this.name).catch((err: unknown) => logError("socketio.remoteGone", err));
+    }
+    await this.ctx.storage.setAlarm(now + RECOVERY_WINDOW_MS);
+  }
+
+  // ---- Socket.IO packets ---------------------------------------------------------------------
+
+  private onSocketIoData(data: string | ArrayBuffer) {
+    if (!this.decoder) {
+      this.decoder = new Decoder({ maxAttachments: 10 });
+      this.decoder.on("decoded", (packet: SioPacket) => {
+        this.inbound = this.inbound.then(() => this.onSocketIoPacket(packet)).catch((err) => logError("socketio.packet", err));
+      });
+    }
+    try {
+      this.decoder.add(data);
+    } catch (err) {
+      // Malformed packets close only this session (as the reference server does).
+      this.decoder = null;
+      this.inbound = this.inbound.then(() => this.closeEngine(`parse error: ${String(err)}`));
+    }
+  }
+
+  private async onSocketIoPacket(packet: SioPacket): Promise<void> {
+    if (packet.nsp !== "/") {
+      if (packet.type === PacketType.CONNECT) this.sendSio({ type: PacketType.CONNECT_ERROR, nsp: packet.nsp, data: { message: "Invalid namespace" } });
+      return;
+    }
+    switch (packet.type) {
+      case PacketType.CONNECT:
+        return this.onConnectPacket(packet.data);
+      case PacketType.EVENT:
+      case PacketType.BINARY_EVENT: {
+        const socket = this.socket();
+        if (!socket) return this.closeEngine("event before connect");
+        const [event, ...args] = packet.data as [unknown, ...unknown[]];
+        if (typeof event !== "string") return this.closeEngine("invalid event");
+        const reply = await handleEvent(this, this.env, event, args[0]);
+        if (packet.id !== undefined) this.sendSio({ type: PacketType.ACK, nsp: "/", id: packet.id, data: [reply] });
+        return;
+      }
+      case PacketType.DISCONNECT: {
+        const socket = this.socket();
+        if (socket) this.saveSocket({ ...socket, disconnected: true });
+        return this.closeEngine("client namespace disconnect");
+      }
+      case PacketType.ACK:
+      case PacketType.BINARY_ACK:
+        return; // Parley emits no server-to-client acks.
+      default:
+        return this.closeEngine("unexpected packet");
+    }
+  }
+
+  private async onConnectPacket(auth: unknown) {
+    if (this.socket()) return; // one namespace, one socket per session
+    const authData = z.record(z.string(), z.unknown()).catch({}).parse(auth ?? {});
+    const identity = await this.authenticate(authData);
+    if ("error" in identity) {
+      this.sendSio({ type: PacketType.CONNECT_ERROR, nsp: "/", data: { message: identity.error } });
+      return;
+    }
+    const pid = `${this.name}.${randomToken(18)}`;
+    let socket: SocketState = { id: randomToken(15), pid, principal: identity.principal, org_id: identity.org_id, disconnected: false, recovered_by: null };
+    const recovered = await this.recover(authData, socket);
+    if (recovered) socket = { ...socket, id: recovered.socket.id };
+    this.saveSocket(socket);
+    if (socket.principal?.type === "agent" && socket.org_id) await this.env.ORG_HUB.getByName(socket.org_id).remoteOnline(this.name, socket.principal.id);
+    this.sendSio({ type: PacketType.CONNECT, nsp: "/", data: { sid: socket.id, pid } });
+    if (recovered) {
+      for (const topic of recovered.org_topics) await this.subscribeOrg(topic);
+      for (const m of recovered.memberships) await this.join(m.ref, m.principal, m.dialect, m.last_seq);
+    } else if (identity.visitor) {
+      // Seed 000: the visitor's conversation is the connection's own.
+      await this.join(identity.visitor, socket.principal!, "dosti", null);
+    }
+  }
+
+  /** Who the CONNECT is, from the handshake (cookie, query) and the CONNECT's auth payload. */
+  private async authenticate(auth: Record<string, unknown>): Promise<{ error: string } | { principal: Principal | null; org_id: string | null; visitor?: ConversationRef }> {
+    const hs = this.engine()!.handshake;
+    const param = (k: string) => (typeof auth[k] === "string" ? (auth[k] as string) : hs.query[k]);
+    const apiKey = param("apiKey") ?? param("key");
+    try {
+      if (apiKey?.startsWith("sk_")) {
+        const agent = await agentFromSecretKey(this.env, apiKey, new Headers());
+        if (!agent) return { error: "invalid api key" };
+        return { principal: agentPrincipal(agent), org_id: agent.org_id };
+      }
+      if (apiKey || param("embed_token")) {
+        const channel = await channelForVisitor(this.env, { publicKey: apiKey, embedToken: param("embed_token") }, hs.origin ?? undefined);
+        const visitorId = param("visitorId") ?? param("external_id");
+        if (!visitorId) return { error: "visitorId is required with a public key" };
+        const ref = await openForVisitor(this.env, channel, {
+          external_id: visitorId,
+          identity_hash: param("identityHash") ?? param("identity_hash"),
+          display_name: param("visitorName") ?? param("name"),
+        });
+        return { principal: { type: "end_user", id: ref.end_user.external_id, name: ref.end_user.display_name }, org_id: ref.org_id, visitor: ref };
+      }
+      if (hs.cross_site_cookie) return { error: "cross-site connection refused" };
+      if (hs.agent) return { principal: agentPrincipal({ ...hs.agent, session_token: null }), org_id: hs.agent.org_id };
+      return { principal: null, org_id: null }; // a seed 001 end user, checked by external_id on join
+    } catch (err) {
+      if (err instanceof ApiError) return { error: err.message };
+      throw err;
+    }
+  }
+
+  /**
+   * Socket.IO connection state recovery: the client's CONNECT carries the pid and the last offset
+   * of its previous session. The previous session hands over its memberships once, within the
+   * window, and only to the same principal (authentication ran again above).
+   */
+  private async recover(auth: Record<string, unknown>, fresh: SocketState): Promise<Handover | null> {
+    if (typeof auth.pid !== "string") return null;
+    const [oldSid] = auth.pid.split(".");
+    if (!oldSid || oldSid === this.name) return null;
+    const handover = await this.env.SOCKETIO.getByName(oldSid)
+      .handover(auth.pid)
+      .catch((err: unknown) => (logError("socketio.handover", err), null));
+    if (!handover) return null;
+    const same = (a: Principal | null, b: Principal | null) => a?.type === b?.type && a?.id === b?.id;
+    if (!same(handover.socket.principal, fresh.principal) || handover.socket.org_id !== fresh.org_id) return null;
+    const offsets = decodeOffset(typeof auth.offset === "string" ? auth.offset : "");
+    for (const m of handover.memberships) m.last_seq = offsets[m.ref.id] ?? m.last_seq;
+    return handover;
+  }
+
+  /** RPC from the next session of the same client (see recover). One-shot. */
+  async handover(pid: string): Promise<Handover | null> {
+    const socket = this.socket();
+    const st = this.engine();
+    if (!socket || !st || st.status !== "closed" || socket.disconnected || socket.recovered_by) return null;
+    if (!safeEqual(pid, socket.pid) || Date.now() > (st.closed_at ?? 0) + RECOVERY_WINDOW_MS) return null;
+    this.saveSocket({ ...socket, recovered_by: pid });
+    return { socket, memberships: this.memberships(), org_topics: this.ctx.storage.kv.get<("queue" | "presence")[]>("org_topics") ?? [] };
+  }
+
+  // ---- Rooms: what dialect handlers call ---------------------------------------------------
+
+  /**
+   * Joins a conversation for a dialect and replays what the session has not emitted yet
+   * (everything after `afterSeq`; nothing when null, i.e. a fresh join sees only new messages).
+   */
+  async join(ref: ConversationRef, principal: Principal, dialect: Dialect, afterSeq: number | null): Promise<Membership> {
+    const room = roomFor(this.env, ref);
+    const sub = await room.subscribe(ref, this.name, principal);
+    if (!sub.ok) throw ApiError.from(sub.error);
+    const existing = this.memberships().find((m) => m.ref.id === ref.id);
+    const m: Membership = existing ?? { ref, principal, dialect, last_seq: afterSeq ?? sub.head_seq, assigned: sub.session?.assigned_agent_id ?? null };
+    m.dialect = dialect;
+    this.saveMembership(m);
+    if (afterSeq !== null) await this.catchUp(m);
+    return m;
+  }
+
+  async leave(conversationId: string): Promise<boolean> {
+    const m = this.memberships().find((x) => x.ref.id === conversationId);
+    if (!m) return false;
+    this.ctx.storage.kv.delete(`m:${conversationId}`);
+    await roomFor(this.env, m.ref).unsubscribe(m.ref, this.name);
+    return true;
+  }
+
+  membership(conversationId: string): Membership | undefined {
+    return this.ctx.storage.kv.get<Membership>(`m:${conversationId}`);
+  }
+
+  /** The seed 000 visitor's own conversation, joined at connect. */
+  dostiMembership(): Membership | undefined {
+    return this.memberships().find((m) => m.dialect === "dosti");
+  }
+
+  async subscribeOrg(topic: "queue" | "presence"): Promise<string[]> {
+    const socket = this.socket();
+    if (!socket?.org_id || socket.principal?.type !== "agent") throw new ApiError("unauthorized", "only agents join org rooms");
+    const topics = new Set(this.ctx.storage.kv.get<("queue" | "presence")[]>("org_topics") ?? []);
+    topics.add(topic);
+    this.ctx.storage.kv.put("org_topics", [...topics]);
+    return (await this.env.ORG_HUB.getByName(socket.org_id).remoteSubscribe(this.name, topic)).online_agents;
+  }
+
+  socket(): SocketState | undefined {
+    return this.ctx.storage.kv.get<SocketState>("socket");
+  }
+
+  handshakeParams(): Record<string, string> {
+    return this.engine()?.handshake.query ?? {};
+  }
+
+  handshakeOrigin(): string | undefined {
+    return this.engine()?.handshake.origin ?? undefined;
+  }
+
+  /** Finds a conversation for this session's principal or the given end user. */
+  async resolveConversation(conversationId: string, externalId: string | undefined, identityHash?: string): Promise<{ ref: ConversationRef; principal: Principal }> {
+    const socket = this.socket();
+    if (socket?.principal?.type === "agent" && socket.org_id) {
+      return { ref: await conversationForAgent(this.env, socket.org_id, conversationId), principal: socket.principal };
+    }
+    const id = externalId ?? (socket?.principal?.type === "end_user" ? socket.principal.id : undefined);
+    if (!id) throw new ApiError("unauthorized", "external_id is required");
+    const ref = await conversationForEndUser(this.env, conversationId, id, identityHash);
+    return { ref, principal: { type: "end_user", id, name: ref.end_user.display_name } };
+  }
+
+  emit(event: string, payload: unknown, offset?: string) {
+    this.sendSio({ type: PacketType.EVENT, nsp: "/", data: offset === undefined ? [event, payload] : [event, payload, offset] });
+  }
+
+  // ---- Deliveries from rooms and hubs --------------------------------------------------------
+
+  /** RPC from a room (`conv:<id>`) or the org hub (`org:queue`, `org:presence`). False: gone. */
+  async deliver(topic: string, frame: unknown): Promise<boolean> {
+    const st = this.engine();
+    if (!st || st.status === "closed" || !this.socket()) return false;
+    if (topic.startsWith("org:")) {
+      for (const [event, payload] of renderOrgEvent(frame as { type: string })) this.emit(event, payload);
+      return true;
+    }
+    const m = this.membership(topic.slice("conv:".length));
+    if (!m) return false;
+    const f = frame as ServerFrame;
+    if (f.type === "message") await this.emitMessage(m, f.message);
+    else this.emitAll(renderFrame(m, f));
+    this.saveMembership(m);
+    return true;
+  }
+
+  private async emitMessage(m: Membership, msg: Message) {
+    if (msg.seq <= m.last_seq) return; // already emitted
+    if (msg.seq > m.last_seq + 1) return this.catchUp(m); // a gap (or a whisper hidden from end users): refill from the log
+    m.last_seq = msg.seq;
+    this.saveMembership(m);
+    this.emitAll(renderMessage(m, msg), this.offset());
+  }
+
+  private async catchUp(m: Membership) {
+    const page = await roomFor(this.env, m.ref).history(m.ref, { audience: audienceOf(m.principal), after: m.last_seq, limit: 300 });
+    if (!page.ok) return;
+    for (const msg of page.messages) {
+      if (msg.seq <= m.last_seq) continue;
+      m.last_seq = msg.seq;
+      this.saveMembership(m);
+      this.emitAll(renderMessage(m, msg), this.offset());
+    }
+  }
+
+  private emitAll(emissions: Emission[], offset?: string) {
+    for (const [event, payload] of emissions) this.emit(event, payload, offset);
+  }
+
+  /** The recovery offset: every joined conversation's last emitted seq. */
+  private offset(): string {
+    return encodeOffset(Object.fromEntries(this.memberships().map((m) => [m.ref.id, m.last_seq])));
+  }
+
+  // ---- storage -------------------------------------------------------------------------------
+
+  private sendSio(packet: SioPacket) {
+    const packets: Packet[] = encoder.encode(packet).map((part: string | ArrayBuffer) => ({ type: "message", data: part }) as Packet);
+    this.sendPackets(packets);
+  }
+
+  private engine(): EngineState | undefined {
+    return this.ctx.storage.kv.get<EngineState>("engine");
+  }
+
+  private saveEngine(st: EngineState) {
+    this.ctx.storage.kv.put("engine", st);
+  }
+
+  private saveSocket(s: SocketState) {
+    this.ctx.storage.kv.put("socket", s);
+  }
+
+  private memberships(): Membership[] {
+    return [...this.ctx.storage.kv.list<Membership>({ prefix: "m:" })].map(([, m]) => m);
+  }
+
+  private saveMembership(m: Membership) {
+    this.ctx.storage.kv.put(`m:${m.ref.id}`, m);
+  }
+}
+
+export function encodeOffset(positions: Record<string, number>): string {
+  return btoa(JSON.stringify(positions)).replace(/=+$/, "");
+}
+
+export function decodeOffset(offset: string): Record<string, number> {
+  try {
+    const parsed = z.record(z.string(), z.number().int().nonnegative()).safeParse(JSON.parse(atob(offset)));
+    return parsed.success ? parsed.data : {};
+  } catch {
+    return {}; // not an offset Parley issued: recover nothing extra
+  }
+}
+
+function logError(at: string, err: unknown) {
+  console.error(JSON.stringify({ at, error: String(err) }));
+}
+
