@@ -205,7 +205,7 @@ function connectOrg() {
     onState: (state, info) => {
       if (state === "open") setOrgConn("Live", "");
       else if (state === "waiting") {
-        setOrgConn(`Inbox offline, retrying in ${Math.ceil(info.retryInMs / 1000)} s`, "warn");
+        setOrgConn(`Inbox offline, retrying in ${Math.max(1, Math.round(info.retryInMs / 1000))} s`, "warn");
         if (info.attempt >= 2) void checkSession();
       } else if (state === "failed") setOrgConn("Inbox connection refused", "warn");
       else if (state === "connecting") setOrgConn("Connecting…", "warn");

@@ -241,12 +241,20 @@ export function messageItem(message, { who, mine, onChoose }) {
 }
 
 /** syncList key of an outbox entry: changes whenever its rendering would. */
-export const pendingKey = (item, connected) => `p:${item.client_msg_id}:${item.error ? "failed" : !connected ? "waiting" : item.note ? "retrying" : "sending"}`;
+export const pendingKey = (item, connected) => `p:${item.client_msg_id}:${item.error ? "failed" : item.acked ? "sent" : !connected ? "waiting" : item.note ? "retrying" : "sending"}`;
 
 /** One outbox entry (not yet acknowledged by the server). */
 export function pendingItem(item, { connected, onDiscard }) {
   const failed = Boolean(item.error);
-  const state = failed ? `Not sent: ${item.error}` : !connected ? "Waiting for the connection to send…" : item.note ? `Retrying (${item.note})…` : "Sending…";
+  const state = failed
+    ? `Not sent: ${item.error}`
+    : item.acked
+      ? "Sent"
+      : !connected
+        ? "Waiting for the connection to send…"
+        : item.note
+          ? `Retrying (${item.note})…`
+          : "Sending…";
   return h(
     "li",
     { class: `msg mine pending${failed ? " failed" : ""}${item.private ? " private" : ""}` },

@@ -298,7 +298,13 @@ export class ConversationClient {
         this.merge([frame.message]);
         return;
       case "ack": {
-        if (frame.client_msg_id && this.pending.delete(frame.client_msg_id)) this.changed();
+        // Stored. The message itself arrives as a "message" frame (normally just before the ack),
+        // or in the replay after a reconnect: only then does it leave the outbox (see merge).
+        const item = frame.client_msg_id ? this.pending.get(frame.client_msg_id) : null;
+        if (!item) return;
+        if (this.messages.has(frame.id)) this.pending.delete(frame.client_msg_id);
+        else item.acked = true;
+        this.changed();
         return;
       }
       case "typing":
@@ -344,7 +350,7 @@ export class ConversationClient {
     if (ready.account_status) this.opts.onPresence?.(ready.account_status);
     this.opts.onReady?.(ready);
     // Resend what the server never acknowledged, with the same ids: a duplicate is recognised.
-    for (const item of this.pending.values()) if (!item.error) this.transmit(item);
+    for (const item of this.pending.values()) if (!item.error && !item.acked) this.transmit(item);
   }
 
   onError(frame) {
