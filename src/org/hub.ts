@@ -12,6 +12,7 @@
 import { Server, type Connection, type ConnectionContext } from "partyserver";
 import type { Principal } from "../core/message";
 import { RemoteFanout } from "../socketio/fanout";
+import { PING_FRAME, PONG_FRAME } from "../conversation/protocol";
 
 interface SocketState {
   principal: Principal;
@@ -31,6 +32,7 @@ export class OrgHub extends Server<Env> {
     // Socket.IO sessions: their topics (queue events, presence) and, for agents, their presence.
     sql.exec("CREATE TABLE IF NOT EXISTS remote (name TEXT PRIMARY KEY, agent_id TEXT, queue INTEGER NOT NULL DEFAULT 0, presence INTEGER NOT NULL DEFAULT 0)");
     this.fanout = new RemoteFanout(ctx, env);
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING_FRAME, PONG_FRAME));
   }
 
   /** A Socket.IO session of an agent is connected: the agent counts as online. */

@@ -18,6 +18,15 @@ const NewAgent = z.object({
 });
 
 export const company = router()
+  // Every agent sees teammates (names for assignments, presence); the rest is for owners and admins.
+  .get("/agents", requireAgent(), async (c) => {
+    const rows = await database(c.env.DB)
+      .select({ id: schema.users.id, name: schema.users.name, email: schema.users.email, role: schema.users.role })
+      .from(schema.users)
+      .where(eq(schema.users.org_id, c.get("agent").org_id))
+      .all();
+    return c.json(rows);
+  })
   .use(requireAgent("owner", "admin"))
   .post("/api-keys", async (c) => {
     const body = await readJson(c, NewKey);
@@ -61,12 +70,4 @@ export const company = router()
     const user = { id: crypto.randomUUID(), org_id: c.get("agent").org_id, name: body.name, email: body.email, role: body.role };
     await db.insert(schema.users).values({ ...user, password_hash: await hashPassword(body.password) });
     return c.json(user, 201);
-  })
-  .get("/agents", async (c) => {
-    const rows = await database(c.env.DB)
-      .select({ id: schema.users.id, name: schema.users.name, email: schema.users.email, role: schema.users.role })
-      .from(schema.users)
-      .where(eq(schema.users.org_id, c.get("agent").org_id))
-      .all();
-    return c.json(rows);
   });

@@ -65,6 +65,7 @@ interface Handshake {
 
 interface SocketState {
   id: string;
+  /** `<anchor sid>.<secret>`: the anchor (the first session of this client) tracks the current holder. */
   pid: string;
   /** The connection-level principal: an agent, a seed 000 visitor, or null until a join names one. */
   principal: Principal | null;
@@ -222,8 +223,8 @@ export class SocketIoSession extends Server<Env> {
     if (!st) return;
     const now = Date.now();
     if (st.status === "closed") {
-      if (now >= (st.closed_at ?? 0) + RECOVERY_WINDOW_MS) return void (await this.ctx.storage.deleteAll());
-      return void (await this.ctx.storage.setAlarm((st.closed_at ?? now) + RECOVERY_WINDOW_MS));
+      if (now < (st.closed_at ?? 0) + RECOVERY_WINDOW_MS) return void (await this.ctx.storage.setAlarm((st.closed_at ?? now) + RECOVERY_WINDOW_MS));
+      return this.expire();
     }
     if (st.ping_sent_at !== null && now >= st.ping_sent_at + PING_TIMEOUT_MS) return void (await this.closeEngine("ping timeout"));
     if (!this.socket() && now >= st.created_at + CONNECT_TIMEOUT_MS) return void (await this.closeEngine("connect timeout"));
@@ -233,6 +234,22 @@ export class SocketIoSession extends Server<Env> {
       return void (await this.ctx.storage.setAlarm(now + PING_TIMEOUT_MS));
     }
     await this.ctx.storage.setAlarm(st.ping_sent_at !== null ? st.ping_sent_at + PING_TIMEOUT_MS : st.next_ping_at);
+  }
+
+  /** The recovery window passed: drop this session's state, keeping only what a live pid needs. */
+  private async expire() {
+    const socket = this.socket();
+    const holder = this.ctx.storage.kv.get<string>("pid_holder");
+    const anchor = socket?.pid.split(".")[0];
+    if (holder && holder !== this.name && socket?.recovered_by) {
+      // This anchor's pid lives on in another session: keep the pid record, drop the rest.
+      for (const [key] of this.ctx.storage.kv.list()) if (key !== "socket" && key !== "pid_holder") this.ctx.storage.kv.delete(key);
+      return;
+    }
+    if (socket && !socket.recovered_by && anchor && anchor !== this.name) {
+      await this.env.SOCKETIO.getByName(anchor).forgetPid().catch((err: unknown) => logError("socketio.forgetPid", err));
+    }
+    await this.ctx.storage.deleteAll();
   }
 
   private sendPackets(packets: Packet[]) {
@@ -353,11 +370,18 @@ export class SocketIoSession extends Server<Env> {
       this.sendSio({ type: PacketType.CONNECT_ERROR, nsp: "/", data: { message: identity.error } });
       return;
     }
-    const pid = `${this.name}.${randomToken(18)}`;
-    let socket: SocketState = { id: randomToken(15), pid, principal: identity.principal, org_id: identity.org_id, disconnected: false, recovered_by: null };
+    let socket: SocketState = {
+      id: randomToken(15),
+      pid: `${this.name}.${randomToken(18)}`,
+      principal: identity.principal,
+      org_id: identity.org_id,
+      disconnected: false,
+      recovered_by: null,
+    };
     const recovered = await this.recover(authData, socket);
-    if (recovered) socket = { ...socket, id: recovered.socket.id };
+    if (recovered) socket = { ...socket, id: recovered.socket.id, pid: recovered.socket.pid };
     this.saveSocket(socket);
+    const pid = socket.pid;
     if (socket.principal?.type === "agent" && socket.org_id) await this.env.ORG_HUB.getByName(socket.org_id).remoteOnline(this.name, socket.principal.id);
     this.sendSio({ type: PacketType.CONNECT, nsp: "/", data: { sid: socket.id, pid } });
     if (recovered) {
@@ -407,10 +431,10 @@ export class SocketIoSession extends Server<Env> {
    */
   private async recover(auth: Record<string, unknown>, fresh: SocketState): Promise<Handover | null> {
     if (typeof auth.pid !== "string") return null;
-    const [oldSid] = auth.pid.split(".");
-    if (!oldSid || oldSid === this.name) return null;
-    const handover = await this.env.SOCKETIO.getByName(oldSid)
-      .handover(auth.pid)
+    const [anchor] = auth.pid.split(".");
+    if (!anchor || anchor === this.name) return null;
+    const handover = await this.env.SOCKETIO.getByName(anchor)
+      .handover(auth.pid, this.name)
       .catch((err: unknown) => (logError("socketio.handover", err), null));
     if (!handover) return null;
     const same = (a: Principal | null, b: Principal | null) => a?.type === b?.type && a?.id === b?.id;
@@ -420,14 +444,39 @@ export class SocketIoSession extends Server<Env> {
     return handover;
   }
 
-  /** RPC from the next session of the same client (see recover). One-shot. */
-  async handover(pid: string): Promise<Handover | null> {
+  /**
+   * RPC to the anchor session (the one that issued the pid) from a reconnecting client's new
+   * session: checks the pid's secret, takes the state from the session currently holding it, and
+   * records the new holder. The pid stays the same for the client's lifetime, as Socket.IO
+   * clients expect.
+   */
+  async handover(pid: string, newHolder: string): Promise<Handover | null> {
+    const socket = this.socket();
+    if (!socket || !safeEqual(pid, socket.pid)) return null;
+    const current = this.ctx.storage.kv.get<string>("pid_holder") ?? this.name;
+    const state = current === this.name ? await this.release() : await this.env.SOCKETIO.getByName(current).release();
+    if (!state) return null;
+    this.ctx.storage.kv.put("pid_holder", newHolder);
+    return state;
+  }
+
+  /**
+   * RPC from the anchor: hand this session's state over, once. A session the server still
+   * thinks open (the client noticed the drop first) is closed.
+   */
+  async release(): Promise<Handover | null> {
     const socket = this.socket();
     const st = this.engine();
-    if (!socket || !st || st.status !== "closed" || socket.disconnected || socket.recovered_by) return null;
-    if (!safeEqual(pid, socket.pid) || Date.now() > (st.closed_at ?? 0) + RECOVERY_WINDOW_MS) return null;
-    this.saveSocket({ ...socket, recovered_by: pid });
+    if (!socket || !st || socket.disconnected || socket.recovered_by) return null;
+    if (st.status === "closed" && Date.now() > (st.closed_at ?? 0) + RECOVERY_WINDOW_MS) return null;
+    if (st.status === "open") await this.closeEngine("replaced by a recovered connection");
+    this.saveSocket({ ...socket, recovered_by: "next" });
     return { socket, memberships: this.memberships(), org_topics: this.ctx.storage.kv.get<("queue" | "presence")[]>("org_topics") ?? [] };
+  }
+
+  /** RPC from the last holder of this anchor's pid, when it ends for good: forget the pid. */
+  async forgetPid(): Promise<void> {
+    if (this.engine()?.status !== "open") await this.ctx.storage.deleteAll();
   }
 
   // ---- Rooms: what dialect handlers call ---------------------------------------------------
