@@ -93,8 +93,8 @@ describe("idempotent retries", () => {
       [restFirst.id, 2],
     ]);
     expect(seen.map((f) => f.type)).toEqual(["message", "session", "message"]);
-    // The sender itself: its first send's broadcast and session, the second message's broadcast.
-    expect((await visitor.sync()).map((f) => f.type)).toEqual(["message", "session", "message"]);
+    // The sender itself: the agent joining, its first send's broadcast and session, the second message's broadcast.
+    expect((await visitor.sync()).map((f) => f.type)).toEqual(["joined", "message", "session", "message"]);
     expect((await v.poll(0)).json.messages.map((m) => m.id)).toEqual([ack.id, restFirst.id]);
   });
 });

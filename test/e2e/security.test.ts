@@ -148,6 +148,7 @@ describe("CSRF and malformed input", () => {
     await other.next();
     const agent = await sockets.connect(`/ws/conversations/${ready.conversation_id}`, { cookie: o.agent.cookie });
     await agent.next();
+    for (const s of [big, other]) expect((await s.next()).type).toBe("joined");
 
     big.send(JSON.stringify({ type: "send", content: "x".repeat(64 * 1024) }));
     expect(await big.waitClosed()).toEqual({ code: 1009, reason: "frame too large" });

@@ -45,6 +45,8 @@ describe("visitor and agent sockets in one conversation", () => {
     expect(agentReady).toMatchObject({ type: "ready", conversation_id: ready.conversation_id, epoch: ready.epoch, head_seq: 1, recovered: false, resync_required: false });
     expect(agentReady.messages).toEqual([msg1]);
     expect(agentReady.session).toMatchObject({ id: msg1.session_id, status: "open", assigned_agent_id: null });
+    // The others in the room hear that an agent joined; the agent itself does not.
+    expect(await visitor.next()).toEqual({ type: "joined", participant: { type: "agent", id: o.agent.user.id, name: "E2E Agent" } });
 
     // Typing both ways: the other side sees it, the typist does not get an echo.
     agent.send({ type: "typing", typing: true });
@@ -92,6 +94,7 @@ describe("visitor and agent sockets in one conversation", () => {
     const ready = await visitor.next();
     const agent = await sockets.connect(`/ws/conversations/${ready.conversation_id}`, { bearer: o.sk });
     expect(await agent.next()).toMatchObject({ type: "ready", conversation_id: ready.conversation_id, head_seq: 0 });
+    expect(await visitor.next()).toEqual({ type: "joined", participant: { type: "agent", id: o.agent.user.id, name: "E2E Agent" } });
 
     const rest = expectStatus(await o.agent.api(`/api/conversations/${ready.conversation_id}/messages`, { body: { content: "from REST" } }), 201, "REST send");
     // The agent's first message opens the conversation's first session.
@@ -205,6 +208,7 @@ describe("ping", () => {
     const ready = await visitor.next();
     const agent = await sockets.connect(`/ws/conversations/${ready.conversation_id}`, { cookie: o.agent.cookie });
     await agent.next();
+    expect(await visitor.nextOfType("joined")).toMatchObject({ participant: { id: o.agent.user.id } });
     for (const s of [visitor, agent]) {
       s.send('{"type":"ping"}');
       expect(await s.next()).toEqual({ type: "pong" });
