@@ -224,6 +224,16 @@ describe("ping", () => {
     expect((await o.agent.api(`/api/conversations/${ready.conversation_id}/messages`)).json).toEqual([]);
   });
 
+  it('the agent inbox socket (/ws/org) answers {"type":"ping"} with {"type":"pong"} too', async () => {
+    const o = await newOrg();
+    const inbox = await sockets.connect("/ws/org", { bearer: o.sk });
+    expect((await inbox.take(2)).map((f) => f.type)).toEqual(["ready", "agent_status_changed"]);
+    inbox.send('{"type":"ping"}');
+    expect(await inbox.next()).toEqual({ type: "pong" });
+    expect(inbox.raw.at(-1)).toBe('{"type":"pong"}');
+    expect(inbox.unread()).toEqual([]);
+  });
+
   it("refuses unknown and malformed frames with an error and keeps the socket", async () => {
     const o = await newOrg();
     const visitor = await sockets.connect(`/ws/visitor?key=${o.pk}&external_id=${visitorId("bad")}`);
