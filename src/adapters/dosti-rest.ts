@@ -5,16 +5,15 @@
  * `visitorId` is the end user's external id. Parley adds `wait` (seconds, <= 30): the poll then
  * returns as soon as a message newer than lastTimestamp exists (IoT clients), and
  * `clientMessageId` for idempotent retries. Errors keep seed 000's `success:false` beside
- * Parley's error envelope, so its clients' `getBoolean("success")` still reads.
+ * Parley's error envelope (http/errors.ts), so its clients' `getBoolean("success")` still reads.
  */
 import type { Context } from "hono";
 import { z } from "zod";
-import { ApiError, errorBody, unwrap } from "../core/errors";
+import { unwrap } from "../core/errors";
 import { MessageInput, type Message } from "../core/message";
 import { channelForVisitor, openForVisitor, roomFor } from "../conversation/directory";
 import { MAX_POLL_WAIT_MS } from "../conversation/room";
 import { router } from "../http/app";
-import { onError } from "../http/errors";
 import { parse, readJson } from "../http/body";
 import { visitorName } from "../routes/widget";
 
@@ -54,11 +53,6 @@ async function poll(c: Context, input: unknown) {
 }
 
 export const dostiRest = router()
-  .onError((err, c) => {
-    const res = err instanceof ApiError ? c.json({ success: false, ...errorBody(err.code, err.message) }, err.status as 400) : onError(err, c);
-    if (err instanceof ApiError && err.retryAfter !== undefined) res.headers.set("Retry-After", String(err.retryAfter));
-    return res;
-  })
   .post("/send", async (c) => {
     const body = await readJson(c, Send);
     const { ref, room } = await conversationOf(c, body);

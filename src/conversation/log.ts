@@ -43,6 +43,27 @@ const MIGRATIONS = [
     status TEXT NOT NULL
   )`,
   "ALTER TABLE messages ADD COLUMN private INTEGER NOT NULL DEFAULT 0",
+  // Client message ids belong to their sender: rebuild without the table-wide UNIQUE.
+  `CREATE TABLE messages_v3 (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    session_id TEXT NOT NULL,
+    sender_type TEXT NOT NULL,
+    sender_id TEXT NOT NULL,
+    sender_name TEXT,
+    content_type TEXT NOT NULL,
+    content TEXT NOT NULL,
+    rich_media TEXT,
+    client_msg_id TEXT,
+    fingerprint TEXT,
+    created_ms INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    private INTEGER NOT NULL DEFAULT 0
+  )`,
+  "INSERT INTO messages_v3 SELECT seq, id, session_id, sender_type, sender_id, sender_name, content_type, content, rich_media, client_msg_id, fingerprint, created_ms, status, private FROM messages",
+  "DROP TABLE messages",
+  "ALTER TABLE messages_v3 RENAME TO messages",
+  "CREATE UNIQUE INDEX messages_client_id ON messages (sender_type, sender_id, client_msg_id)",
 ];
 
 const visible = (audience: Audience) => (audience === "end_user" ? "AND private = 0" : "");
@@ -64,8 +85,11 @@ export class MessageLog {
     return this.sql.exec<{ s: number | null }>("SELECT MAX(seq) AS s FROM messages").one().s ?? 0;
   }
 
-  byClientId(clientMsgId: string): { message: Message; fingerprint: string | null } | null {
-    const row = this.sql.exec<Row>("SELECT * FROM messages WHERE client_msg_id = ?", clientMsgId).toArray()[0];
+  /** A sender's earlier message under this client id (ids are scoped per sender). */
+  byClientId(sender: Principal, clientMsgId: string): { message: Message; fingerprint: string | null } | null {
+    const row = this.sql
+      .exec<Row>("SELECT * FROM messages WHERE sender_type = ? AND sender_id = ? AND client_msg_id = ?", sender.type, sender.id, clientMsgId)
+      .toArray()[0];
     return row ? { message: this.toMessage(row), fingerprint: row.fingerprint } : null;
   }
 

@@ -71,7 +71,7 @@ export class ConversationRoom extends Server<Env> {
 
   // ---- RPC: the one conversation API every adapter calls ------------------------------------
 
-  async send(ref: ConversationRef, sender: Principal, input: unknown): Promise<SendResult> {
+  async send(ref: ConversationRef, sender: Principal, input: unknown, beforeBroadcast?: (m: Message, duplicate: boolean) => void): Promise<SendResult> {
     const bad = this.adopt(ref);
     if (bad) return bad;
     const parsed = MessageInput.safeParse(input);
@@ -80,7 +80,7 @@ export class ConversationRoom extends Server<Env> {
       const code = issue.message.startsWith("invalid_text") ? "invalid_text" : "validation_failed";
       return fail(code, `${issue.path.join(".") || "body"}: ${issue.message}`);
     }
-    return this.append(parsed.data, sender);
+    return this.append(parsed.data, sender, beforeBroadcast);
   }
 
   history(
@@ -268,7 +268,9 @@ export class ConversationRoom extends Server<Env> {
     const principal = conn.state?.principal;
     if (!principal) return conn.close(4403, "forbidden");
     if (typeof raw !== "string") return this.sendError(conn, "unknown_event", "frames are JSON text");
-    if (raw.length > MAX_FRAME_BYTES) return conn.close(1009, "frame too large");
+    if (raw.length > MAX_FRAME_BYTES || (raw.length * 3 > MAX_FRAME_BYTES && new TextEncoder().encode(raw).byteLength > MAX_FRAME_BYTES)) {
+      return conn.close(1009, "frame too large");
+    }
     let json: unknown;
     try {
       json = JSON.parse(raw);
@@ -282,10 +284,10 @@ export class ConversationRoom extends Server<Env> {
       case "send": {
         const { type: _t, ...input } = frame.data;
         const clientMsgId = typeof input.client_msg_id === "string" ? input.client_msg_id : undefined;
-        const result = await this.send(ref, principal, input);
+        const ack = (m: Message, duplicate: boolean) => this.sendFrame(conn, { type: "ack", client_msg_id: m.client_msg_id, id: m.id, seq: m.seq, duplicate });
+        const result = await this.send(ref, principal, input, ack);
         if (!result.ok) return this.sendError(conn, result.error.code, result.error.message, clientMsgId);
-        const m = result.message;
-        return this.sendFrame(conn, { type: "ack", client_msg_id: m.client_msg_id, id: m.id, seq: m.seq, duplicate: result.duplicate });
+        return;
       }
       case "typing":
         this.applyTyping(principal, frame.data.typing, conn.id);
@@ -307,13 +309,15 @@ export class ConversationRoom extends Server<Env> {
 
   // ---- internals ----------------------------------------------------------------------------
 
-  private append(draft: MessageDraft, sender: Principal): SendResult {
+  /** `beforeBroadcast` runs once the message is stored and before anyone else hears of it (the ack). */
+  private append(draft: MessageDraft, sender: Principal, beforeBroadcast?: (m: Message, duplicate: boolean) => void): SendResult {
     if (draft.private && sender.type === "end_user") return fail("forbidden", "end users cannot send private messages");
     const fingerprint = draftFingerprint(draft);
     if (draft.client_msg_id) {
-      const existing = this.log.byClientId(draft.client_msg_id);
+      const existing = this.log.byClientId(sender, draft.client_msg_id);
       if (existing) {
         if (existing.fingerprint !== fingerprint) return fail("idempotency_conflict", "client_msg_id was already used for a different message");
+        beforeBroadcast?.(existing.message, true);
         return { ok: true, message: existing.message, duplicate: true };
       }
     }
@@ -332,6 +336,7 @@ export class ConversationRoom extends Server<Env> {
     if (!session.first_message_at) session = this.sessions.update(session.id, { first_message_at: now.toISOString() });
     const message = this.log.append(draft, sender, session.id, fingerprint, now.getTime());
     // Durable from here on (same synchronous block; the output gate holds replies until commit).
+    beforeBroadcast?.(message, false);
     this.emit({ type: "message", message }, { staffOnly: message.private });
     if (opened) this.emit({ type: "session", session });
     if (this.typing.clear(sender)) this.broadcastTyping(sender, false, null);

@@ -181,7 +181,7 @@ export const messages = sqliteTable(
   },
   (t) => [
     uniqueIndex("messages_conversation_seq").on(t.conversation_id, t.seq),
-    uniqueIndex("messages_conversation_client_id").on(t.conversation_id, t.client_msg_id),
+    uniqueIndex("messages_sender_client_id").on(t.conversation_id, t.sender_type, t.sender_id, t.client_msg_id),
     index("messages_org").on(t.org_id),
   ],
 );

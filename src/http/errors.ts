@@ -13,7 +13,9 @@ export function onError(err: Error, c: Context): Response {
 
 export function apiErrorResponse(c: Context, err: ApiError): Response {
   if (err.retryAfter !== undefined) c.header("Retry-After", String(err.retryAfter));
-  return c.json(errorBody(err.code, err.message), err.status as 400);
+  // Seed 000's clients read `success` on every answer, errors included.
+  const seed000 = c.req.path.startsWith("/api/chat/") ? { success: false } : {};
+  return c.json({ ...seed000, ...errorBody(err.code, err.message) }, err.status as 400);
 }
 
 export function notFound(c: Context): Response {
