@@ -14,6 +14,7 @@
  */
 import { Hono } from "hono";
 import { cors } from "hono/cors";
+import { customerChannel } from "./adapters/customer-channel";
 import { dostiRest } from "./adapters/dosti-rest";
 import type { AppEnv } from "./http/app";
 import { limitBody } from "./http/body";
@@ -48,6 +49,7 @@ const app = new Hono<AppEnv>({ strict: false })
   .route("/api/integrations", integrations)
   .route("/api/conversations", conversations)
   .route("/api/chat", dostiRest)
+  .route("/api/customer", customerChannel)
   .route("/chat-widget", widget)
   .route("/ws", sockets)
   .all("/socket.io/*", (c) => socketIoRequest(c.req.raw, c.env));

@@ -24,6 +24,8 @@ export interface VisitorIdentity {
   display_name?: string | undefined;
   email?: string | undefined;
   phone?: string | undefined;
+  /** Free attributes (string values), merged into the end user's. */
+  attributes?: Record<string, string> | undefined;
 }
 
 export async function channelForVisitor(env: Env, creds: VisitorCredentials, origin: string | undefined): Promise<Channel> {
@@ -83,6 +85,7 @@ export async function openForVisitor(env: Env, channel: Channel, who: VisitorIde
       display_name: who.display_name ?? null,
       email: who.email ?? null,
       phone: who.phone ?? null,
+      attributes: JSON.stringify(who.attributes ?? {}),
       verified,
     })
     .onConflictDoNothing();
@@ -91,9 +94,18 @@ export async function openForVisitor(env: Env, channel: Channel, who: VisitorIde
     .from(schema.endUsers)
     .where(and(eq(schema.endUsers.channel_id, channel.id), eq(schema.endUsers.external_id, external_id)))
     .get())!;
-  if (who.display_name && who.display_name !== endUser.display_name && (verified || !endUser.verified)) {
-    await db.update(schema.endUsers).set({ display_name: who.display_name }).where(eq(schema.endUsers.id, endUser.id));
-    endUser.display_name = who.display_name;
+  // An unverified caller never rewrites a verified end user's profile.
+  if (verified || !endUser.verified) {
+    const patch = {
+      ...(who.display_name && who.display_name !== endUser.display_name ? { display_name: who.display_name } : {}),
+      ...(who.email && who.email !== endUser.email ? { email: who.email } : {}),
+      ...(who.phone && who.phone !== endUser.phone ? { phone: who.phone } : {}),
+      ...(who.attributes ? { attributes: JSON.stringify({ ...(JSON.parse(endUser.attributes) as object), ...who.attributes }) } : {}),
+    };
+    if (Object.keys(patch).length > 0) {
+      await db.update(schema.endUsers).set(patch).where(eq(schema.endUsers.id, endUser.id));
+      Object.assign(endUser, patch);
+    }
   }
   await db
     .insert(schema.conversations)
@@ -157,3 +169,25 @@ function toRef(conv: typeof schema.conversations.$inferSelect, user: typeof sche
 }
 
 export const roomFor = (env: Env, ref: ConversationRef) => env.CONVERSATION.getByName(ref.id);
+
+/** A conversation by id within an organisation, or the one a session id belongs to. */
+export async function conversationOfSession(env: Env, orgId: string, id: string): Promise<{ ref: ConversationRef; sessionId: string | null }> {
+  const session = await database(env.DB)
+    .select({ conversation_id: schema.conversationSessions.conversation_id })
+    .from(schema.conversationSessions)
+    .where(and(eq(schema.conversationSessions.id, id), eq(schema.conversationSessions.org_id, orgId)))
+    .get();
+  if (session) return { ref: await conversationForAgent(env, orgId, session.conversation_id), sessionId: id };
+  return { ref: await conversationForAgent(env, orgId, id), sessionId: null };
+}
+
+/** The org's channel for a named external medium (seed 002's fb, sms, twitter), made on first use. */
+export async function connectorChannel(env: Env, orgId: string, name: string): Promise<Channel> {
+  const db = database(env.DB);
+  const id = `ch_${(await sha256Hex(`${orgId}/connector/${name}`)).slice(0, 32)}`;
+  await db
+    .insert(schema.channels)
+    .values({ id, org_id: orgId, kind: "connector", name, identity_secret: randomToken(32) })
+    .onConflictDoNothing();
+  return (await db.select().from(schema.channels).where(eq(schema.channels.id, id)).get())!;
+}

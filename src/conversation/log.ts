@@ -135,6 +135,11 @@ export class MessageLog {
     return this.rows(`SELECT * FROM (SELECT * FROM messages WHERE 1 ${visible(audience)} ORDER BY seq DESC LIMIT ? OFFSET ?) ORDER BY seq`, limit, offset);
   }
 
+  /** One support session's messages, oldest first. */
+  ofSession(sessionId: string, audience: Audience): Message[] {
+    return this.rows(`SELECT * FROM messages WHERE session_id = ? ${visible(audience)} ORDER BY seq`, sessionId);
+  }
+
   /** The highest seq among these message ids (0 when none is known). */
   maxSeqOf(ids: string[]): number {
     if (ids.length === 0) return 0;

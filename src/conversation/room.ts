@@ -128,6 +128,15 @@ export class ConversationRoom extends Server<Env> {
     return { ok: true, messages: fresh, head_seq: this.log.head() };
   }
 
+  /** A finished session and what the end user saw of it (whispers left out): transcripts. */
+  transcript(ref: ConversationRef, sessionId: string | null): Result<{ session: Session; messages: Message[] }> {
+    const bad = this.adopt(ref);
+    if (bad) return bad;
+    const session = sessionId ? this.sessions.find(sessionId) : this.sessions.latest();
+    if (!session || session.status !== "resolved") return fail("not_found", "no finished session: a transcript exists once the session has ended");
+    return { ok: true, session, messages: this.log.ofSession(session.id, "end_user") };
+  }
+
   summary(ref: ConversationRef): Result<{ session: Session | null; head_seq: number; epoch: string }> {
     const bad = this.adopt(ref);
     if (bad) return bad;

@@ -58,6 +58,11 @@ export class SessionStore {
     return this.get(id);
   }
 
+  find(id: string): Session | null {
+    const row = this.sql.exec<Row>("SELECT * FROM sessions WHERE id = ?", id).toArray()[0];
+    return row ? toSession(row) : null;
+  }
+
   get(id: string): Session {
     return toSession(this.sql.exec<Row>("SELECT * FROM sessions WHERE id = ?", id).one());
   }

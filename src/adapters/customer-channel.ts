@@ -1,0 +1,117 @@
+/**
+ * Seed 002's REST side ("Customer Channel API") over the conversation core:
+ *   POST /api/customer/init       open (or resume) a customer's conversation -> conversationId
+ *   GET  /api/customer/transcript/:id/:type   a finished session as a PDF (type "pdf")
+ * The caller presents the organisation's public key (`apiKey` in the body or query, or
+ * `Authorization: Bearer pk_...`), which seed 002 leaves unstated; a secret key also works for
+ * transcripts. The customer's identifier (refId, else Phone, else Email) is the end user's
+ * external id, and the returned Participant id; seed 002's socket events use it to join.
+ * Channel "web" is the organisation's default webchat; fb, sms and twitter get a connector
+ * channel each. (Email transcripts, routing and connectors: issue 6, not yet.)
+ */
+import type { Context } from "hono";
+import { z } from "zod";
+import { ApiError, unwrap } from "../core/errors";
+import { safeText } from "../core/message";
+import { renderPdf, type PdfLine } from "../core/pdf";
+import { channelForVisitor, connectorChannel, conversationOfSession, openForVisitor, roomFor } from "../conversation/directory";
+import { router } from "../http/app";
+import { agentFromSecretKey } from "../http/auth";
+import { readJson } from "../http/body";
+
+const optText = (max: number) => safeText(max).optional();
+
+const Init = z
+  .object({
+    apiKey: z.string().max(200).optional(),
+    firstName: optText(200),
+    lastName: optText(200),
+    Email: z.email().max(254).optional(),
+    Phone: z.string().max(50).regex(/^[+\d\s().-]*$/, "digits, spaces and + ( ) . - only").optional(),
+    Channel: z.enum(["web", "fb", "sms", "twitter"]),
+    Language: z.string().max(35).optional(),
+    refId: z.string().min(1).max(200).optional(),
+    Url: z.string().max(2048).optional(),
+    Comment: optText(2000),
+    Subject: optText(200),
+    reqestId: z.string().max(200).optional(),
+    requestId: z.string().max(200).optional(),
+    timestamp: z.string().max(64).optional(),
+  })
+  .refine((b) => b.refId || b.Phone || b.Email, { message: "at least one identifier (refId, Phone or Email) is required", path: ["refId"] });
+
+function publicKeyOf(c: Context, bodyKey?: string): string | undefined {
+  return bodyKey ?? c.req.query("apiKey") ?? c.req.header("authorization")?.match(/^Bearer\s+(pk_[\w-]+)$/)?.[1];
+}
+
+export const customerChannel = router()
+  .post("/init", async (c) => {
+    const b = await readJson(c, Init);
+    const key = publicKeyOf(c, b.apiKey);
+    if (!key) throw new ApiError("unauthorized", "send the organisation's public key as apiKey or Authorization: Bearer pk_...");
+    const web = await channelForVisitor(c.env, { publicKey: key }, c.req.header("origin"));
+    const channel = b.Channel === "web" ? web : await connectorChannel(c.env, web.org_id, b.Channel);
+    const name = [b.firstName, b.lastName].filter(Boolean).join(" ") || undefined;
+    const attributes = Object.fromEntries(
+      Object.entries({ channel: b.Channel, language: b.Language, ref_id: b.refId, url: b.Url, comment: b.Comment, subject: b.Subject }).filter(
+        (e): e is [string, string] => typeof e[1] === "string",
+      ),
+    );
+    const ref = await openForVisitor(c.env, channel, {
+      external_id: b.refId ?? b.Phone ?? b.Email,
+      display_name: name,
+      email: b.Email,
+      phone: b.Phone,
+      attributes,
+    });
+    return c.json({
+      conversationId: ref.id,
+      Participant: { id: ref.end_user.external_id, name: ref.end_user.display_name ?? "" },
+      requestId: b.requestId ?? b.reqestId ?? null,
+      Timestamp: new Date().toISOString(),
+    });
+  })
+  .get("/transcript/:id/:type", async (c) => {
+    const type = c.req.param("type");
+    if (type !== "pdf") throw new ApiError("validation_failed", 'type: "pdf" is supported (email transcripts are not available yet)');
+    const orgId = await orgOfCaller(c);
+    const { ref, sessionId } = await conversationOfSession(c.env, orgId, c.req.param("id"));
+    const { session, messages } = unwrap(await roomFor(c.env, ref).transcript(ref, sessionId));
+    const customer = ref.end_user.display_name ?? ref.end_user.external_id;
+    const lines: PdfLine[] = [
+      { text: "Conversation transcript", bold: true, size: 16 },
+      { text: `Customer: ${customer}`, gapBefore: 6 },
+      { text: `Conversation: ${ref.id}` },
+      { text: `Session: ${session.id}` },
+      { text: `Started: ${session.opened_at}    Ended: ${session.resolved_at ?? ""}` },
+      ...(session.tags.length ? [{ text: `Tags: ${session.tags.join(", ")}` }] : []),
+    ];
+    for (const m of messages) {
+      const who = m.sender_type === "end_user" ? customer : (m.sender_name ?? m.sender_type);
+      lines.push({ text: `${who} (${m.sender_type}) - ${m.created_at}`, bold: true, gapBefore: 8 });
+      if (m.content) lines.push({ text: m.content });
+      const media = m.rich_media as Record<string, unknown> | null;
+      for (const url of [media?.url, media?.image_url].filter((u): u is string => typeof u === "string")) lines.push({ text: url, link: url });
+      for (const b of (media?.buttons ?? media?.options ?? []) as { label: string }[]) lines.push({ text: `[${b.label}]` });
+      for (const card of (media?.cards ?? []) as { title: string; image_url?: string }[]) {
+        lines.push({ text: `Card: ${card.title}` });
+        if (card.image_url) lines.push({ text: card.image_url, link: card.image_url });
+      }
+    }
+    return new Response(renderPdf(lines), {
+      headers: { "content-type": "application/pdf", "content-disposition": `attachment; filename="transcript-${session.id}.pdf"` },
+    });
+  });
+
+/** The organisation of a public key (query/Bearer) or a secret key (Bearer). */
+async function orgOfCaller(c: Context): Promise<string> {
+  const secret = c.req.header("authorization")?.match(/^Bearer\s+(sk_[\w-]+)$/)?.[1];
+  if (secret) {
+    const agent = await agentFromSecretKey(c.env, secret, c.req.raw.headers);
+    if (!agent) throw new ApiError("unauthorized", "unknown or revoked key");
+    return agent.org_id;
+  }
+  const key = publicKeyOf(c);
+  if (!key) throw new ApiError("unauthorized", "send apiKey or Authorization: Bearer pk_... / sk_...");
+  return (await channelForVisitor(c.env, { publicKey: key }, c.req.header("origin"))).org_id;
+}
