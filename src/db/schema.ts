@@ -80,6 +80,8 @@ export const channels = sqliteTable(
     id: text("id").primaryKey(),
     org_id: text("org_id").notNull().references(() => organizations.id),
     kind: text("kind", { enum: ["webchat", "mobile_sdk", "chat_api", "connector"] }).notNull(),
+    /** Chat API: refuse text while the bot shows buttons (seed 004). */
+    disable_text_input_with_buttons: integer("disable_text_input_with_buttons", { mode: "boolean" }).notNull().default(false),
     name: text("name").notNull(),
     is_default: integer("is_default", { mode: "boolean" }).notNull().default(false),
     /** JSON: string[] of exact origins (scheme://host[:port]); empty allows any. */
@@ -184,4 +186,65 @@ export const messages = sqliteTable(
     uniqueIndex("messages_sender_client_id").on(t.conversation_id, t.sender_type, t.sender_id, t.client_msg_id),
     index("messages_org").on(t.org_id),
   ],
+);
+
+/** One bot per channel: a built-in flow bot, or an external bot reached by webhook. */
+export const bots = sqliteTable("bots", {
+  channel_id: text("channel_id").primaryKey(),
+  org_id: text("org_id").notNull(),
+  kind: text("kind", { enum: ["flow", "webhook"] }).notNull(),
+  /** JSON, validated by src/bots/config.ts. */
+  config: text("config").notNull(),
+  enabled: integer("enabled", { mode: "boolean" }).notNull().default(true),
+  updated_at: text("updated_at").notNull(),
+});
+
+/** Chat API (seed 004): the client's saved state object, returned unchanged. */
+export const clientStates = sqliteTable(
+  "client_states",
+  {
+    channel_id: text("channel_id").notNull(),
+    external_id: text("external_id").notNull(),
+    org_id: text("org_id").notNull(),
+    state: text("state").notNull(),
+    updated_at: text("updated_at").notNull(),
+  },
+  (t) => [uniqueIndex("client_states_key").on(t.channel_id, t.external_id)],
+);
+
+/** Organisation webhook endpoints (and a Chat API channel's webhook, with channel_id set). */
+export const webhooks = sqliteTable(
+  "webhooks",
+  {
+    id: text("id").primaryKey(),
+    org_id: text("org_id").notNull(),
+    channel_id: text("channel_id"),
+    url: text("url").notNull(),
+    /** Signing secret (Standard Webhooks `whsec_...`), per endpoint. */
+    secret: text("secret").notNull(),
+    /** JSON string[] of event types; empty means all. */
+    events: text("events").notNull().default("[]"),
+    active: integer("active", { mode: "boolean" }).notNull().default(true),
+    created_at: createdAt(),
+  },
+  (t) => [index("webhooks_org").on(t.org_id)],
+);
+
+/** One row per (event, endpoint): the delivery log, including dead letters. */
+export const webhookDeliveries = sqliteTable(
+  "webhook_deliveries",
+  {
+    /** The stable `webhook-id` header value. */
+    id: text("id").primaryKey(),
+    webhook_id: text("webhook_id").notNull(),
+    org_id: text("org_id").notNull(),
+    event_type: text("event_type").notNull(),
+    status: text("status", { enum: ["pending", "delivered", "failed", "dead"] }).notNull(),
+    attempts: integer("attempts").notNull().default(0),
+    last_status: integer("last_status"),
+    last_error: text("last_error"),
+    created_at: createdAt(),
+    updated_at: text("updated_at"),
+  },
+  (t) => [index("webhook_deliveries_hook").on(t.webhook_id, t.created_at)],
 );
