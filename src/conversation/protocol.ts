@@ -43,4 +43,5 @@ export type ServerFrame =
   | { type: "presence"; account_status: "online" | "offline" }
   | { type: "pong" }
   | { type: "joined"; participant: Principal }
+  | { type: "handoff"; session: Session; agents_available: boolean }
   | { type: "error"; code: ErrorCode; message: string; retryable: boolean; client_msg_id?: string };

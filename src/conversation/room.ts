@@ -22,6 +22,8 @@ import { SessionStore, type Session } from "./sessions";
 import { Subscribers } from "./subscribers";
 import { RemoteFanout } from "../socketio/fanout";
 import { TypingState } from "./typing";
+import type { BotSettings } from "../bots/config";
+import { botTurn, loadBot } from "../bots/runtime";
 import type { HubEvent } from "../org/hub";
 import { RateLimiter } from "./rate-limit";
 
@@ -41,7 +43,18 @@ interface Waiter {
   timer: ReturnType<typeof setTimeout>;
 }
 
-export type SendResult = Result<{ message: Message; duplicate: boolean }>;
+export type SendResult = Result<{ message: Message; duplicate: boolean; new_session: boolean; bot?: BotOutcome | null }>;
+
+/** What a bot did with one end-user message. */
+export interface BotOutcome {
+  replies: Message[];
+  handoff: boolean;
+  nlp_class: string;
+  confidence: number;
+}
+
+/** Bot settings are re-read from D1 at most this often (ms): edits apply within it. */
+const BOT_SETTINGS_TTL_MS = 30_000;
 
 export class ConversationRoom extends Server<Env> {
   static override options = { hibernate: true };
@@ -71,7 +84,18 @@ export class ConversationRoom extends Server<Env> {
 
   // ---- RPC: the one conversation API every adapter calls ------------------------------------
 
-  async send(ref: ConversationRef, sender: Principal, input: unknown, beforeBroadcast?: (m: Message, duplicate: boolean) => void): Promise<SendResult> {
+  /**
+   * Stores a message. An end user's message to a session a bot handles gets the bot's turn:
+   * awaited when `opts.awaitBot` (the Chat API's sync calls return the replies), else in the
+   * background. `beforeBroadcast` runs once the message is stored, before anyone else hears of it.
+   */
+  async send(
+    ref: ConversationRef,
+    sender: Principal,
+    input: unknown,
+    beforeBroadcast?: (m: Message, duplicate: boolean) => void,
+    opts: { awaitBot?: boolean } = {},
+  ): Promise<SendResult> {
     const bad = this.adopt(ref);
     if (bad) return bad;
     const parsed = MessageInput.safeParse(input);
@@ -80,7 +104,31 @@ export class ConversationRoom extends Server<Env> {
       const code = issue.message.startsWith("invalid_text") ? "invalid_text" : "validation_failed";
       return fail(code, `${issue.path.join(".") || "body"}: ${issue.message}`);
     }
-    return this.append(parsed.data, sender, beforeBroadcast);
+    const bot = sender.type === "end_user" ? await this.botSettings() : null;
+    const result = this.append(parsed.data, sender, beforeBroadcast, bot !== null);
+    if (!result.ok || result.duplicate || !bot) return result;
+    const turn = this.queueBotTurn(bot, result.message, result.new_session);
+    if (opts.awaitBot) return { ...result, bot: await turn };
+    this.ctx.waitUntil(turn);
+    return result;
+  }
+
+  /**
+   * Seed 004's client events (e.g. "/start"): the bot greets without a stored message. Opens a
+   * bot session if none is running. Null when the channel has no bot.
+   */
+  async botEvent(ref: ConversationRef, sender: Principal, event: string): Promise<Result<{ bot: BotOutcome | null }>> {
+    const bad = this.adopt(ref);
+    if (bad) return bad;
+    const bot = await this.botSettings();
+    if (!bot) return { ok: true, bot: null };
+    let session = this.sessions.active();
+    const first = !session;
+    session ??= this.sessions.create(new Date().toISOString(), "bot");
+    if (first) this.emit({ type: "session", session });
+    if (session.status !== "bot") return { ok: true, bot: null };
+    const pseudo = { content: event, session_id: session.id, sender_type: sender.type } as Message;
+    return { ok: true, bot: await this.queueBotTurn(bot, pseudo, first) };
   }
 
   history(
@@ -146,11 +194,12 @@ export class ConversationRoom extends Server<Env> {
   async assign(ref: ConversationRef, agent: Principal): Promise<Result<{ session: Session }>> {
     const bad = this.adopt(ref);
     if (bad) return bad;
-    const open = this.sessions.open();
+    const open = this.sessions.active();
     if (!open) return fail("already_resolved", "the conversation has no open session");
     if (open.assigned_agent_id === agent.id) return { ok: true, session: open };
     if (open.assigned_agent_id) return fail("already_assigned", "another agent has claimed this conversation");
-    const session = this.sessions.update(open.id, { assigned_agent_id: agent.id, assigned_at: new Date().toISOString() });
+    // Claiming a conversation a bot is handling takes it over.
+    const session = this.sessions.update(open.id, { status: "open", assigned_agent_id: agent.id, assigned_at: new Date().toISOString() });
     this.afterSessionChange(session, { type: "conversation_assigned", conversation_id: ref.id, assigned_to: agent.id, agent_name: agent.name });
     return { ok: true, session };
   }
@@ -158,7 +207,7 @@ export class ConversationRoom extends Server<Env> {
   async resolve(ref: ConversationRef, tags: string[] | undefined): Promise<Result<{ session: Session }>> {
     const bad = this.adopt(ref);
     if (bad) return bad;
-    const open = this.sessions.open();
+    const open = this.sessions.active();
     if (!open) return fail("already_resolved", "the conversation is already resolved");
     const session = this.sessions.update(open.id, {
       status: "resolved",
@@ -319,7 +368,7 @@ export class ConversationRoom extends Server<Env> {
   // ---- internals ----------------------------------------------------------------------------
 
   /** `beforeBroadcast` runs once the message is stored and before anyone else hears of it (the ack). */
-  private append(draft: MessageDraft, sender: Principal, beforeBroadcast?: (m: Message, duplicate: boolean) => void): SendResult {
+  private append(draft: MessageDraft, sender: Principal, beforeBroadcast?: (m: Message, duplicate: boolean) => void, withBot = false): SendResult {
     if (draft.private && sender.type === "end_user") return fail("forbidden", "end users cannot send private messages");
     const fingerprint = draftFingerprint(draft);
     if (draft.client_msg_id) {
@@ -327,7 +376,7 @@ export class ConversationRoom extends Server<Env> {
       if (existing) {
         if (existing.fingerprint !== fingerprint) return fail("idempotency_conflict", "client_msg_id was already used for a different message");
         beforeBroadcast?.(existing.message, true);
-        return { ok: true, message: existing.message, duplicate: true };
+        return { ok: true, message: existing.message, duplicate: true, new_session: false };
       }
     }
     if (sender.type === "end_user") {
@@ -335,10 +384,10 @@ export class ConversationRoom extends Server<Env> {
       if (wait > 0) return fail("rate_limited", "too many messages; slow down", Math.ceil(wait / 1000));
     }
     const now = new Date();
-    let session = this.sessions.open();
+    let session = this.sessions.active();
     let opened = false;
     if (!session && (sender.type === "end_user" || !this.sessions.latest())) {
-      session = this.sessions.create(now.toISOString());
+      session = this.sessions.create(now.toISOString(), withBot && sender.type === "end_user" ? "bot" : "open");
       opened = true;
     }
     session ??= this.sessions.latest()!;
@@ -362,7 +411,60 @@ export class ConversationRoom extends Server<Env> {
       created_at: message.created_at,
       new_session: opened,
     });
-    return { ok: true, message, duplicate: false };
+    return { ok: true, message, duplicate: false, new_session: opened };
+  }
+
+  // ---- bots -------------------------------------------------------------------------------
+
+  private botCache: { at: number; settings: BotSettings | null } | null = null;
+  /** Bot turns run one at a time, in message order. */
+  private botChain: Promise<unknown> = Promise.resolve();
+
+  private async botSettings(): Promise<BotSettings | null> {
+    if (this.botCache && Date.now() - this.botCache.at < BOT_SETTINGS_TTL_MS) return this.botCache.settings;
+    const settings = await loadBot(this.env, this.ref().channel_id).catch((err: unknown) => (logError("room.botSettings", err), null));
+    this.botCache = { at: Date.now(), settings };
+    return settings;
+  }
+
+  private queueBotTurn(bot: BotSettings, message: Message, first: boolean): Promise<BotOutcome | null> {
+    const turn = this.botChain.then(() => this.runBotTurn(bot, message, first));
+    this.botChain = turn.catch((err: unknown) => logError("room.botTurn", err));
+    return turn;
+  }
+
+  private async runBotTurn(bot: BotSettings, message: Message, first: boolean): Promise<BotOutcome | null> {
+    const before = this.sessions.find(message.session_id);
+    if (before?.status !== "bot") return null; // an agent has it, or it ended
+    const turn = await botTurn(bot, this.ref(), message, before.bot_misses, first);
+    const session = this.sessions.find(message.session_id);
+    if (session?.status !== "bot") return null; // taken over while the bot was thinking
+    const botPrincipal: Principal = { type: "bot", id: "bot", name: "Bot" };
+    const replies: Message[] = [];
+    for (const draft of turn.replies) {
+      const r = this.append(draft, botPrincipal);
+      if (r.ok) replies.push(r.message);
+    }
+    if (turn.misses !== session.bot_misses) this.sessions.update(session.id, { bot_misses: turn.misses });
+    if (turn.handoff) replies.push(...(await this.handoff(session.id, bot)));
+    return { replies, handoff: turn.handoff, nlp_class: turn.nlp_class, confidence: turn.confidence };
+  }
+
+  /** The bot steps aside: the session joins the agents' unassigned queue. */
+  private async handoff(sessionId: string, bot: BotSettings): Promise<Message[]> {
+    const online = (await this.hub().accountStatus().catch(() => "offline")) === "online";
+    const session = this.sessions.update(sessionId, { status: "open", handed_off_at: new Date().toISOString(), bot_misses: 0 });
+    const botPrincipal: Principal = { type: "bot", id: "bot", name: "Bot" };
+    const flow = bot.kind === "flow" ? bot.config : null;
+    const notes = [flow?.handoff_message ?? "Connecting you to an agent…", ...(online ? [] : [flow?.no_agent_message ?? "No agent is available right now."])];
+    const sent: Message[] = [];
+    for (const content of notes) {
+      const r = this.append({ content, content_type: "text", rich_media: null, client_msg_id: undefined, private: false }, botPrincipal);
+      if (r.ok) sent.push(r.message);
+    }
+    this.emit({ type: "handoff", session, agents_available: online });
+    this.afterSessionChange(session, { type: "conversation_handoff", conversation_id: this.ref().id, session_id: session.id, agents_available: online });
+    return sent;
   }
 
   private afterSessionChange(session: Session, event: HubEvent | null) {

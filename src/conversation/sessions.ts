@@ -5,13 +5,17 @@
  */
 export interface Session {
   id: string;
-  status: "open" | "resolved";
+  /** `bot`: a bot is answering; the session joins the agents' queue (`open`) on hand-off. */
+  status: "bot" | "open" | "resolved";
   assigned_agent_id: string | null;
   tags: string[];
   opened_at: string;
   first_message_at: string | null;
   assigned_at: string | null;
   resolved_at: string | null;
+  handed_off_at: string | null;
+  /** The flow bot's consecutive misses (it hands off after N). */
+  bot_misses: number;
   version: number;
 }
 
@@ -19,6 +23,7 @@ type Row = Omit<Session, "tags"> & { tags: string; flushed_version: number };
 
 export class SessionStore {
   constructor(private readonly sql: SqlStorage) {
+    sql.exec("CREATE TABLE IF NOT EXISTS sessions_schema (version INTEGER NOT NULL)");
     sql.exec(`CREATE TABLE IF NOT EXISTS sessions (
       id TEXT PRIMARY KEY,
       status TEXT NOT NULL,
@@ -31,6 +36,12 @@ export class SessionStore {
       version INTEGER NOT NULL DEFAULT 1,
       flushed_version INTEGER NOT NULL DEFAULT 0
     )`);
+    const version = sql.exec<{ v: number | null }>("SELECT MAX(version) AS v FROM sessions_schema").one().v ?? 0;
+    const steps = ["ALTER TABLE sessions ADD COLUMN handed_off_at TEXT", "ALTER TABLE sessions ADD COLUMN bot_misses INTEGER NOT NULL DEFAULT 0"];
+    for (let i = version; i < steps.length; i++) {
+      sql.exec(steps[i]!);
+      sql.exec("INSERT INTO sessions_schema (version) VALUES (?)", i + 1);
+    }
   }
 
   /** The newest session, open or not. */
@@ -39,21 +50,25 @@ export class SessionStore {
     return row ? toSession(row) : null;
   }
 
-  open(): Session | null {
+  /** The session in progress (with a bot or in the agents' hands), if any. */
+  active(): Session | null {
     const s = this.latest();
-    return s?.status === "open" ? s : null;
+    return s && s.status !== "resolved" ? s : null;
   }
 
-  create(nowIso: string): Session {
+  create(nowIso: string, status: "bot" | "open"): Session {
     const id = crypto.randomUUID();
-    this.sql.exec("INSERT INTO sessions (id, status, opened_at) VALUES (?, 'open', ?)", id, nowIso);
+    this.sql.exec("INSERT INTO sessions (id, status, opened_at) VALUES (?, ?, ?)", id, status, nowIso);
     return this.get(id);
   }
 
-  update(id: string, patch: Partial<Pick<Session, "status" | "assigned_agent_id" | "tags" | "first_message_at" | "assigned_at" | "resolved_at">>): Session {
+  update(
+    id: string,
+    patch: Partial<Pick<Session, "status" | "assigned_agent_id" | "tags" | "first_message_at" | "assigned_at" | "resolved_at" | "handed_off_at" | "bot_misses">>,
+  ): Session {
     const cols = Object.keys(patch) as (keyof typeof patch)[];
     if (cols.length === 0) return this.get(id);
-    const values = cols.map((k) => (k === "tags" ? JSON.stringify(patch.tags) : (patch[k] as string | null)));
+    const values = cols.map((k) => (k === "tags" ? JSON.stringify(patch.tags) : (patch[k] as string | number | null)));
     this.sql.exec(`UPDATE sessions SET ${cols.map((c) => `${c} = ?`).join(", ")}, version = version + 1 WHERE id = ?`, ...values, id);
     return this.get(id);
   }
@@ -86,6 +101,8 @@ function toSession(r: Row): Session {
     first_message_at: r.first_message_at,
     assigned_at: r.assigned_at,
     resolved_at: r.resolved_at,
+    handed_off_at: r.handed_off_at,
+    bot_misses: r.bot_misses,
     version: r.version,
   };
 }

@@ -148,7 +148,7 @@ export const conversationSessions = sqliteTable(
     id: text("id").primaryKey(),
     org_id: text("org_id").notNull(),
     conversation_id: text("conversation_id").notNull(),
-    status: text("status", { enum: ["open", "resolved"] }).notNull(),
+    status: text("status", { enum: ["bot", "open", "resolved"] }).notNull(),
     assigned_agent_id: text("assigned_agent_id"),
     tags: text("tags").notNull().default("[]"),
     first_message_at: text("first_message_at"),
@@ -225,6 +225,11 @@ export const webhooks = sqliteTable(
     /** JSON string[] of event types; empty means all. */
     events: text("events").notNull().default("[]"),
     active: integer("active", { mode: "boolean" }).notNull().default(true),
+    /** Why the endpoint stopped receiving (it answered 410 Gone, or an admin disabled it). */
+    disabled_reason: text("disabled_reason"),
+    /** The secret before the last rotation; still signs (as a second signature) until it expires. */
+    previous_secret: text("previous_secret"),
+    previous_secret_expires_at: text("previous_secret_expires_at"),
     created_at: createdAt(),
   },
   (t) => [index("webhooks_org").on(t.org_id)],
@@ -239,6 +244,10 @@ export const webhookDeliveries = sqliteTable(
     webhook_id: text("webhook_id").notNull(),
     org_id: text("org_id").notNull(),
     event_type: text("event_type").notNull(),
+    /** The event's own id (the payload's `id`), shared by every endpoint's delivery of it. */
+    event_id: text("event_id"),
+    /** The exact JSON body that is signed and sent on every attempt (replays resend it unchanged). */
+    payload: text("payload"),
     status: text("status", { enum: ["pending", "delivered", "failed", "dead"] }).notNull(),
     attempts: integer("attempts").notNull().default(0),
     last_status: integer("last_status"),

@@ -3,7 +3,7 @@
  * Lists come from D1 (org-wide queries); one conversation's state and messages come from its
  * object, the authority, so an agent always reads their own writes.
  */
-import { and, desc, eq, gt, isNull, sql } from "drizzle-orm";
+import { and, desc, eq, gt, isNull, ne, sql } from "drizzle-orm";
 import { z } from "zod";
 import type { ConversationRef } from "../core/conversation-ref";
 import { unwrap } from "../core/errors";
@@ -34,7 +34,8 @@ export const conversations = router()
     const q = parse(ListQuery, c.req.query());
     const agent = c.get("agent");
     const s = schema.conversationSessions;
-    const openSession = and(eq(s.conversation_id, schema.conversations.id), eq(s.status, "open"));
+    // The active session: with a bot, or open in the agents' queue.
+    const openSession = and(eq(s.conversation_id, schema.conversations.id), ne(s.status, "resolved"));
     const filter =
       q.filter === "unassigned"
         ? and(eq(s.status, "open"), isNull(s.assigned_agent_id))
@@ -65,7 +66,7 @@ export const conversations = router()
     const ref = await conversationForAgent(c.env, c.get("agent").org_id, c.req.param("id"));
     const { session } = unwrap(await roomFor(c.env, ref).summary(ref));
     const row = await database(c.env.DB).select().from(schema.conversations).where(eq(schema.conversations.id, ref.id)).get();
-    return c.json(conversationView(ref, session?.status === "open" ? session : null, row!));
+    return c.json(conversationView(ref, session && session.status !== "resolved" ? session : null, row!));
   })
   .get("/:id/messages", async (c) => {
     const q = parse(PageQuery, c.req.query());

@@ -7,6 +7,8 @@ import { database, schema } from "../db/client";
 import { router } from "../http/app";
 import { requireAgent } from "../http/auth";
 import { readJson } from "../http/body";
+import { BotSettings } from "../bots/config";
+import { ApiError } from "../core/errors";
 
 type ChannelKind = (typeof schema.channels.$inferInsert)["kind"];
 
@@ -23,6 +25,23 @@ const Webchat = z.object({
   require_identity: z.boolean().default(false),
 });
 const Mobile = z.object({ name: safeText(200).pipe(z.string().trim().min(1)), require_identity: z.boolean().default(false) });
+
+async function ownChannel(env: Env, orgId: string, id: string) {
+  const row = await database(env.DB)
+    .select()
+    .from(schema.channels)
+    .where(and(eq(schema.channels.id, id), eq(schema.channels.org_id, orgId)))
+    .get();
+  if (!row) throw new ApiError("not_found", "channel not found");
+  return row;
+}
+
+/** Webhook bot secrets are write-only. */
+function botView(row: { channel_id: string; kind: string; config: string; enabled: boolean; updated_at: string }) {
+  const config = JSON.parse(row.config) as Record<string, unknown>;
+  if (row.kind === "webhook") delete config.secret;
+  return { channel_id: row.channel_id, kind: row.kind, enabled: row.enabled, config, updated_at: row.updated_at };
+}
 
 export async function createChannel(
   orgId: string,
@@ -74,12 +93,33 @@ export const integrations = router()
       })),
     );
   })
+  .put("/:id/bot", async (c) => {
+    const body = await readJson(c, BotSettings);
+    const channel = await ownChannel(c.env, c.get("agent").org_id, c.req.param("id"));
+    const row = { channel_id: channel.id, org_id: channel.org_id, kind: body.kind, config: JSON.stringify(body.config), enabled: body.enabled, updated_at: new Date().toISOString() };
+    await database(c.env.DB)
+      .insert(schema.bots)
+      .values(row)
+      .onConflictDoUpdate({ target: schema.bots.channel_id, set: { kind: row.kind, config: row.config, enabled: row.enabled, updated_at: row.updated_at } });
+    return c.json(botView(row));
+  })
+  .get("/:id/bot", async (c) => {
+    const channel = await ownChannel(c.env, c.get("agent").org_id, c.req.param("id"));
+    const row = await database(c.env.DB).select().from(schema.bots).where(eq(schema.bots.channel_id, channel.id)).get();
+    if (!row) throw new ApiError("not_found", "this channel has no bot");
+    return c.json(botView(row));
+  })
+  .delete("/:id/bot", async (c) => {
+    const channel = await ownChannel(c.env, c.get("agent").org_id, c.req.param("id"));
+    await database(c.env.DB).delete(schema.bots).where(eq(schema.bots.channel_id, channel.id));
+    return c.json({ channel_id: channel.id, deleted: true });
+  })
   .get("/:id/identity-secret", async (c) => {
     const row = await database(c.env.DB)
       .select({ secret: schema.channels.identity_secret })
       .from(schema.channels)
       .where(and(eq(schema.channels.id, c.req.param("id")), eq(schema.channels.org_id, c.get("agent").org_id)))
       .get();
-    if (!row) return c.json({ error: { code: "not_found", message: "channel not found", retryable: false } }, 404);
+    if (!row) throw new ApiError("not_found", "channel not found");
     return c.json({ identity_secret: row.secret });
   });

@@ -126,6 +126,12 @@ export function renderFrame(m: Membership, frame: ServerFrame): Emission[] {
     }
     case "presence":
       return m.dialect === "channel" ? [] : [["account_status", { status: frame.account_status }]];
+    case "handoff":
+      if (m.dialect !== "channel") return []; // the bot's hand-off note arrives as a message
+      return [
+        ["messageArrived", activity(conversation_id, "handOff", { id: "bot", name: "Bot" })],
+        ...(frame.agents_available ? [] : [["messageArrived", activity(conversation_id, "noAgentAvailable", { id: "system", name: "system" })] as Emission]),
+      ];
     case "ready":
     case "ack":
     case "pong":
