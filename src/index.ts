@@ -14,6 +14,7 @@
  */
 import { Hono } from "hono";
 import { cors } from "hono/cors";
+import { chatApi, chatApiIntegration } from "./adapters/chat-api";
 import { customerChannel } from "./adapters/customer-channel";
 import { dostiRest } from "./adapters/dosti-rest";
 import type { AppEnv } from "./http/app";
@@ -41,15 +42,18 @@ const app = new Hono<AppEnv>({ strict: false })
   .get("/healthz", (c) => c.json({ ok: true }))
   .use("/api/*", limitBody)
   .use("/auth/*", limitBody)
+  .use("/chatapi/*", limitBody)
   .use("/chat-widget/*", limitBody, publicCors)
   .use("/api/chat/*", publicCors)
   .use("/socket.io/*", publicCors)
   .route("/auth", auth)
   .route("/api/company", company)
+  .route("/api/integrations/chat-api", chatApiIntegration)
   .route("/api/integrations", integrations)
   .route("/api/conversations", conversations)
   .route("/api/chat", dostiRest)
   .route("/api/customer", customerChannel)
+  .route("/chatapi", chatApi)
   .route("/chat-widget", widget)
   .route("/ws", sockets)
   .all("/socket.io/*", (c) => socketIoRequest(c.req.raw, c.env));

@@ -122,17 +122,44 @@ export class MessageLog {
 
   /** Messages with seq > `after`, oldest first. */
   after(after: number, limit: number, audience: Audience): Message[] {
-    return this.rows(`SELECT * FROM messages WHERE seq > ? ${visible(audience)} ORDER BY seq LIMIT ?`, after, limit);
+    return this.query({ after, limit, audience });
   }
 
-  /** Messages created strictly after `ms`, oldest first (seed 000's lastTimestamp cursor). */
-  afterTime(ms: number, limit: number, audience: Audience): Message[] {
-    return this.rows(`SELECT * FROM messages WHERE created_ms > ? ${visible(audience)} ORDER BY seq LIMIT ?`, ms, limit);
+  /**
+   * Messages after a seq or a timestamp, oldest first, optionally only from some sender types
+   * (the Chat API's events: agent replies only, unless it asks for all).
+   */
+  query(q: { after?: number; afterMs?: number; audience: Audience; senders?: SenderType[]; limit: number }): Message[] {
+    const where = [q.afterMs !== undefined ? "created_ms > ?" : "seq > ?"];
+    const params: (string | number)[] = [q.afterMs ?? q.after ?? 0];
+    if (q.senders) {
+      where.push(`sender_type IN (${q.senders.map(() => "?").join(",") || "NULL"})`);
+      params.push(...q.senders);
+    }
+    return this.rows(`SELECT * FROM messages WHERE ${where.join(" AND ")} ${visible(q.audience)} ORDER BY seq LIMIT ?`, ...params, q.limit);
   }
+
 
   /** A page counted back from the newest message (offset 0 = the latest `limit`), oldest first. */
   latest(limit: number, offset: number, audience: Audience): Message[] {
     return this.rows(`SELECT * FROM (SELECT * FROM messages WHERE 1 ${visible(audience)} ORDER BY seq DESC LIMIT ? OFFSET ?) ORDER BY seq`, limit, offset);
+  }
+
+  /** Delivery statuses of these messages (unknown ids are left out). */
+  statuses(ids: string[]): { id: string; status: DeliveryStatus; sender_type: SenderType }[] {
+    if (ids.length === 0) return [];
+    return this.sql
+      .exec<{ id: string; status: string; sender_type: string }>(`SELECT id, status, sender_type FROM messages WHERE id IN (${ids.map(() => "?").join(",")})`, ...ids)
+      .toArray() as { id: string; status: DeliveryStatus; sender_type: SenderType }[];
+  }
+
+  setStatus(id: string, status: DeliveryStatus): boolean {
+    return this.sql.exec("UPDATE messages SET status = ? WHERE id = ?", status, id).rowsWritten > 0;
+  }
+
+  /** Messages to the end user (from agents and bots, whispers excluded) not yet READ. */
+  unreadByEndUser(): number {
+    return this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM messages WHERE sender_type != 'end_user' AND private = 0 AND status != 'READ'").one().n;
   }
 
   /** One support session's messages, oldest first. */

@@ -13,7 +13,17 @@
 import { Server, type Connection, type ConnectionContext, type WSMessage } from "partyserver";
 import type { ConversationRef } from "../core/conversation-ref";
 import { ERRORS, fail, type ErrorCode, type Result } from "../core/errors";
-import { audienceOf, draftFingerprint, MessageInput, type Audience, type Message, type MessageDraft, type Principal } from "../core/message";
+import {
+  audienceOf,
+  draftFingerprint,
+  MessageInput,
+  type Audience,
+  type DeliveryStatus,
+  type Message,
+  type MessageDraft,
+  type Principal,
+  type SenderType,
+} from "../core/message";
 import { d1Sink } from "./d1-sink";
 import { flushOnce, FLUSH_STALL_REPORT_AFTER, type OutboxSink, type OutboxStore } from "./flush";
 import { MessageLog } from "./log";
@@ -39,6 +49,7 @@ interface SocketState {
 interface Waiter {
   after: number;
   audience: Audience;
+  senders?: SenderType[] | undefined;
   resolve: (messages: Message[]) => void;
   timer: ReturnType<typeof setTimeout>;
 }
@@ -138,11 +149,9 @@ export class ConversationRoom extends Server<Env> {
     const bad = this.adopt(ref);
     if (bad) return bad;
     const messages =
-      opts.after !== undefined
-        ? this.log.after(opts.after, opts.limit, opts.audience)
-        : opts.afterMs !== undefined
-          ? this.log.afterTime(opts.afterMs, opts.limit, opts.audience)
-          : this.log.latest(opts.limit, opts.offset ?? 0, opts.audience);
+      opts.after !== undefined || opts.afterMs !== undefined
+        ? this.log.query({ after: opts.after, afterMs: opts.afterMs, audience: opts.audience, limit: opts.limit })
+        : this.log.latest(opts.limit, opts.offset ?? 0, opts.audience);
     return { ok: true, messages, head_seq: this.log.head(), epoch: this.epoch() };
   }
 
@@ -151,29 +160,65 @@ export class ConversationRoom extends Server<Env> {
    * for the first new one. A waiter whose client went away only lives until its timeout; nothing
    * is "delivered" to it, so the next poll's cursor still finds every message.
    */
+  /**
+   * Long-poll: messages after `after` (a seq), `afterMs` (a timestamp) or the stored position of
+   * `cursor` (the Chat API's "since your last request"), optionally only from some sender types,
+   * waiting up to `waitMs` for the first one. A waiter whose client went away only lives until its
+   * timeout; nothing is "delivered" to it, so the next poll still finds every message.
+   */
   async poll(
     ref: ConversationRef,
-    opts: { audience: Audience; after?: number; afterMs?: number; waitMs: number; limit: number },
+    opts: { audience: Audience; after?: number; afterMs?: number; cursor?: string; senders?: SenderType[]; waitMs: number; limit: number },
   ): Promise<Result<{ messages: Message[]; head_seq: number }>> {
-    const now = this.history(ref, { ...opts });
-    if (!now.ok) return now;
-    if (now.messages.length > 0 || opts.waitMs <= 0) return { ok: true, messages: now.messages, head_seq: now.head_seq };
-    if (this.waiters.length >= MAX_WAITERS) return fail("rate_limited", "too many waiting polls on this conversation", 1);
-    const head = now.head_seq;
-    const messages = await new Promise<Message[]>((resolve) => {
-      const waiter: Waiter = {
-        after: head,
-        audience: opts.audience,
-        resolve,
-        timer: setTimeout(() => {
-          this.waiters = this.waiters.filter((w) => w !== waiter);
-          resolve([]);
-        }, Math.min(opts.waitMs, MAX_POLL_WAIT_MS)),
-      };
-      this.waiters.push(waiter);
-    });
-    const fresh = messages.length > 0 ? this.log.after(head, opts.limit, opts.audience) : [];
-    return { ok: true, messages: fresh, head_seq: this.log.head() };
+    const bad = this.adopt(ref);
+    if (bad) return bad;
+    const cursorKey = opts.cursor ? `cursor:${opts.cursor}` : null;
+    const after = opts.after ?? (opts.afterMs === undefined && cursorKey ? Number(this.meta(cursorKey) ?? 0) : undefined);
+    const q = { after, afterMs: after === undefined ? opts.afterMs : undefined, audience: opts.audience, senders: opts.senders, limit: opts.limit };
+    let messages = this.log.query(q);
+    if (messages.length === 0 && opts.waitMs > 0) {
+      if (this.waiters.length >= MAX_WAITERS) return fail("rate_limited", "too many waiting polls on this conversation", 1);
+      const head = this.log.head();
+      const woke = await new Promise<boolean>((resolve) => {
+        const waiter: Waiter = {
+          after: head,
+          audience: opts.audience,
+          senders: opts.senders,
+          resolve: (m) => resolve(m.length > 0),
+          timer: setTimeout(() => {
+            this.waiters = this.waiters.filter((w) => w !== waiter);
+            resolve(false);
+          }, Math.min(opts.waitMs, MAX_POLL_WAIT_MS)),
+        };
+        this.waiters.push(waiter);
+      });
+      messages = woke ? this.log.query({ ...q, after: head, afterMs: undefined }) : [];
+    }
+    const last = messages.at(-1);
+    if (cursorKey && last) this.setMeta(cursorKey, String(last.seq));
+    return { ok: true, messages, head_seq: this.log.head() };
+  }
+
+  /** Delivery statuses (Chat API): read them, or set them (READ also moves the read receipt). */
+  statuses(ref: ConversationRef, ids: string[]): Result<{ statuses: { id: string; status: DeliveryStatus }[] }> {
+    const bad = this.adopt(ref);
+    if (bad) return bad;
+    return { ok: true, statuses: this.log.statuses(ids).map(({ id, status }) => ({ id, status })) };
+  }
+
+  setStatuses(ref: ConversationRef, updates: { id: string; status: DeliveryStatus }[]): Result<{ updated: string[]; unknown: string[] }> {
+    const bad = this.adopt(ref);
+    if (bad) return bad;
+    const updated: string[] = [];
+    const unknown: string[] = [];
+    for (const u of updates) (this.log.setStatus(u.id, u.status) ? updated : unknown).push(u.id);
+    return { ok: true, updated, unknown };
+  }
+
+  unreadCount(ref: ConversationRef): Result<{ count: number }> {
+    const bad = this.adopt(ref);
+    if (bad) return bad;
+    return { ok: true, count: this.log.unreadByEndUser() };
   }
 
   /** A finished session and what the end user saw of it (whispers left out): transcripts. */
@@ -485,7 +530,7 @@ export class ConversationRoom extends Server<Env> {
 
   private wakeWaiters() {
     this.waiters = this.waiters.filter((w) => {
-      const fresh = this.log.after(w.after, 1, w.audience);
+      const fresh = this.log.query({ after: w.after, audience: w.audience, senders: w.senders, limit: 1 });
       if (fresh.length === 0) return true;
       clearTimeout(w.timer);
       w.resolve(fresh);
