@@ -27,6 +27,7 @@ import { integrations } from "./routes/integrations";
 import { sockets } from "./routes/sockets";
 import { widget } from "./routes/widget";
 import { socketIoRequest } from "./socketio/route";
+import { agentUploads, fileDownloads, uploadTarget, visitorUploads } from "./uploads/routes";
 
 export { ConversationRoom } from "./conversation/room";
 export { OrgHub } from "./org/hub";
@@ -46,15 +47,20 @@ const app = new Hono<AppEnv>({ strict: false })
   .use("/chat-widget/*", limitBody, publicCors)
   .use("/api/chat/*", publicCors)
   .use("/socket.io/*", publicCors)
+  .use("/uploads/*", publicCors)
   .route("/auth", auth)
   .route("/api/company", company)
   .route("/api/integrations/chat-api", chatApiIntegration)
   .route("/api/integrations", integrations)
+  .route("/api/conversations", agentUploads)
   .route("/api/conversations", conversations)
   .route("/api/chat", dostiRest)
   .route("/api/customer", customerChannel)
   .route("/chatapi", chatApi)
+  .route("/chat-widget", visitorUploads)
   .route("/chat-widget", widget)
+  .route("/uploads", uploadTarget)
+  .route("/files", fileDownloads)
   .route("/ws", sockets)
   .all("/socket.io/*", (c) => socketIoRequest(c.req.raw, c.env));
 

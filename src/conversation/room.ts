@@ -30,6 +30,8 @@ import { MessageLog } from "./log";
 import { ClientFrame, MAX_FRAME_BYTES, MAX_REPLAY, PING_FRAME, PONG_FRAME, type ServerFrame } from "./protocol";
 import { SessionStore, type Session } from "./sessions";
 import { Subscribers } from "./subscribers";
+import { UploadStore } from "./uploads";
+import { UPLOAD_URL_TTL_MS } from "../uploads/files";
 import { RemoteFanout } from "../socketio/fanout";
 import { TypingState } from "./typing";
 import type { BotSettings } from "../bots/config";
@@ -73,6 +75,7 @@ export class ConversationRoom extends Server<Env> {
   private readonly log: MessageLog;
   private readonly sessions: SessionStore;
   private readonly subscribers: Subscribers;
+  private readonly uploads: UploadStore;
   private readonly fanout: RemoteFanout;
   private readonly typing = new TypingState();
   private readonly rate = new RateLimiter();
@@ -88,6 +91,7 @@ export class ConversationRoom extends Server<Env> {
     this.log = new MessageLog(sql, () => this.ref().id);
     this.sessions = new SessionStore(sql);
     this.subscribers = new Subscribers(sql);
+    this.uploads = new UploadStore(sql);
     this.fanout = new RemoteFanout(ctx, env);
     if (this.meta("epoch") === null) this.setMeta("epoch", crypto.randomUUID());
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING_FRAME, PONG_FRAME));
@@ -197,6 +201,71 @@ export class ConversationRoom extends Server<Env> {
     const last = messages.at(-1);
     if (cursorKey && last) this.setMeta(cursorKey, String(last.seq));
     return { ok: true, messages, head_seq: this.log.head() };
+  }
+
+  // ---- uploads (files live in R2; the object keeps the single-use tokens) ---------------------
+
+  createUpload(ref: ConversationRef, who: Principal, tokenHash: string): Result<{ expires_ms: number }> {
+    const bad = this.adopt(ref);
+    if (bad) return bad;
+    const upload = this.uploads.create(tokenHash, who, Date.now() + UPLOAD_URL_TTL_MS);
+    return { ok: true, expires_ms: upload.expires_ms };
+  }
+
+  /** Claims an upload URL for one upload attempt. */
+  startUpload(ref: ConversationRef, tokenHash: string): Result<{ file_id: string }> {
+    const bad = this.adopt(ref);
+    if (bad) return bad;
+    if (!this.uploads.start(tokenHash, Date.now())) return fail("not_found", "unknown, used or expired upload URL");
+    return { ok: true, file_id: this.uploads.get(tokenHash)!.file_id };
+  }
+
+  endUpload(ref: ConversationRef, tokenHash: string, stored: { filename: string; mime: string; size: number } | null): Result<{}> {
+    const bad = this.adopt(ref);
+    if (bad) return bad;
+    if (stored) this.uploads.complete(tokenHash, stored);
+    else this.uploads.abort(tokenHash);
+    return { ok: true };
+  }
+
+  /**
+   * Turns a stored upload into an image or file message from the uploader (seed 001's rich
+   * media). Idempotent: finishing twice returns the same message.
+   */
+  async finishUpload(ref: ConversationRef, who: Principal, tokenHash: string, caption: string, url: string): Promise<SendResult> {
+    const bad = this.adopt(ref);
+    if (bad) return bad;
+    const upload = this.uploads.get(tokenHash);
+    if (!upload || upload.principal.type !== who.type || upload.principal.id !== who.id) return fail("not_found", "unknown upload");
+    if (upload.status === "finished") {
+      const done = this.log.byClientId(who, `upload:${upload.file_id}`);
+      if (done) return { ok: true, message: done.message, duplicate: true, new_session: false };
+    }
+    if (upload.status !== "uploaded" && upload.status !== "finished") return fail("conflict", "the file has not been uploaded yet");
+    const image = upload.mime!.startsWith("image/");
+    const result = await this.send(ref, who, {
+      content: caption || (image ? "" : upload.filename!),
+      content_type: image ? "image" : "file",
+      rich_media: image ? { url, alt: upload.filename! } : { url, filename: upload.filename!, size: upload.size!, mime_type: upload.mime! },
+      client_msg_id: `upload:${upload.file_id}`,
+    });
+    if (result.ok) this.uploads.finish(tokenHash);
+    return result;
+  }
+
+  uploadFileId(ref: ConversationRef, tokenHash: string): Result<{ file_id: string }> {
+    const bad = this.adopt(ref);
+    if (bad) return bad;
+    const u = this.uploads.get(tokenHash);
+    return u ? { ok: true, file_id: u.file_id } : fail("not_found", "unknown upload");
+  }
+
+  /** A stored file of this conversation (for downloads), or null. */
+  file(ref: ConversationRef, fileId: string): Result<{ file: { mime: string; filename: string; size: number } | null }> {
+    const bad = this.adopt(ref);
+    if (bad) return bad;
+    const u = this.uploads.byFileId(fileId);
+    return { ok: true, file: u && (u.status === "uploaded" || u.status === "finished") ? { mime: u.mime!, filename: u.filename!, size: u.size! } : null };
   }
 
   /** Delivery statuses (Chat API): read them, or set them (READ also moves the read receipt). */
