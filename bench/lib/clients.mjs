@@ -1,0 +1,422 @@
+// Client sides of every target, behind one small interface, so each scenario drives the peer,
+// the relay and Parley's surfaces with the same code:
+//   target.openPair(conv, {sender: "end_user"|"agent", onMessage(key)}) ->
+//     {send(key, content) -> Promise<void> (resolves on the ack, rejects on a refusal), close()}
+//   target.openIdle(i) -> {close()}            one end-user connection, for S4
+// `key` is the message's client id; the receiving side reports every message of the other side.
+import { randomUUID } from "node:crypto";
+import { io } from "socket.io-client";
+import WebSocket from "ws";
+
+const OPEN_TIMEOUT_MS = 20_000;
+const ACK_TIMEOUT_MS = 10_000;
+
+export class AckTimeout extends Error {}
+
+function timeout(ms, what) {
+  let timer;
+  const p = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new AckTimeout(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  return { p, clear: () => clearTimeout(timer) };
+}
+
+function withTimeout(promise, ms, what) {
+  const t = timeout(ms, what);
+  return Promise.race([promise, t.p]).finally(t.clear);
+}
+
+// ---- plain WebSocket helpers ------------------------------------------------------------------
+
+/** Opens a ws; resolves once `ready(frame)` is true for a received JSON frame (or on open without one). */
+function openWs(url, { headers, ready, onFrame }) {
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      const ws = new WebSocket(url, { headers, perMessageDeflate: false });
+      let done = false;
+      ws.on("message", (data) => {
+        const frame = JSON.parse(String(data));
+        if (!done && ready?.(frame)) {
+          done = true;
+          resolve(ws);
+          return;
+        }
+        onFrame?.(frame);
+      });
+      ws.once("open", () => {
+        if (!ready) {
+          done = true;
+          resolve(ws);
+        }
+      });
+      ws.once("unexpected-response", (_req, res) => reject(new Error(`${url}: HTTP ${res.statusCode}`)));
+      ws.once("error", reject);
+      ws.once("close", (code) => {
+        if (!done) reject(new Error(`${url}: closed ${code} before ready`));
+      });
+    }),
+    OPEN_TIMEOUT_MS,
+    `open ${url}`,
+  );
+}
+
+/** Pending sends keyed by client id: resolved by the ack frame, rejected by an error frame. */
+class Pending {
+  constructor() {
+    this.map = new Map();
+  }
+  add(key) {
+    return withTimeout(new Promise((resolve, reject) => this.map.set(key, { resolve, reject })), ACK_TIMEOUT_MS, `ack ${key}`).finally(() => this.map.delete(key));
+  }
+  resolve(key, value) {
+    this.map.get(key)?.resolve(value);
+  }
+  reject(key, err) {
+    this.map.get(key)?.reject(err);
+  }
+}
+
+// ---- Socket.IO helpers ------------------------------------------------------------------------
+
+function openSio(baseUrl, { cookie, query }) {
+  const socket = io(baseUrl, {
+    transports: ["websocket"],
+    forceNew: true,
+    reconnection: false,
+    timeout: OPEN_TIMEOUT_MS,
+    ...(cookie ? { extraHeaders: { cookie } } : {}),
+    ...(query ? { query } : {}),
+  });
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      socket.once("connect", () => resolve(socket));
+      socket.once("connect_error", (err) => reject(new Error(`socket.io connect: ${err.message}`)));
+    }),
+    OPEN_TIMEOUT_MS,
+    "socket.io connect",
+  ).catch((err) => {
+    socket.close();
+    throw err;
+  });
+}
+
+function emitAck(socket, event, payload) {
+  return withTimeout(
+    new Promise((resolve, reject) =>
+      socket.emit(event, payload, (reply) => (reply && reply.error ? reject(new Error(`${event}: ${reply.error.code} ${reply.error.message}`)) : resolve(reply))),
+    ),
+    ACK_TIMEOUT_MS,
+    event,
+  );
+}
+
+// ---- the peer (stock Node Socket.IO server, seed 001 events) ------------------------------------
+
+export function peerTarget(server) {
+  const agentCookie = "session=peer-agent";
+  async function sioSide(conv, role, onMessage) {
+    const socket = await openSio(server.baseUrl, { cookie: role === "agent" ? agentCookie : undefined });
+    socket.on("message_received", (m) => {
+      if (m.sender_type !== role) onMessage?.(m.client_msg_id);
+    });
+    await emitAck(socket, "join_conversation", role === "agent" ? { conversation_id: conv.id } : { conversation_id: conv.id, external_id: conv.ext });
+    return socket;
+  }
+  return {
+    name: "peer",
+    label: "Node Socket.IO peer",
+    server,
+    /** The peer opens a conversation on the end user's first join: ids are made here. */
+    async provision(n, tag) {
+      return Array.from({ length: n }, (_, i) => ({ id: randomUUID(), ext: `${tag}-${i}-${randomUUID().slice(0, 8)}` }));
+    },
+    async openPair(conv, { sender, onMessage }) {
+      const receiverRole = sender === "agent" ? "end_user" : "agent";
+      // The end user joins first (it opens the conversation).
+      const first = await sioSide(conv, "end_user", receiverRole === "end_user" ? onMessage : null);
+      const second = await sioSide(conv, "agent", receiverRole === "agent" ? onMessage : null);
+      const tx = sender === "agent" ? second : first;
+      return {
+        send: (key, content) =>
+          emitAck(tx, "send_message", {
+            conversation_id: conv.id,
+            content,
+            content_type: "text",
+            sender_type: sender,
+            ...(sender === "end_user" ? { external_id: conv.ext } : {}),
+            client_msg_id: key,
+          }),
+        close() {
+          first.close();
+          second.close();
+        },
+      };
+    },
+    async openIdle(conv) {
+      const s = await sioSide(conv, "end_user", null);
+      return { close: () => s.close(), alive: () => s.connected };
+    },
+    /** S6: connect + join + first message, as the end user. */
+    async coldFirst(conv, key) {
+      const t0 = performance.now();
+      const s = await sioSide(conv, "end_user", null);
+      const t1 = performance.now();
+      await emitAck(s, "send_message", { conversation_id: conv.id, content: "cold", content_type: "text", sender_type: "end_user", external_id: conv.ext, client_msg_id: key });
+      const t2 = performance.now();
+      await emitAck(s, "send_message", { conversation_id: conv.id, content: "warm", content_type: "text", sender_type: "end_user", external_id: conv.ext, client_msg_id: `${key}.w` });
+      const t3 = performance.now();
+      s.close();
+      return { open: t1 - t0, first: t2 - t1, total: t2 - t0, second: t3 - t2 };
+    },
+  };
+}
+
+// ---- the bare Durable Object relay (the ceiling) ------------------------------------------------
+
+export function relayTarget(server) {
+  const wsUrl = (room) => `${server.baseUrl.replace("http", "ws")}/room/${room}`;
+  async function side(room, onMessage, pending) {
+    return openWs(wsUrl(room), {
+      onFrame(f) {
+        if (f.type === "message") onMessage?.(f.id);
+        else if (f.type === "ack") pending?.resolve(f.id);
+      },
+    });
+  }
+  return {
+    name: "relay",
+    label: "bare DO relay",
+    server,
+    async provision(n, tag) {
+      return Array.from({ length: n }, (_, i) => ({ id: `${tag}-${i}-${randomUUID().slice(0, 8)}` }));
+    },
+    async openPair(conv, { onMessage }) {
+      const pending = new Pending();
+      const tx = await side(conv.id, null, pending);
+      const rx = await side(conv.id, onMessage, null);
+      return {
+        send(key, content) {
+          const p = pending.add(key);
+          tx.send(JSON.stringify({ id: key, body: content }));
+          return p;
+        },
+        close() {
+          tx.close();
+          rx.close();
+        },
+      };
+    },
+    async openIdle(conv) {
+      const ws = await side(conv.id, null, null);
+      return { close: () => ws.close(), alive: () => ws.readyState === WebSocket.OPEN };
+    },
+    async coldFirst(conv, key) {
+      const pending = new Pending();
+      const t0 = performance.now();
+      const ws = await side(conv.id, null, pending);
+      const t1 = performance.now();
+      let p = pending.add(key);
+      ws.send(JSON.stringify({ id: key, body: "cold" }));
+      await p;
+      const t2 = performance.now();
+      p = pending.add(`${key}.w`);
+      ws.send(JSON.stringify({ id: `${key}.w`, body: "warm" }));
+      await p;
+      const t3 = performance.now();
+      ws.close();
+      return { open: t1 - t0, first: t2 - t1, total: t2 - t0, second: t3 - t2 };
+    },
+  };
+}
+
+// ---- Parley ------------------------------------------------------------------------------------
+
+async function json(res, what) {
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${what}: HTTP ${res.status} ${text.slice(0, 300)}`);
+  return JSON.parse(text);
+}
+
+/** Signs up an organisation and makes its keys. */
+export async function parleyOrg(baseUrl, name) {
+  const email = `bench-${randomUUID()}@bench.parley.test`;
+  const res = await fetch(`${baseUrl}/auth/signup`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ organization_name: name, name: "Bench Agent", email, password: `pw-${randomUUID()}` }),
+  });
+  const body = await json(res, "signup");
+  const cookie = res.headers
+    .getSetCookie()
+    .map((c) => c.split(";", 1)[0])
+    .find((c) => c.startsWith("session="));
+  const headers = { "content-type": "application/json", cookie, "x-csrftoken": body.csrf_token };
+  const key = async (kind) =>
+    (await json(await fetch(`${baseUrl}/api/company/api-keys`, { method: "POST", headers, body: JSON.stringify({ name: `bench ${kind}`, kind }) }), "api key")).key;
+  return { cookie, csrf: body.csrf_token, pk: await key("public"), sk: await key("secret"), orgId: body.organization.id };
+}
+
+function parleyCommon(server, org) {
+  const base = server.baseUrl;
+  const wsBase = base.replace("http", "ws");
+  return {
+    server,
+    org,
+    /** Conversations opened through the webchat API (seed 001's widget session). */
+    async provision(n, tag, { concurrency = 16 } = {}) {
+      const convs = new Array(n);
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: Math.min(concurrency, n) }, async () => {
+          while (next < n) {
+            const i = next++;
+            const ext = `${tag}-${i}-${randomUUID().slice(0, 8)}`;
+            const body = await json(
+              await fetch(`${base}/chat-widget/session`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ key: org.pk, session_id: ext }) }),
+              "chat-widget/session",
+            );
+            convs[i] = { id: body.conversation_id, ext };
+          }
+        }),
+      );
+      return convs;
+    },
+    visitorUrl: (ext) => `${wsBase}/ws/visitor?key=${encodeURIComponent(org.pk)}&external_id=${encodeURIComponent(ext)}`,
+    agentUrl: (id) => `${wsBase}/ws/conversations/${id}`,
+  };
+}
+
+/** Parley's native WebSocket protocol (docs/protocol.md). */
+export function parleyWsTarget(server, org) {
+  const c = parleyCommon(server, org);
+  async function side(url, headers, role, onMessage, pending) {
+    let conversationId = null;
+    const ws = await openWs(url, {
+      headers,
+      ready: (f) => f.type === "ready" && ((conversationId = f.conversation_id), true),
+      onFrame(f) {
+        if (f.type === "message") {
+          if (f.message.sender_type !== role) onMessage?.(f.message.client_msg_id);
+        } else if (f.type === "ack") pending?.resolve(f.client_msg_id);
+        else if (f.type === "error" && f.client_msg_id) pending?.reject(f.client_msg_id, new Error(`${f.code}: ${f.message}`));
+      },
+    });
+    ws.conversationId = conversationId;
+    return ws;
+  }
+  const sendVia = (ws, pending, key, content) => {
+    const p = pending.add(key);
+    ws.send(JSON.stringify({ type: "send", content, content_type: "text", client_msg_id: key }));
+    return p;
+  };
+  return {
+    ...c,
+    name: "parley-ws",
+    label: "Parley native WebSocket",
+    async openPair(conv, { sender, onMessage }) {
+      const pending = new Pending();
+      const visitor = await side(c.visitorUrl(conv.ext), undefined, "end_user", sender === "agent" ? onMessage : null, sender === "end_user" ? pending : null);
+      const agent = await side(c.agentUrl(conv.id), { cookie: org.cookie }, "agent", sender === "end_user" ? onMessage : null, sender === "agent" ? pending : null);
+      const tx = sender === "agent" ? agent : visitor;
+      return {
+        send: (key, content) => sendVia(tx, pending, key, content),
+        close() {
+          visitor.close();
+          agent.close();
+        },
+      };
+    },
+    /** A brand-new visitor: /ws/visitor with a fresh external id opens the conversation. */
+    async openIdle(conv) {
+      const ws = await side(c.visitorUrl(conv.ext), undefined, "end_user", null, null);
+      conv.id = ws.conversationId;
+      return { close: () => ws.close(), alive: () => ws.readyState === WebSocket.OPEN };
+    },
+    async coldFirst(conv, key) {
+      const pending = new Pending();
+      const t0 = performance.now();
+      const ws = await side(c.visitorUrl(conv.ext), undefined, "end_user", null, pending);
+      const t1 = performance.now();
+      await sendVia(ws, pending, key, "cold");
+      const t2 = performance.now();
+      await sendVia(ws, pending, `${key}.w`, "warm");
+      const t3 = performance.now();
+      ws.close();
+      return { open: t1 - t0, first: t2 - t1, total: t2 - t0, second: t3 - t2 };
+    },
+  };
+}
+
+/** Parley's Socket.IO layer, seed 001's dialect. */
+export function parleySioTarget(server, org) {
+  const c = parleyCommon(server, org);
+  async function side(conv, role, onMessage) {
+    const socket = await openSio(server.baseUrl, { cookie: role === "agent" ? org.cookie : undefined });
+    socket.on("message_received", (m) => {
+      if (m.sender_type !== role) onMessage?.(m.client_msg_id);
+    });
+    await emitAck(socket, "join_conversation", role === "agent" ? { conversation_id: conv.id } : { conversation_id: conv.id, external_id: conv.ext });
+    return socket;
+  }
+  return {
+    ...c,
+    name: "parley-sio",
+    label: "Parley Socket.IO (seed 001)",
+    async openPair(conv, { sender, onMessage }) {
+      const visitor = await side(conv, "end_user", sender === "agent" ? onMessage : null);
+      const agent = await side(conv, "agent", sender === "end_user" ? onMessage : null);
+      const tx = sender === "agent" ? agent : visitor;
+      return {
+        send: (key, content) =>
+          emitAck(tx, "send_message", {
+            conversation_id: conv.id,
+            content,
+            content_type: "text",
+            sender_type: sender,
+            ...(sender === "end_user" ? { external_id: conv.ext } : {}),
+            client_msg_id: key,
+          }),
+        close() {
+          visitor.close();
+          agent.close();
+        },
+      };
+    },
+    /**
+     * A brand-new visitor over Socket.IO: seed 000's handshake (apiKey, role=visitor, visitorId)
+     * opens the conversation and joins it at CONNECT, so no object is touched beforehand.
+     */
+    async openIdle(conv) {
+      const socket = await openSio(server.baseUrl, { query: { apiKey: org.pk, role: "visitor", visitorId: conv.ext } });
+      return { close: () => socket.close(), alive: () => socket.connected };
+    },
+  };
+}
+
+/** Seed 000's REST: long-poll and send (S5, S6). */
+export function parleyRest(server, org) {
+  const base = server.baseUrl;
+  return {
+    poll(ext, lastTimestamp, waitS, signal) {
+      const q = new URLSearchParams({ apiKey: org.pk, visitorId: ext, lastTimestamp: String(lastTimestamp), wait: String(waitS) });
+      return fetch(`${base}/api/chat/poll?${q}`, { signal }).then((r) => json(r, "poll"));
+    },
+    visitorSend(ext, message, clientMessageId) {
+      return fetch(`${base}/api/chat/send`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ apiKey: org.pk, visitorId: ext, message, clientMessageId }),
+      }).then((r) => json(r, "chat/send"));
+    },
+    agentSend(conversationId, content, clientMsgId) {
+      return fetch(`${base}/api/conversations/${conversationId}/messages`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${org.sk}` },
+        body: JSON.stringify({ content, client_msg_id: clientMsgId }),
+      }).then((r) => json(r, "agent send"));
+    },
+    me() {
+      return fetch(`${base}/auth/me`, { headers: { cookie: org.cookie } }).then((r) => json(r, "me"));
+    },
+  };
+}
