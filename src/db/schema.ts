@@ -257,3 +257,62 @@ export const webhookDeliveries = sqliteTable(
   },
   (t) => [index("webhook_deliveries_hook").on(t.webhook_id, t.created_at)],
 );
+
+/** Skill groups (seed 002's Subject picks one): who may take its conversations, and when it is open. */
+export const queues = sqliteTable(
+  "queues",
+  {
+    id: text("id").primaryKey(),
+    org_id: text("org_id").notNull(),
+    name: text("name").notNull(),
+    /** Assign to the available agent with the fewest open conversations; otherwise agents claim. */
+    auto_assign: integer("auto_assign", { mode: "boolean" }).notNull().default(true),
+    /** JSON business hours (src/routing/hours.ts); null: always open. */
+    business_hours: text("business_hours"),
+    closed_message: text("closed_message"),
+    created_at: createdAt(),
+  },
+  (t) => [uniqueIndex("queues_org_name").on(t.org_id, t.name)],
+);
+
+export const agentSkills = sqliteTable(
+  "agent_skills",
+  {
+    org_id: text("org_id").notNull(),
+    user_id: text("user_id").notNull(),
+    queue_id: text("queue_id").notNull(),
+  },
+  (t) => [uniqueIndex("agent_skills_key").on(t.user_id, t.queue_id), index("agent_skills_queue").on(t.queue_id)],
+);
+
+/** Per agent: how many open conversations auto-assignment may give them at once. */
+export const agentCapacity = sqliteTable("agent_capacity", {
+  user_id: text("user_id").primaryKey(),
+  org_id: text("org_id").notNull(),
+  capacity: integer("capacity").notNull().default(5),
+});
+
+/** Push credentials per mobile channel (FCM HTTP v1 service account, APNs token key), encrypted. */
+export const pushCredentials = sqliteTable("push_credentials", {
+  channel_id: text("channel_id").primaryKey(),
+  org_id: text("org_id").notNull(),
+  /** AES-GCM ciphertext (base64) of the JSON credentials; see src/push/. */
+  fcm: text("fcm"),
+  apns: text("apns"),
+  updated_at: text("updated_at").notNull(),
+});
+
+/** End users' device push tokens. */
+export const devices = sqliteTable(
+  "devices",
+  {
+    id: text("id").primaryKey(),
+    org_id: text("org_id").notNull(),
+    channel_id: text("channel_id").notNull(),
+    external_id: text("external_id").notNull(),
+    platform: text("platform", { enum: ["fcm", "apns"] }).notNull(),
+    token: text("token").notNull(),
+    created_at: createdAt(),
+  },
+  (t) => [uniqueIndex("devices_token").on(t.channel_id, t.platform, t.token), index("devices_user").on(t.channel_id, t.external_id)],
+);
