@@ -27,6 +27,7 @@ import { integrations } from "./routes/integrations";
 import { sockets } from "./routes/sockets";
 import { widget } from "./routes/widget";
 import { socketIoRequest } from "./socketio/route";
+import { routing } from "./routing/routes";
 import { agentUploads, fileDownloads, uploadTarget, visitorUploads } from "./uploads/routes";
 
 export { ConversationRoom } from "./conversation/room";
@@ -56,6 +57,7 @@ const app = new Hono<AppEnv>({ strict: false })
   .route("/api/conversations", conversations)
   .route("/api/chat", dostiRest)
   .route("/api/customer", customerChannel)
+  .route("/api/routing", routing)
   .route("/chatapi", chatApi)
   .route("/chat-widget", visitorUploads)
   .route("/chat-widget", widget)

@@ -84,20 +84,45 @@ export function formatTime(iso) {
  */
 export function renderBody(message, onChoose) {
   const body = h("div", { class: "msg-body" });
-  if (message.content) body.append(h("p", { class: "msg-text" }, linkify(message.content)));
   const media = message.rich_media && typeof message.rich_media === "object" ? message.rich_media : null;
-  if (!media) return body;
+  const text = typeof message.content === "string" ? message.content : "";
+  // An image's text is its caption, under it; a file's is usually its name, shown on the card.
+  const captioned = media && (message.content_type === "image" || message.content_type === "file");
+  if (text && !captioned) body.append(h("p", { class: "msg-text" }, linkify(text)));
+  if (!media) {
+    if (text && captioned) body.append(h("p", { class: "msg-text" }, linkify(text)));
+    return body;
+  }
   switch (message.content_type) {
     case "image": {
       const src = httpUrl(media.url);
-      if (src) body.append(h("img", { class: "msg-image", src, alt: typeof media.alt === "string" ? media.alt : "", loading: "lazy", referrerpolicy: "no-referrer" }));
-      else body.append(h("p", { class: "msg-note", text: "[image with an unsupported address]" }));
+      const alt = typeof media.alt === "string" ? media.alt : "";
+      body.append(
+        h(
+          "figure",
+          { class: "msg-figure" },
+          src
+            ? h("a", { href: src, target: "_blank", rel: "noopener noreferrer nofollow", title: "Open the image in a new tab" }, h("img", { class: "msg-image", src, alt: alt || text || "image", loading: "lazy", referrerpolicy: "no-referrer" }))
+            : h("p", { class: "msg-note", text: "[image with an unsupported address]" }),
+          text ? h("figcaption", { class: "msg-text" }, linkify(text)) : null,
+        ),
+      );
       break;
     }
     case "file": {
       const href = httpUrl(media.url);
-      const name = typeof media.filename === "string" ? media.filename : "file";
-      body.append(href ? h("a", { href, target: "_blank", rel: "noopener noreferrer nofollow", text: `📎 ${name}` }) : h("p", { class: "msg-note", text: `[file ${name}]` }));
+      const name = typeof media.filename === "string" && media.filename ? media.filename : text || "file";
+      const details = [typeof media.mime_type === "string" ? media.mime_type : "", fileSize(media.size)].filter(Boolean).join(" · ");
+      body.append(
+        h(
+          href ? "a" : "div",
+          { class: "file-card", href, target: href ? "_blank" : null, rel: href ? "noopener noreferrer nofollow" : null, download: href ? "" : null },
+          h("span", { class: "file-icon", "aria-hidden": "true", text: "📄" }),
+          h("span", { class: "file-info" }, h("span", { class: "file-name", text: name }), details ? h("span", { class: "file-details", text: details }) : null),
+        ),
+      );
+      if (text && text !== name) body.append(h("p", { class: "msg-text" }, linkify(text)));
+      if (!href) body.append(h("p", { class: "msg-note", text: "[file with an unsupported address]" }));
       break;
     }
     case "quick_button":
@@ -111,12 +136,12 @@ export function renderBody(message, onChoose) {
         body.append(
           h(
             "div",
-            { class: "carousel" },
+            { class: "carousel", role: "list" },
             media.cards.map((card) => {
               const img = httpUrl(card?.image_url);
               return h(
                 "div",
-                { class: "card" },
+                { class: "card", role: "listitem" },
                 img ? h("img", { src: img, alt: "", loading: "lazy", referrerpolicy: "no-referrer" }) : null,
                 h("strong", { text: String(card?.title ?? "") }),
                 card?.subtitle ? h("p", { text: String(card.subtitle) }) : null,
@@ -131,6 +156,14 @@ export function renderBody(message, onChoose) {
   return body;
 }
 
+/** "200 KB" for a byte count, "" when it is not one. */
+export function fileSize(bytes) {
+  if (typeof bytes !== "number" || !Number.isFinite(bytes) || bytes < 0) return "";
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${Math.round(bytes / 1024)} KB`;
+  return `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
+}
+
 function choices(buttons, onChoose) {
   const list = h("div", { class: "choices" });
   if (!Array.isArray(buttons)) return list;
@@ -139,7 +172,17 @@ function choices(buttons, onChoose) {
     const value = String(b?.value ?? label);
     list.append(
       onChoose
-        ? h("button", { type: "button", class: "choice", text: label, onclick: () => onChoose(value) })
+        ? h("button", {
+            type: "button",
+            class: "choice",
+            text: label,
+            onclick: (event) => {
+              // One answer per question: the group stays visible, the chosen one marked.
+              for (const b of list.querySelectorAll("button")) b.disabled = true;
+              event.currentTarget.classList.add("chosen");
+              onChoose(value);
+            },
+          })
         : h("span", { class: "choice inert", text: label, title: `sends “${value}”` }),
     );
   }

@@ -64,6 +64,8 @@ export const customerChannel = router()
       phone: b.Phone,
       attributes,
     });
+    // Subject is the skill group (seed 002's MRE queue) the conversation is routed to.
+    unwrap(await roomFor(c.env, ref).setQueue(ref, b.Subject ?? null));
     return c.json({
       conversationId: ref.id,
       Participant: { id: ref.end_user.external_id, name: ref.end_user.display_name ?? "" },

@@ -6,6 +6,7 @@ import { z } from "zod";
 import type { ErrorCode } from "../core/errors";
 import type { Message, Principal, SenderType } from "../core/message";
 import type { Session } from "./sessions";
+import type { QueueStatus } from "../org/hub";
 
 /** Largest frame a client may send (bytes); larger frames close the socket with 1009. */
 export const MAX_FRAME_BYTES = 64 * 1024;
@@ -44,4 +45,5 @@ export type ServerFrame =
   | { type: "pong" }
   | { type: "joined"; participant: Principal }
   | { type: "handoff"; session: Session; agents_available: boolean }
+  | ({ type: "queue" } & QueueStatus)
   | { type: "error"; code: ErrorCode; message: string; retryable: boolean; client_msg_id?: string };

@@ -36,7 +36,7 @@ import { RemoteFanout } from "../socketio/fanout";
 import { TypingState } from "./typing";
 import type { BotSettings } from "../bots/config";
 import { botTurn, loadBot } from "../bots/runtime";
-import type { HubEvent } from "../org/hub";
+import type { HubEvent, QueueStatus } from "../org/hub";
 import { RateLimiter } from "./rate-limit";
 
 /** Long-poll waits are capped here (ms) and per object in count. */
@@ -315,6 +315,7 @@ export class ConversationRoom extends Server<Env> {
     // Claiming a conversation a bot is handling takes it over.
     const session = this.sessions.update(open.id, { status: "open", assigned_agent_id: agent.id, assigned_at: new Date().toISOString() });
     this.afterSessionChange(session, { type: "conversation_assigned", conversation_id: ref.id, assigned_to: agent.id, agent_name: agent.name });
+    this.ctx.waitUntil(this.hub().assignedNotice(session.id, ref.id, agent.id).catch((err: unknown) => logError("room.assignedNotice", err)));
     return { ok: true, session };
   }
 
@@ -329,6 +330,7 @@ export class ConversationRoom extends Server<Env> {
       ...(tags ? { tags: mergeTags(open.tags, tags) } : {}),
     });
     this.afterSessionChange(session, { type: "conversation_resolved", conversation_id: ref.id, session_id: session.id, tags: session.tags });
+    this.ctx.waitUntil(this.hub().released(session.id).catch((err: unknown) => logError("room.released", err)));
     return { ok: true, session };
   }
 
@@ -378,6 +380,20 @@ export class ConversationRoom extends Server<Env> {
     if (bad) return bad;
     this.subscribers.remove(name);
     return { ok: true };
+  }
+
+  /** Which skill-group queue this conversation's sessions join (seed 002's Subject). */
+  setQueue(ref: ConversationRef, queue: string | null): Result<{}> {
+    const bad = this.adopt(ref);
+    if (bad) return bad;
+    this.setMeta("queue", queue ?? "");
+    return { ok: true };
+  }
+
+  /** The router tells the waiting customer where they stand. */
+  async queueUpdate(ref: ConversationRef, status: QueueStatus): Promise<void> {
+    if (this.adopt(ref)) return;
+    this.emit({ type: "queue", ...status });
   }
 
   /** The org's account status changed (OrgHub calls this for rooms with visitor sockets). */
@@ -511,6 +527,7 @@ export class ConversationRoom extends Server<Env> {
     beforeBroadcast?.(message, false);
     this.emit({ type: "message", message }, { staffOnly: message.private });
     if (opened) this.emit({ type: "session", session });
+    if (opened && session.status === "open") this.enqueueForAgents(session.id);
     if (this.typing.clear(sender)) this.broadcastTyping(sender, false, null);
     this.wakeWaiters();
     this.scheduleAlarm(Date.now());
@@ -577,8 +594,25 @@ export class ConversationRoom extends Server<Env> {
       if (r.ok) sent.push(r.message);
     }
     this.emit({ type: "handoff", session, agents_available: online });
+    this.enqueueForAgents(session.id);
     this.afterSessionChange(session, { type: "conversation_handoff", conversation_id: this.ref().id, session_id: session.id, agents_available: online });
     return sent;
+  }
+
+  /** Hands a session needing an agent to the org's router; tells the customer their place and hours. */
+  private enqueueForAgents(sessionId: string) {
+    const ref = this.ref();
+    this.ctx.waitUntil(
+      this.hub()
+        .enqueue({ ref, session_id: sessionId, queue: this.meta("queue") || null })
+        .then((status) => {
+          if (status.closed_message && this.sessions.find(sessionId)?.status === "open") {
+            this.append({ content: status.closed_message, content_type: "text", rich_media: null, client_msg_id: `closed:${sessionId}`, private: false }, { type: "bot", id: "bot", name: "Bot" });
+          }
+          if (status.position !== null || !status.agents_available) this.emit({ type: "queue", ...status });
+        })
+        .catch((err: unknown) => logError("room.enqueue", err)),
+    );
   }
 
   private afterSessionChange(session: Session, event: HubEvent | null) {

@@ -71,3 +71,9 @@ export function unwrap<R extends { ok: boolean }>(result: R): Extract<R, { ok: t
   if (!result.ok) throw ApiError.from((result as unknown as { error: ErrorInfo }).error);
   return result as Extract<R, { ok: true }>;
 }
+
+/** A D1/SQLite UNIQUE constraint failure (drizzle wraps the driver's error in `cause`). */
+export function isUniqueViolation(err: unknown): boolean {
+  const text = (e: unknown): string => (e instanceof Error ? `${e.message} ${text(e.cause)}` : String(e ?? ""));
+  return text(err).includes("UNIQUE constraint failed");
+}

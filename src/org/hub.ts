@@ -8,10 +8,31 @@
  * nothing stored. Events are live notifications; the inbox lists come from D1.
  * Conversation rooms with visitor sockets register as watchers (stored, so they survive
  * eviction) and are told when the account status flips.
+ *
+ * It is also the organisation's router (one object, so capacity counts cannot race): rooms
+ * enqueue sessions that need an agent, report assignments and releases, and the hub auto-assigns
+ * within skill-group queues (src/routing/) and keeps waiting customers told of their position.
  */
 import { Server, type Connection, type ConnectionContext } from "partyserver";
 import type { Principal } from "../core/message";
 import { RemoteFanout } from "../socketio/fanout";
+import type { ConversationRef } from "../core/conversation-ref";
+import { DEFAULT_CAPACITY, loadRouting, queueByName, type RoutingConfig } from "../routing/config";
+import { isOpen } from "../routing/hours";
+import { estimateWaitS, pickAgent } from "../routing/pick";
+
+/** Routing configuration is re-read from D1 at most this often (ms), or at once after an admin change. */
+const ROUTING_TTL_MS = 10_000;
+
+/** Where a session stands in its queue, for the customer. */
+export interface QueueStatus {
+  position: number | null;
+  estimated_wait_s: number | null;
+  queue: string | null;
+  open: boolean;
+  closed_message: string | null;
+  agents_available: boolean;
+}
 import { PING_FRAME, PONG_FRAME } from "../conversation/protocol";
 
 interface SocketState {
@@ -32,7 +53,129 @@ export class OrgHub extends Server<Env> {
     // Socket.IO sessions: their topics (queue events, presence) and, for agents, their presence.
     sql.exec("CREATE TABLE IF NOT EXISTS remote (name TEXT PRIMARY KEY, agent_id TEXT, queue INTEGER NOT NULL DEFAULT 0, presence INTEGER NOT NULL DEFAULT 0)");
     this.fanout = new RemoteFanout(ctx, env);
+    sql.exec(`CREATE TABLE IF NOT EXISTS waiting (
+      session_id TEXT PRIMARY KEY, conversation_id TEXT NOT NULL, queue_id TEXT, ref TEXT NOT NULL,
+      enqueued_ms INTEGER NOT NULL, last_position INTEGER)`);
+    sql.exec("CREATE TABLE IF NOT EXISTS assigned (session_id TEXT PRIMARY KEY, conversation_id TEXT NOT NULL, agent_id TEXT NOT NULL, assigned_ms INTEGER NOT NULL)");
+    // Recent handling times (assignment to resolution), for wait estimates.
+    sql.exec("CREATE TABLE IF NOT EXISTS recent_waits (id INTEGER PRIMARY KEY AUTOINCREMENT, wait_ms INTEGER NOT NULL)");
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING_FRAME, PONG_FRAME));
+  }
+
+  // ---- routing -------------------------------------------------------------------------------
+
+  private routing: { at: number; cfg: RoutingConfig } | null = null;
+  private dispatching: Promise<void> = Promise.resolve();
+
+  /** A room's session needs an agent. Answers where it stands. */
+  async enqueue(item: { ref: ConversationRef; session_id: string; queue: string | null }): Promise<QueueStatus> {
+    const cfg = await this.config();
+    const queue = queueByName(cfg, item.queue);
+    this.ctx.storage.sql.exec(
+      "INSERT OR IGNORE INTO waiting (session_id, conversation_id, queue_id, ref, enqueued_ms) VALUES (?, ?, ?, ?, ?)",
+      item.session_id, item.ref.id, queue?.id ?? null, JSON.stringify(item.ref), Date.now(),
+    );
+    await this.dispatch();
+    return this.statusOf(item.session_id, cfg);
+  }
+
+  /** A room reports an assignment (auto or a claim). */
+  async assignedNotice(sessionId: string, conversationId: string, agentId: string): Promise<void> {
+    this.ctx.storage.sql.exec("DELETE FROM waiting WHERE session_id = ?", sessionId);
+    this.ctx.storage.sql.exec("INSERT OR REPLACE INTO assigned (session_id, conversation_id, agent_id, assigned_ms) VALUES (?, ?, ?, ?)", sessionId, conversationId, agentId, Date.now());
+    await this.notifyPositions();
+  }
+
+  /** A room's session ended: the agent has room for another. */
+  async released(sessionId: string): Promise<void> {
+    // How long agents take with a conversation drives the wait estimate.
+    const a = this.ctx.storage.sql.exec<{ assigned_ms: number }>("SELECT assigned_ms FROM assigned WHERE session_id = ?", sessionId).toArray()[0];
+    if (a) {
+      this.ctx.storage.sql.exec("INSERT INTO recent_waits (wait_ms) VALUES (?)", Date.now() - a.assigned_ms);
+      this.ctx.storage.sql.exec("DELETE FROM recent_waits WHERE id NOT IN (SELECT id FROM recent_waits ORDER BY id DESC LIMIT 20)");
+    }
+    this.ctx.storage.sql.exec("DELETE FROM waiting WHERE session_id = ?", sessionId);
+    this.ctx.storage.sql.exec("DELETE FROM assigned WHERE session_id = ?", sessionId);
+    await this.dispatch();
+  }
+
+  /** Admin routes call this after a change so the next dispatch reads it. */
+  async routingChanged(): Promise<void> {
+    this.routing = null;
+    await this.dispatch();
+  }
+
+  private async config(): Promise<RoutingConfig> {
+    if (this.routing && Date.now() - this.routing.at < ROUTING_TTL_MS) return this.routing.cfg;
+    const cfg = await loadRouting(this.env, this.name);
+    this.routing = { at: Date.now(), cfg };
+    return cfg;
+  }
+
+  /** Auto-assigns waiting sessions, oldest first, one dispatch at a time. */
+  private dispatch(): Promise<void> {
+    const run = this.dispatching.then(() => this.dispatchOnce());
+    this.dispatching = run.catch((err: unknown) => console.error(JSON.stringify({ at: "hub.dispatch", error: String(err) })));
+    return this.dispatching;
+  }
+
+  private async dispatchOnce(): Promise<void> {
+    const cfg = await this.config();
+    const sql = this.ctx.storage.sql;
+    const online = this.onlineAgents();
+    const waiting = sql.exec<{ session_id: string; conversation_id: string; queue_id: string | null; ref: string }>("SELECT * FROM waiting ORDER BY enqueued_ms").toArray();
+    for (const w of waiting) {
+      const queue = w.queue_id ? cfg.queues.get(w.queue_id) : undefined;
+      if (!queue?.auto_assign || !isOpen(queue.hours, new Date())) continue;
+      const load = new Map<string, { open: number; last: number }>();
+      for (const a of sql.exec<{ agent_id: string; n: number; last: number }>("SELECT agent_id, COUNT(*) AS n, MAX(assigned_ms) AS last FROM assigned GROUP BY agent_id")) load.set(a.agent_id, { open: a.n, last: a.last });
+      const candidates = [...(cfg.skills.get(queue.id) ?? [])]
+        .filter((id) => online.has(id) && cfg.names.has(id))
+        .map((id) => ({ agent_id: id, open: load.get(id)?.open ?? 0, capacity: cfg.capacity.get(id) ?? DEFAULT_CAPACITY, last_assigned_ms: load.get(id)?.last ?? 0 }));
+      const agentId = pickAgent(candidates);
+      if (!agentId) continue;
+      const ref = JSON.parse(w.ref) as ConversationRef;
+      const result = await this.env.CONVERSATION.getByName(ref.id).assign(ref, { type: "agent", id: agentId, name: cfg.names.get(agentId) ?? null });
+      if (result.ok) await this.assignedNotice(w.session_id, w.conversation_id, agentId);
+      else sql.exec("DELETE FROM waiting WHERE session_id = ?", w.session_id); // claimed meanwhile, or ended
+    }
+    await this.notifyPositions();
+  }
+
+  private statusOf(sessionId: string, cfg: RoutingConfig): QueueStatus {
+    const sql = this.ctx.storage.sql;
+    const w = sql.exec<{ queue_id: string | null; enqueued_ms: number }>("SELECT queue_id, enqueued_ms FROM waiting WHERE session_id = ?", sessionId).toArray()[0];
+    const queue = w?.queue_id ? cfg.queues.get(w.queue_id) ?? null : null;
+    const open = isOpen(queue?.hours ?? null, new Date());
+    const agentsAvailable = this.onlineAgents().size > 0;
+    if (!w) return { position: null, estimated_wait_s: null, queue: queue?.name ?? null, open, closed_message: null, agents_available: agentsAvailable };
+    const position = sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM waiting WHERE queue_id IS ? AND enqueued_ms <= ?", w.queue_id, w.enqueued_ms).one().n;
+    const waits = sql.exec<{ wait_ms: number }>("SELECT wait_ms FROM recent_waits").toArray().map((r) => r.wait_ms);
+    return {
+      position,
+      estimated_wait_s: estimateWaitS(position, waits),
+      queue: queue?.name ?? null,
+      open,
+      closed_message: open ? null : (queue?.closed_message ?? "We are closed right now. Leave a message and we will reply when we are back."),
+      agents_available: agentsAvailable,
+    };
+  }
+
+  /** Tells waiting customers whose place in line changed. */
+  private async notifyPositions() {
+    const cfg = await this.config();
+    const sql = this.ctx.storage.sql;
+    for (const w of sql.exec<{ session_id: string; ref: string; last_position: number | null }>("SELECT session_id, ref, last_position FROM waiting").toArray()) {
+      const status = this.statusOf(w.session_id, cfg);
+      if (status.position === w.last_position) continue;
+      sql.exec("UPDATE waiting SET last_position = ? WHERE session_id = ?", status.position, w.session_id);
+      const ref = JSON.parse(w.ref) as ConversationRef;
+      this.ctx.waitUntil(
+        this.env.CONVERSATION.getByName(ref.id)
+          .queueUpdate(ref, status)
+          .catch((err: unknown) => console.error(JSON.stringify({ at: "hub.queueUpdate", error: String(err) }))),
+      );
+    }
   }
 
   /** A Socket.IO session of an agent is connected: the agent counts as online. */
@@ -98,6 +241,7 @@ export class OrgHub extends Server<Env> {
     const event = { type: "agent_status_changed", agent_id: agentId, status };
     this.broadcast(JSON.stringify(event));
     this.toRemote("presence", event);
+    if (status === "online") this.ctx.waitUntil(this.dispatch());
     const others = this.onlineAgents(closingConnId);
     others.delete(agentId);
     if (others.size > 0) return; // the account status did not flip

@@ -2,7 +2,7 @@
 import { and, count, eq, gt } from "drizzle-orm";
 import { z } from "zod";
 import { hashPassword, MAX_PASSWORD_BYTES, verifyPassword } from "../core/crypto";
-import { ApiError } from "../core/errors";
+import { ApiError, isUniqueViolation } from "../core/errors";
 import { safeText } from "../core/message";
 import { database, schema } from "../db/client";
 import { router } from "../http/app";
@@ -38,7 +38,7 @@ export const auth = router()
         db.insert(schema.channels).values(channel),
       ]);
     } catch (err) {
-      if (String(err).includes("UNIQUE")) throw new ApiError("email_taken", "an account with this email exists");
+      if (isUniqueViolation(err)) throw new ApiError("email_taken", "an account with this email exists");
       throw err;
     }
     const csrf_token = await startSession(c, user.id, org.id);

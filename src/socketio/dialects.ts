@@ -126,6 +126,10 @@ export function renderFrame(m: Membership, frame: ServerFrame): Emission[] {
     }
     case "presence":
       return m.dialect === "channel" ? [] : [["account_status", { status: frame.account_status }]];
+    case "queue":
+      if (m.dialect === "channel" && !frame.agents_available) return [["messageArrived", activity(conversation_id, "noAgentAvailable", { id: "system", name: "system" })]];
+      if (m.dialect === "chatbot") return [["queue_position", { conversation_id, position: frame.position, estimated_wait_s: frame.estimated_wait_s, open: frame.open }]];
+      return [];
     case "handoff":
       if (m.dialect !== "channel") return []; // the bot's hand-off note arrives as a message
       return [
