@@ -9,6 +9,7 @@ const migrations = await readD1Migrations(fileURLToPath(new URL("./migrations", 
  * - `worker`: tests that run inside workerd (the vitest plugin), with per-file isolated
  *   D1 / Durable Object storage, driving the Worker through `exports.default.fetch`.
  * - `e2e`: Node tests that start `wrangler dev` and speak real HTTP and WebSocket to it.
+ * - `browser`: Node tests that drive Chromium against such a server (the widget, the console).
  */
 export default defineConfig({
   test: {
@@ -31,6 +32,18 @@ export default defineConfig({
           name: "e2e",
           environment: "node",
           include: ["test/e2e/**/*.test.ts"],
+          globalSetup: ["./test/e2e/global-setup.ts"],
+          testTimeout: 60_000,
+          hookTimeout: 120_000,
+        },
+      },
+      {
+        // Real Chromium (Debian's, driven by playwright-core) against the same kind of server:
+        // the widget on host pages of another origin, the agent console beside it.
+        test: {
+          name: "browser",
+          environment: "node",
+          include: ["test/browser/**/*.test.ts"],
           globalSetup: ["./test/e2e/global-setup.ts"],
           testTimeout: 60_000,
           hookTimeout: 120_000,

@@ -467,8 +467,11 @@ function markRead() {
   clearTimeout(readTimer);
   readTimer = setTimeout(() => {
     if (!current || document.visibilityState !== "visible") return;
-    const last = current.client.sorted.at(-1);
-    if (last && last.sender_type === "end_user") current.client.markRead(last.seq);
+    // Everything shown is read: up to the newest message, once per new visitor message.
+    const lastVisitor = current.client.sorted.findLast((m) => m.sender_type === "end_user");
+    if (!lastVisitor || lastVisitor.seq <= (current.readSeq ?? 0)) return;
+    current.readSeq = current.client.sorted.at(-1).seq;
+    current.client.markRead(current.readSeq);
   }, 500);
 }
 document.addEventListener("visibilitychange", markRead);

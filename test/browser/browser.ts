@@ -1,0 +1,164 @@
+// Helpers for the browser tests: Debian's Chromium driven by playwright-core, host pages served
+// from another origin than Parley, and the agent console.
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { chromium, type Browser, type BrowserContext, type Frame, type Page } from "playwright-core";
+import { baseUrl, waitFor } from "../e2e/harness";
+
+export { waitFor };
+
+/** Where Debian puts Chromium; `.ci/run` installs it when missing. */
+function chromiumPath(): string {
+  for (const candidate of [process.env.CHROMIUM_PATH, "/usr/bin/chromium"]) {
+    if (candidate && existsSync(candidate)) return candidate;
+  }
+  try {
+    const found = execFileSync("sh", ["-c", "command -v chromium"], { encoding: "utf8" }).trim();
+    if (found) return found;
+  } catch {
+    // not on PATH either: reported below
+  }
+  throw new Error(
+    "The browser tests need Debian's chromium and found none (not /usr/bin/chromium, not on PATH, no CHROMIUM_PATH). " +
+      "Install it: apt-get update && apt-get install -y --no-install-recommends chromium (.ci/run does this in CI).",
+  );
+}
+
+export async function launch(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: chromiumPath(),
+    headless: true,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+  });
+}
+
+/**
+ * Parley as the browser sees it: `http://localhost:<port>`. Host pages live on
+ * `http://127.0.0.1:<other port>`, so the two are different origins (and different sites).
+ */
+export function parleyOrigin(): string {
+  const url = new URL(baseUrl());
+  return `http://localhost:${url.port}`;
+}
+
+export interface HostSite {
+  origin: string;
+  /** Serves `html` at `path` from now on. */
+  page(path: string, html: string): string;
+  close(): Promise<void>;
+}
+
+/** A tiny web server on 127.0.0.1 (a random port): the customer's website. */
+export async function hostSite(): Promise<HostSite> {
+  const pages = new Map<string, string>();
+  const server: Server = createServer((req, res) => {
+    const path = new URL(req.url ?? "/", "http://x").pathname;
+    const html = pages.get(path);
+    if (html === undefined) {
+      res.writeHead(404, { "content-type": "text/plain" }).end("not found");
+      return;
+    }
+    res.writeHead(200, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" }).end(html);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    origin,
+    page(path, html) {
+      pages.set(path, html);
+      return `${origin}${path}`;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** A host page: some shop content, then the given snippet, as a customer would paste it. */
+export function hostPage(snippet: string, title = "Acme shop"): string {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>${title}</title></head>
+<body>
+<h1>${title}</h1>
+<p>Anvils, rocket skates and giant magnets.</p>
+${snippet}
+</body></html>`;
+}
+
+/** The widget iframe of a page (the loader gives it id parley-frame), once it has loaded. */
+export async function widgetFrame(page: Page): Promise<Frame> {
+  const handle = await page.waitForSelector("#parley-frame", { state: "attached", timeout: 10_000 });
+  return waitFor(async () => {
+    const frame = await handle.contentFrame();
+    return frame && frame.url().startsWith(`${parleyOrigin()}/chat-widget`) ? frame : null;
+  }, { timeoutMs: 10_000, message: "the widget frame to load" });
+}
+
+/**
+ * Opens the widget and waits for the composer: by clicking the launcher (a toggle), or through
+ * the loader's `Parley.open()` (idempotent: after a reload the chat may reopen by itself).
+ */
+export async function openWidget(page: Page, via: "launcher" | "api" = "api"): Promise<Frame> {
+  const frame = await widgetFrame(page);
+  if (via === "launcher") await page.click("#parley-launcher");
+  else await page.evaluate(() => (window as unknown as { Parley: { open(): void } }).Parley.open());
+  await frame.waitForSelector("#pw-text", { state: "visible", timeout: 10_000 });
+  await page.waitForSelector("#parley-launcher[aria-expanded=true]", { timeout: 10_000 });
+  return frame;
+}
+
+/** Sends a visitor message from the widget and waits until it is stored (no longer pending). */
+export async function visitorSends(frame: Frame, text: string): Promise<void> {
+  await frame.fill("#pw-text", text);
+  await frame.press("#pw-text", "Enter");
+  await waitFor(
+    () => frame.evaluate((t) => [...document.querySelectorAll(".messages .msg.mine:not(.pending) .msg-text")].some((el) => el.textContent === t), text),
+    { timeoutMs: 10_000, message: `the visitor's message "${text}" to be stored` },
+  );
+}
+
+/** Texts of the messages shown in a list (widget or console). */
+export function messageTexts(frame: Frame | Page, selector = ".messages .msg:not(.pending) .msg-text"): Promise<string[]> {
+  return frame.evaluate((sel) => [...document.querySelectorAll(sel)].map((el) => el.textContent ?? ""), selector);
+}
+
+/** The console, logged in as this agent, in its own browser context (its own cookies). */
+export async function consolePage(browser: Browser, agent: { email: string; password: string }): Promise<{ context: BrowserContext; page: Page }> {
+  const context = await browser.newContext({ viewport: { width: 1200, height: 760 } });
+  const page = await context.newPage();
+  await page.goto(`${parleyOrigin()}/console/`);
+  await page.fill("#login-email", agent.email);
+  await page.fill("#login-password", agent.password);
+  await page.click("#login-form button[type=submit]");
+  await page.waitForSelector("#app:not([hidden])", { timeout: 10_000 });
+  await page.waitForSelector("#org-conn:has-text('Live')", { timeout: 10_000 });
+  return { context, page };
+}
+
+/** `window.__xss` in the page and every frame in it: undefined everywhere, or where it is set. */
+export async function xssSentinels(page: Page): Promise<string[]> {
+  const hits: string[] = [];
+  for (const frame of page.frames()) {
+    const value = await frame.evaluate(() => (window as unknown as { __xss?: unknown }).__xss).catch(() => undefined);
+    if (value !== undefined) hits.push(`${frame.url()}: ${String(value)}`);
+  }
+  return hits;
+}
+
+const repo = join(import.meta.dirname, "..", "..");
+
+/**
+ * Saves a PNG as a test artifact (test-results/screenshots/). With SCREENSHOTS=docs it goes to
+ * docs/screenshots/ instead, the committed copies the README shows (so a plain test run never
+ * leaves the work tree changed).
+ */
+export async function screenshot(target: Page, name: string): Promise<void> {
+  const dir = process.env.SCREENSHOTS === "docs" ? join(repo, "docs", "screenshots") : join(repo, "test-results", "screenshots");
+  mkdirSync(dir, { recursive: true });
+  await target.screenshot({ path: join(dir, name), animations: "disabled" });
+}
