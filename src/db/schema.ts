@@ -302,7 +302,7 @@ export const pushCredentials = sqliteTable("push_credentials", {
   updated_at: text("updated_at").notNull(),
 });
 
-/** End users' device push tokens. */
+/** End users' device push tokens. `channel_id` + `external_id` is the end user (their conversation's channel). */
 export const devices = sqliteTable(
   "devices",
   {
@@ -312,6 +312,8 @@ export const devices = sqliteTable(
     external_id: text("external_id").notNull(),
     platform: text("platform", { enum: ["fcm", "apns"] }).notNull(),
     token: text("token").notNull(),
+    /** The mobile channel (the app) whose push credentials reach this token; null: resolved at send time (src/push/). */
+    push_channel_id: text("push_channel_id"),
     created_at: createdAt(),
   },
   (t) => [uniqueIndex("devices_token").on(t.channel_id, t.platform, t.token), index("devices_user").on(t.channel_id, t.external_id)],
