@@ -1,8 +1,9 @@
 // Socket.IO helpers for e2e tests: the real `socket.io-client` (Engine.IO v4 / Socket.IO v5)
-// against the `wrangler dev` from global-setup.ts, with bounded waits everywhere, and a raw
-// Engine.IO client (fetch long-polling) for the protocol's edges that a stock client never sends.
+// against the `wrangler dev` from global-setup.ts, with bounded waits everywhere, and raw Engine.IO
+// clients (fetch long-polling, plain `ws`) for the protocol's edges a stock client never sends.
 import { io, type ManagerOptions, type Socket, type SocketOptions } from "socket.io-client";
 import { randomUUID } from "node:crypto";
+import WebSocket from "ws";
 import { api, baseUrl, cookieFrom, expectStatus, type Client } from "./harness.ts";
 
 export type { Socket };
@@ -133,8 +134,8 @@ export function ack<T = any>(socket: Socket, event: string, payload?: unknown, t
 }
 
 /** Creates a socket (not connected yet) with its event recorder; forceNew, so never multiplexed. */
-export function makeSocket(opts: SioOptions = {}): Socket {
-  const socket = io(baseUrl(), { forceNew: true, autoConnect: false, ...opts });
+export function makeSocket(opts: SioOptions = {}, nsp = "/"): Socket {
+  const socket = io(new URL(nsp, baseUrl()).toString(), { forceNew: true, autoConnect: false, ...opts });
   recorders.set(socket, new Recorder(socket));
   return socket;
 }
@@ -146,8 +147,9 @@ export class ConnectRefused extends Error {
 }
 
 /**
- * Connects (or reconnects) a socket from makeSocket(): resolves on `connect`, rejects with
- * ConnectRefused on `connect_error` (and stops the client's retries) or on timeout.
+ * Connects (or reconnects) a socket from makeSocket(): resolves on `connect` (which it takes, so
+ * nextEvent(socket, "connect") waits for a later one), rejects with ConnectRefused on
+ * `connect_error` (and stops the client's retries) or on timeout.
  */
 export function open(socket: Socket, timeoutMs = 10_000): Promise<Socket> {
   return new Promise<Socket>((resolve, reject) => {
@@ -158,6 +160,12 @@ export function open(socket: Socket, timeoutMs = 10_000): Promise<Socket> {
     };
     const onConnect = () => {
       done();
+      // This connect is the caller's to know about: not left pending for nextEvent(socket, "connect").
+      const r = recorders.get(socket);
+      if (r) {
+        const i = r.pending.findLastIndex((e) => e.event === "connect");
+        if (i >= 0) r.pending.splice(i, 1);
+      }
       resolve(socket);
     };
     const onError = (err: Error) => {
@@ -185,9 +193,9 @@ export class SioPool {
     return open(this.make(opts), timeoutMs);
   }
 
-  /** A new socket, not connected yet. */
-  make(opts: SioOptions = {}): Socket {
-    const socket = makeSocket(opts);
+  /** A new socket (of namespace nsp), not connected yet. */
+  make(opts: SioOptions = {}, nsp = "/"): Socket {
+    const socket = makeSocket(opts, nsp);
     this.sockets.add(socket);
     return socket;
   }
@@ -268,7 +276,7 @@ export class RawPolling {
   }
 
   /** One GET; its packets (split on the record separator). */
-  async get(timeoutMs = 10_000): Promise<{ status: number; text: string; packets: string[] }> {
+  async get(timeoutMs = 10_000): Promise<{ status: number; text: string; json: any; packets: string[] }> {
     const res = await rawRequest(this.url(), { timeoutMs });
     return { ...res, packets: res.status === 200 ? res.text.split(RECORD_SEPARATOR) : [] };
   }
@@ -311,4 +319,94 @@ export async function rawRequest(path: string, opts: { method?: string; body?: s
     // not JSON
   }
   return { status: res.status, text, json, headers: res.headers };
+}
+
+// ---- Raw Engine.IO over WebSocket ------------------------------------------------------------
+
+/** A hand-written Engine.IO v4 WebSocket client: text frames collected, nothing answered. */
+export class RawWs {
+  readonly frames: { text: string; at: number }[] = [];
+  private taken = 0;
+  closed: { code: number; reason: string; at: number } | null = null;
+  private wakers = new Set<() => void>();
+
+  private constructor(readonly ws: WebSocket) {
+    ws.on("message", (data) => {
+      this.frames.push({ text: data.toString(), at: Date.now() });
+      this.wake();
+    });
+    ws.on("close", (code, reason) => {
+      this.closed = { code, reason: reason.toString(), at: Date.now() };
+      this.wake();
+    });
+    ws.on("error", () => this.wake());
+  }
+
+  static open(query = "", timeoutMs = 10_000): Promise<RawWs> {
+    const url = new URL(`/socket.io/?EIO=4&transport=websocket${query}`, baseUrl());
+    url.protocol = "ws:";
+    const ws = new WebSocket(url, { handshakeTimeout: timeoutMs });
+    const raw = new RawWs(ws);
+    return new Promise((resolve, reject) => {
+      ws.once("open", () => resolve(raw));
+      ws.once("error", reject);
+      ws.once("unexpected-response", (_req, res) => reject(new Error(`WebSocket refused: HTTP ${res.statusCode}`)));
+    });
+  }
+
+  send(text: string) {
+    this.ws.send(text);
+  }
+
+  /** The next not-yet-taken frame (matching pred, skipping others), within timeoutMs. */
+  async next(pred: (text: string) => boolean = () => true, timeoutMs = DEFAULT_WAIT_MS): Promise<{ text: string; at: number }> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      while (this.taken < this.frames.length) {
+        const f = this.frames[this.taken++]!;
+        if (pred(f.text)) return f;
+      }
+      if (this.closed) throw new Error(`closed ${JSON.stringify(this.closed)} while waiting for a frame; frames: ${JSON.stringify(this.frames.map((f) => f.text.slice(0, 200)))}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no frame within ${timeoutMs} ms; frames: ${JSON.stringify(this.frames.map((f) => f.text.slice(0, 200)))}`);
+      await this.tick(left);
+    }
+  }
+
+  /**
+   * Waits (bounded) for the server to close the socket; returns the code and reason of its Close
+   * frame. Once that frame is in (CLOSING), the TCP connection is dropped from this side: `wrangler
+   * dev` can take ~10 s to end it after an object closes a socket (see ws-client.ts).
+   */
+  async waitClosed(timeoutMs = DEFAULT_WAIT_MS): Promise<{ code: number; reason: string; at: number }> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.closed) {
+      if (this.ws.readyState === WebSocket.CLOSING) this.ws.terminate();
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`not closed within ${timeoutMs} ms`);
+      await this.tick(Math.min(left, 20));
+    }
+    return this.closed;
+  }
+
+  terminate() {
+    this.ws.terminate();
+  }
+
+  private tick(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(wake, ms);
+      function wake() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wakers.add(wake);
+    });
+  }
+
+  private wake() {
+    const wakers = [...this.wakers];
+    this.wakers.clear();
+    for (const w of wakers) w();
+  }
 }
