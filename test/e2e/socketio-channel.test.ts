@@ -87,7 +87,7 @@ describe.each(Object.keys(TRANSPORTS) as TransportName[])("seed 002 customer and
       participant: [{ id: ext, name: "Jane Doe" }],
       role: "agent",
     });
-    expect(await nextEvent(customer, "messageArrived", (m) => m.type === "ActivityMessage")).toEqual(activity(conversationId, "participantJoined", { id: agentP.id, name: agentP.name }, {}));
+    expect(await nextEvent(customer, "messageArrived", (m) => m.activityType === "participantJoined")).toEqual(activity(conversationId, "participantJoined", { id: agentP.id, name: agentP.name }, {}));
 
     const reply = await ack(agent, "sendMessage", { conversationId, type: "ChatMessage", from: { id: agentP.id, name: agentP.name }, to: [], text: "Let me check that for you" });
     expect(reply).toEqual({ ok: true, message: chat(conversationId, agentP, "Let me check that for you") });
@@ -105,7 +105,9 @@ describe.each(Object.keys(TRANSPORTS) as TransportName[])("seed 002 customer and
     expect(await nextEvent(agent, "messageArrived", (m) => m.activityType === "endOfConversation")).toEqual(end);
     expect(await ack(agent, "endConversation", { conversationId })).toEqual({ error: { code: "already_resolved", message: expect.any(String) } });
 
-    const kinds = (s: Socket) => payloads(s, "messageArrived").map((m) => (m.type === "ChatMessage" ? m.text : m.activityType));
+    // (Other activity types, e.g. routing notices, may come and go: these are the ones this flow causes.)
+    const flow = new Set(["greetings", "participantJoined", "participantAdded", "endOfConversation"]);
+    const kinds = (s: Socket) => payloads(s, "messageArrived").flatMap((m) => (m.type === "ChatMessage" ? [m.text] : flow.has(m.activityType) ? [m.activityType] : []));
     expect(kinds(customer)).toEqual(["greetings", "Hi, my order is late", "participantJoined", "Let me check that for you", "Thanks", "endOfConversation"]);
     expect(kinds(agent)).toEqual(["greetings", "Let me check that for you", "Thanks", "endOfConversation"]);
     expect(seen(customer, "conversationInfo")).toHaveLength(1);

@@ -81,7 +81,7 @@ describe("seed 001 queue and assignment", () => {
     await unlisted(o.agent, "unassigned", conversation_id);
 
     expect(seen(b, "error")).toHaveLength(1);
-    expect(seen(user).map(([e]) => e)).toEqual(["connect", "message_received", "message_received"]);
+    expect(seen(user, "message_received")).toHaveLength(2);
   });
 
   it("an end user cannot claim, join the queue or send as an agent; a visitor's message to a resolved conversation opens a new session", async () => {
