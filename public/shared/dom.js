@@ -117,7 +117,7 @@ export function renderBody(message, onChoose) {
         h(
           href ? "a" : "div",
           { class: "file-card", href, target: href ? "_blank" : null, rel: href ? "noopener noreferrer nofollow" : null, download: href ? "" : null },
-          h("span", { class: "file-icon", "aria-hidden": "true", text: "📄" }),
+          h("span", { class: "file-icon", "aria-hidden": "true", text: fileBadge(name) }),
           h("span", { class: "file-info" }, h("span", { class: "file-name", text: name }), details ? h("span", { class: "file-details", text: details }) : null),
         ),
       );
@@ -154,6 +154,12 @@ export function renderBody(message, onChoose) {
       break;
   }
   return body;
+}
+
+/** A file's extension as a short badge ("PDF"), or "FILE". */
+function fileBadge(name) {
+  const ext = /\.([a-z0-9]{1,4})$/i.exec(name)?.[1];
+  return ext ? ext.toUpperCase() : "FILE";
 }
 
 /** "200 KB" for a byte count, "" when it is not one. */

@@ -19,6 +19,11 @@ const OpenSession = z.object({
   identity_hash: z.string().max(200).optional(),
   customer_name: visitorName.optional(),
   email: z.email().max(254).optional(),
+  /** Free attributes from the host page (the widget's parley:identify), merged into the end user's. */
+  attributes: z
+    .record(z.string().min(1).max(100), safeText(1000))
+    .refine((a) => Object.keys(a).length <= 50, { message: "at most 50 attributes" })
+    .optional(),
 });
 
 export const widget = router()
@@ -30,6 +35,7 @@ export const widget = router()
       identity_hash: body.identity_hash,
       display_name: body.customer_name,
       email: body.email,
+      attributes: body.attributes,
     });
     const summary = unwrap(await roomFor(c.env, ref).summary(ref));
     return c.json({
