@@ -28,6 +28,7 @@ import { sockets } from "./routes/sockets";
 import { widget } from "./routes/widget";
 import { socketIoRequest } from "./socketio/route";
 import { routing } from "./routing/routes";
+import { connectors } from "./routes/connectors";
 import { agentUploads, fileDownloads, uploadTarget, visitorUploads } from "./uploads/routes";
 
 export { ConversationRoom } from "./conversation/room";
@@ -58,6 +59,7 @@ const app = new Hono<AppEnv>({ strict: false })
   .route("/api/chat", dostiRest)
   .route("/api/customer", customerChannel)
   .route("/api/routing", routing)
+  .route("/api/connectors", connectors)
   .route("/chatapi", chatApi)
   .route("/chat-widget", visitorUploads)
   .route("/chat-widget", widget)

@@ -35,6 +35,9 @@ import { UPLOAD_URL_TTL_MS } from "../uploads/files";
 import { RemoteFanout } from "../socketio/fanout";
 import { TypingState } from "./typing";
 import type { BotSettings } from "../bots/config";
+import { eq } from "drizzle-orm";
+import { database, schema } from "../db/client";
+import { chatMessage } from "../socketio/dialects";
 import { botTurn, loadBot } from "../bots/runtime";
 import type { HubEvent, QueueStatus } from "../org/hub";
 import { RateLimiter } from "./rate-limit";
@@ -528,6 +531,7 @@ export class ConversationRoom extends Server<Env> {
     this.emit({ type: "message", message }, { staffOnly: message.private });
     if (opened) this.emit({ type: "session", session });
     if (opened && session.status === "open") this.enqueueForAgents(session.id);
+    if (sender.type !== "end_user" && !message.private) this.forwardToConnector(message);
     if (this.typing.clear(sender)) this.broadcastTyping(sender, false, null);
     this.wakeWaiters();
     this.scheduleAlarm(Date.now());
@@ -543,6 +547,29 @@ export class ConversationRoom extends Server<Env> {
       new_session: opened,
     });
     return { ok: true, message, duplicate: false, new_session: opened };
+  }
+
+  // ---- connectors (seed 002: SMS, fb, twitter channels served by an external connector) -------
+
+  private channelCache: Promise<{ kind: string; name: string } | null> | null = null;
+  private connectorChain: Promise<unknown> = Promise.resolve();
+
+  /** Agent and bot messages in a connector channel's conversation go to its connector, in order. */
+  private forwardToConnector(message: Message) {
+    const ref = this.ref();
+    this.channelCache ??= database(this.env.DB)
+      .select({ kind: schema.channels.kind, name: schema.channels.name })
+      .from(schema.channels)
+      .where(eq(schema.channels.id, ref.channel_id))
+      .get()
+      .then((c) => c ?? null);
+    const next = this.connectorChain.then(async () => {
+      const channel = await this.channelCache;
+      if (channel?.kind !== "connector") return;
+      await this.hub().connectorOutbound(channel.name, { ...chatMessage(message), refId: ref.end_user.external_id, to: [{ id: ref.end_user.external_id, name: ref.end_user.display_name ?? "" }] });
+    });
+    this.connectorChain = next.catch((err: unknown) => logError("room.connector", err));
+    this.ctx.waitUntil(this.connectorChain);
   }
 
   // ---- bots -------------------------------------------------------------------------------

@@ -57,9 +57,51 @@ export class OrgHub extends Server<Env> {
       session_id TEXT PRIMARY KEY, conversation_id TEXT NOT NULL, queue_id TEXT, ref TEXT NOT NULL,
       enqueued_ms INTEGER NOT NULL, last_position INTEGER)`);
     sql.exec("CREATE TABLE IF NOT EXISTS assigned (session_id TEXT PRIMARY KEY, conversation_id TEXT NOT NULL, agent_id TEXT NOT NULL, assigned_ms INTEGER NOT NULL)");
+    // Connectors (seed 002): who is registered for which channel, and each channel's ordered outbox.
+    sql.exec("CREATE TABLE IF NOT EXISTS connectors (name TEXT PRIMARY KEY, channel TEXT NOT NULL)");
+    sql.exec("CREATE TABLE IF NOT EXISTS connector_outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, channel TEXT NOT NULL, payload TEXT NOT NULL, sent_to TEXT)");
     // Recent handling times (assignment to resolution), for wait estimates.
     sql.exec("CREATE TABLE IF NOT EXISTS recent_waits (id INTEGER PRIMARY KEY AUTOINCREMENT, wait_ms INTEGER NOT NULL)");
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING_FRAME, PONG_FRAME));
+  }
+
+  // ---- connectors ------------------------------------------------------------------------------
+
+  /** A Socket.IO session registered as the connector of a channel: it gets the waiting messages, in order. */
+  async connectorRegister(name: string, channel: string): Promise<{ pending: number }> {
+    this.ctx.storage.sql.exec("INSERT INTO connectors (name, channel) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET channel = excluded.channel", name, channel);
+    const pending = this.ctx.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM connector_outbox WHERE channel = ?", channel).one().n;
+    this.drainConnector(channel);
+    return { pending };
+  }
+
+  /** A message for a customer of a connector channel; kept until a connector acknowledges it. */
+  async connectorOutbound(channel: string, payload: Record<string, unknown>): Promise<void> {
+    this.ctx.storage.sql.exec("INSERT INTO connector_outbox (channel, payload) VALUES (?, ?)", channel, JSON.stringify(payload));
+    this.drainConnector(channel);
+  }
+
+  async connectorAck(channel: string, outboxId: number): Promise<void> {
+    this.ctx.storage.sql.exec("DELETE FROM connector_outbox WHERE id = ? AND channel = ?", outboxId, channel);
+  }
+
+  /**
+   * Sends every message not yet in the hands of a live connector, oldest first, through the
+   * ordered fan-out. At least once: a connector that drops before acknowledging gets the message
+   * again when one registers (connectors dedupe by the message id).
+   */
+  private drainConnector(channel: string) {
+    const sql = this.ctx.storage.sql;
+    const live = sql.exec<{ name: string }>("SELECT name FROM connectors WHERE channel = ? ORDER BY name", channel).toArray();
+    const target = live[0]?.name;
+    if (!target) return;
+    const names = live.map((l) => l.name);
+    const rows = sql.exec<{ id: number; payload: string; sent_to: string | null }>("SELECT id, payload, sent_to FROM connector_outbox WHERE channel = ? ORDER BY id", channel).toArray();
+    for (const row of rows) {
+      if (row.sent_to && names.includes(row.sent_to)) continue;
+      sql.exec("UPDATE connector_outbox SET sent_to = ? WHERE id = ?", target, row.id);
+      this.fanout.send(target, `connector:${channel}`, { outbox_id: row.id, message: JSON.parse(row.payload) }, () => void this.remoteGone(target));
+    }
   }
 
   // ---- routing -------------------------------------------------------------------------------
@@ -195,6 +237,11 @@ export class OrgHub extends Server<Env> {
   async remoteGone(name: string): Promise<void> {
     const row = this.ctx.storage.sql.exec<{ agent_id: string | null }>("SELECT agent_id FROM remote WHERE name = ?", name).toArray()[0];
     this.ctx.storage.sql.exec("DELETE FROM remote WHERE name = ?", name);
+    const connector = this.ctx.storage.sql.exec<{ channel: string }>("SELECT channel FROM connectors WHERE name = ?", name).toArray()[0];
+    if (connector) {
+      this.ctx.storage.sql.exec("DELETE FROM connectors WHERE name = ?", name);
+      this.drainConnector(connector.channel); // another live connector takes over what this one did not acknowledge
+    }
     if (row?.agent_id && !this.onlineAgents().has(row.agent_id)) this.agentStatusChanged(row.agent_id, "offline");
   }
 

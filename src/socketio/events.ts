@@ -7,7 +7,7 @@
 import { z } from "zod";
 import { ApiError, unwrap } from "../core/errors";
 import { MessageInput, type Principal } from "../core/message";
-import { channelForVisitor, openForVisitor, roomFor } from "../conversation/directory";
+import { channelForVisitor, connectorChannel, openForVisitor, roomFor } from "../conversation/directory";
 import { activity, chatbotMessage, chatMessage, dostiMessage, type Dialect, type Membership } from "./dialects";
 import type { SocketIoSession } from "./session";
 
@@ -123,6 +123,26 @@ const handlers: Record<string, Handler> = {
   },
 
   // ---- seed 002 ("Customer Channel API") ----
+  async registerConnector({ s, env }, payload) {
+    const p = z.object({ id: z.string().min(1).max(100), name: z.string().max(200).optional(), channel: z.string().min(1).max(100).optional() }).parse(payload);
+    const org = s.socket()?.org_id;
+    if (!org) throw new ApiError("unauthorized", "connectors authenticate with a secret key");
+    const channel = await connectorChannel(env, org, (p.channel ?? p.id).toLowerCase());
+    const pending = await s.registerConnector(channel.name);
+    return { ok: true, channel: channel.name, pending };
+  },
+  /** Parley's addition for connectors: a customer's inbound message, by refId (e.g. a phone number). */
+  async customerMessage({ s, env }, payload) {
+    const p = z.object({ refId: z.string().min(1).max(200), text: z.string(), name: z.string().max(200).optional(), clientMessageId: z.string().optional() }).parse(payload);
+    const channelName = s.connectorChannel();
+    const org = s.socket()?.org_id;
+    if (!channelName || !org) throw new ApiError("forbidden", "registerConnector first");
+    const channel = await connectorChannel(env, org, channelName);
+    const ref = await openForVisitor(env, channel, { external_id: p.refId, display_name: p.name });
+    const m: Membership = { ref, principal: { type: "end_user", id: ref.end_user.external_id, name: ref.end_user.display_name }, dialect: "channel", last_seq: 0, assigned: null };
+    const msg = await send({ s, env }, m, { content: p.text, client_msg_id: p.clientMessageId });
+    return { ok: true, conversationId: ref.id, message: chatMessage(msg) };
+  },
   async joinConversation(c, payload) {
     const { s, env } = c;
     const p = z.looseObject({ conversationId: id, id: id.optional(), name: z.string().max(200).optional() }).parse(payload);

@@ -70,12 +70,19 @@ interface SocketState {
   /** The connection-level principal: an agent, a seed 000 visitor, or null until a join names one. */
   principal: Principal | null;
   org_id: string | null;
+  /** Authenticated by a secret key (servers, connectors): not an agent's presence. */
+  via_key: boolean;
   /** Explicit DISCONNECT: the state is not recoverable. */
   disconnected: boolean;
   recovered_by: string | null;
 }
 
 type WsRole = "main" | "probe";
+
+interface PendingAck {
+  channel: string;
+  outbox_id: number;
+}
 
 export type Handover = { socket: SocketState; memberships: Membership[]; org_topics: ("queue" | "presence")[] };
 
@@ -307,7 +314,7 @@ export class SocketIoSession extends Server<Env> {
     this.flushPoll([{ type: "noop" }]);
     for (const c of this.getConnections()) c.close(1000, reason);
     const socket = this.socket();
-    if (socket?.principal?.type === "agent" && socket.org_id) {
+    if (socket?.org_id && (socket.principal?.type === "agent" || this.ctx.storage.kv.get("connector_channel"))) {
       await this.env.ORG_HUB.getByName(socket.org_id).remoteGone(this.name).catch((err: unknown) => logError("socketio.remoteGone", err));
     }
     await this.ctx.storage.setAlarm(now + RECOVERY_WINDOW_MS);
@@ -356,7 +363,7 @@ export class SocketIoSession extends Server<Env> {
       }
       case PacketType.ACK:
       case PacketType.BINARY_ACK:
-        return; // Parley emits no server-to-client acks.
+        return this.onClientAck(packet.id);
       default:
         return this.closeEngine("unexpected packet");
     }
@@ -375,6 +382,7 @@ export class SocketIoSession extends Server<Env> {
       pid: `${this.name}.${randomToken(18)}`,
       principal: identity.principal,
       org_id: identity.org_id,
+      via_key: identity.via_key ?? false,
       disconnected: false,
       recovered_by: null,
     };
@@ -382,7 +390,7 @@ export class SocketIoSession extends Server<Env> {
     if (recovered) socket = { ...socket, id: recovered.socket.id, pid: recovered.socket.pid };
     this.saveSocket(socket);
     const pid = socket.pid;
-    if (socket.principal?.type === "agent" && socket.org_id) await this.env.ORG_HUB.getByName(socket.org_id).remoteOnline(this.name, socket.principal.id);
+    if (socket.principal?.type === "agent" && socket.org_id && !socket.via_key) await this.env.ORG_HUB.getByName(socket.org_id).remoteOnline(this.name, socket.principal.id);
     this.sendSio({ type: PacketType.CONNECT, nsp: "/", data: { sid: socket.id, pid } });
     if (recovered) {
       for (const topic of recovered.org_topics) await this.subscribeOrg(topic);
@@ -394,7 +402,9 @@ export class SocketIoSession extends Server<Env> {
   }
 
   /** Who the CONNECT is, from the handshake (cookie, query) and the CONNECT's auth payload. */
-  private async authenticate(auth: Record<string, unknown>): Promise<{ error: string } | { principal: Principal | null; org_id: string | null; visitor?: ConversationRef }> {
+  private async authenticate(
+    auth: Record<string, unknown>,
+  ): Promise<{ error: string } | { principal: Principal | null; org_id: string | null; visitor?: ConversationRef; via_key?: boolean }> {
     const hs = this.engine()!.handshake;
     const param = (k: string) => (typeof auth[k] === "string" ? (auth[k] as string) : hs.query[k]);
     const apiKey = param("apiKey") ?? param("key");
@@ -402,7 +412,7 @@ export class SocketIoSession extends Server<Env> {
       if (apiKey?.startsWith("sk_")) {
         const agent = await agentFromSecretKey(this.env, apiKey, new Headers());
         if (!agent) return { error: "invalid api key" };
-        return { principal: agentPrincipal(agent), org_id: agent.org_id };
+        return { principal: agentPrincipal(agent), org_id: agent.org_id, via_key: true };
       }
       if (apiKey || param("embed_token")) {
         const channel = await channelForVisitor(this.env, { publicKey: apiKey, embedToken: param("embed_token") }, hs.origin ?? undefined);
@@ -551,12 +561,46 @@ export class SocketIoSession extends Server<Env> {
     this.sendSio({ type: PacketType.EVENT, nsp: "/", data: offset === undefined ? [event, payload] : [event, payload, offset] });
   }
 
+  // ---- Server-to-client acknowledgements (connectors confirm deliveries) -----------------------
+
+  private emitWithAck(event: string, payload: unknown, pending: PendingAck) {
+    const id = (this.ctx.storage.kv.get<number>("ack_seq") ?? 0) + 1;
+    this.ctx.storage.kv.put("ack_seq", id);
+    this.ctx.storage.kv.put(`ack:${id}`, pending);
+    this.sendSio({ type: PacketType.EVENT, nsp: "/", id, data: [event, payload] });
+  }
+
+  private async onClientAck(id: number | undefined) {
+    const pending = id === undefined ? undefined : this.ctx.storage.kv.get<PendingAck>(`ack:${id}`);
+    if (!pending) return; // unknown or repeated ack: nothing to do
+    this.ctx.storage.kv.delete(`ack:${id}`);
+    const org = this.socket()?.org_id;
+    if (org) await this.env.ORG_HUB.getByName(org).connectorAck(pending.channel, pending.outbox_id);
+  }
+
+  /** Registers this session as the connector of a channel (seed 002's registerConnector). */
+  async registerConnector(channel: string): Promise<number> {
+    const socket = this.socket();
+    if (!socket?.org_id || !socket.via_key) throw new ApiError("unauthorized", "connectors authenticate with a secret key (apiKey=sk_... or auth.apiKey)");
+    this.ctx.storage.kv.put("connector_channel", channel);
+    return (await this.env.ORG_HUB.getByName(socket.org_id).connectorRegister(this.name, channel)).pending;
+  }
+
+  connectorChannel(): string | undefined {
+    return this.ctx.storage.kv.get<string>("connector_channel");
+  }
+
   // ---- Deliveries from rooms and hubs --------------------------------------------------------
 
   /** RPC from a room (`conv:<id>`) or the org hub (`org:queue`, `org:presence`). False: gone. */
   async deliver(topic: string, frame: unknown): Promise<boolean> {
     const st = this.engine();
     if (!st || st.status === "closed" || !this.socket()) return false;
+    if (topic.startsWith("connector:")) {
+      const { outbox_id, message } = frame as { outbox_id: number; message: unknown };
+      this.emitWithAck("messageArrived", message, { channel: topic.slice("connector:".length), outbox_id });
+      return true;
+    }
     if (topic.startsWith("org:")) {
       for (const [event, payload] of renderOrgEvent(frame as { type: string })) this.emit(event, payload);
       return true;
