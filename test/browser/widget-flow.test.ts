@@ -1,6 +1,6 @@
 // The whole support flow in a real browser: a customer's page (another origin) embeds the widget
 // by seed 000's script tag; an agent in another browser context answers from the console.
-import type { Browser } from "playwright-core";
+import type { Browser, WebSocketRoute } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { signupOrg } from "../e2e/harness";
 import { consolePage, hostPage, hostSite, launch, messageTexts, openWidget, parleyOrigin, screenshot, visitorSends, waitFor, xssSentinels, type HostSite } from "./browser";
@@ -97,5 +97,35 @@ describe("seed 000's <script src=/widget.js data-key> on a customer's page, the 
     expect(await xssSentinels(page)).toEqual([]);
     await visitorContext.close();
     await agentSide.context.close();
+  });
+
+  it("shows a visible reconnecting state when the network drops, then resumes and sends what was written meanwhile", async () => {
+    const agent = await signupOrg();
+    const pk = await agent.createKey("public");
+    const context = await browser.newContext();
+    // The visitor's sockets pass through the test, which can cut them (and refuse new ones)
+    // like a dropped network would; offline emulation leaves open WebSockets alone.
+    let down = false;
+    const open = new Set<WebSocketRoute>();
+    await context.routeWebSocket(/\/ws\/visitor/, (ws) => {
+      if (down) return void ws.close({ code: 1011, reason: "network down" });
+      ws.connectToServer();
+      open.add(ws);
+    });
+    const page = await context.newPage();
+    await page.goto(site.page("/offline", hostPage(`<script src="${parleyOrigin()}/widget.js" data-key="${pk.key}"></script>`)));
+    const frame = await openWidget(page);
+    await visitorSends(frame, "Before the tunnel");
+    down = true;
+    for (const ws of open) await ws.close({ code: 1011, reason: "network down" });
+    await frame.waitForSelector(".conn.warn:has-text('Reconnecting')", { timeout: 10_000 });
+    await frame.fill("#pw-text", "Written in the tunnel");
+    await frame.press("#pw-text", "Enter");
+    await frame.waitForSelector(".msg.pending:has-text('Waiting for the connection')", { timeout: 10_000 });
+    down = false;
+    await frame.click(".conn button:has-text('Retry now')").catch(() => undefined); // skip the backoff wait if still shown
+    await waitFor(async () => (await messageTexts(frame)).join("|") === "Before the tunnel|Written in the tunnel", { timeoutMs: 15_000, message: "the outbox sent after the reconnect" });
+    await frame.waitForSelector(".conn", { state: "hidden", timeout: 10_000 });
+    await context.close();
   });
 });
