@@ -38,6 +38,11 @@ interface Ctx {
   a: Org;
   b: Org;
   convA: string;
+  /** Org A's mobile channel (for the bot settings routes: no visitor ever writes to it). */
+  mobileA: string;
+  /** Org A's routing queue and one of its agents. */
+  queueA: string;
+  agentIdA: string;
   /** A conversation of org A with one message, made for routes that change its state. */
   freshConversation(): Promise<string>;
   /** A throwaway public key of org A, for the revoke route. */
@@ -71,6 +76,8 @@ const q = (v: Record<string, string | undefined>) =>
     .join("&");
 
 //                                anon endU othU rvPk agnt admn ownr sKey xSit oAgt oAdm rvKy lgdO expd
+const ADMIN_WRITE = /*         */ "401  401  401  401  403  200  200  200  403  403  404  401  401  401";
+const ADMIN_OWN_READ = /*      */ "401  401  401  401  403  200  200  200  200  403  404  401  401  401";
 const AGENT_READ = /*          */ "401  401  401  401  200  200  200  200  200  200  200  401  401  401";
 const ADMIN_READ = /*          */ "401  401  401  401  403  200  200  200  200  403  200  401  401  401";
 const ADMIN_CREATE = /*        */ "401  401  401  401  403  201  201  201  403  403  201  401  401  401";
@@ -101,9 +108,22 @@ const TABLE: Row[] = [
   { route: "GET /api/integrations/:id/identity-secret", req: (ctx) => ({ method: "GET", path: `/api/integrations/${ctx.a.webchat.channel_id}/identity-secret` }),
     expect: "401  401  401  401  403  200  200  200  200  403  404  401  401  401",
     check: (res, ctx) => (res.body.identity_secret === ctx.a.webchat.identity_secret ? null : "shows the channel's secret") },
+  // ---- bot settings per channel, Chat API channels (owners and admins; another org's channel is 404)
+  { route: "PUT /api/integrations/:id/bot", req: (ctx) => ({ method: "PUT", path: `/api/integrations/${ctx.mobileA}/bot`, body: { kind: "flow", enabled: false, config: { intents: [] } } }), expect: ADMIN_WRITE },
+  { route: "GET /api/integrations/:id/bot", req: (ctx) => ({ method: "GET", path: `/api/integrations/${ctx.mobileA}/bot` }), expect: ADMIN_OWN_READ },
+  { route: "DELETE /api/integrations/:id/bot", req: (ctx) => ({ method: "DELETE", path: `/api/integrations/${ctx.mobileA}/bot` }), expect: ADMIN_WRITE },
+  { route: "POST /api/integrations/chat-api", req: () => ({ method: "POST", path: "/api/integrations/chat-api", body: { name: "api" } }), expect: ADMIN_CREATE },
+  // ---- /api/routing (owners and admins)
+  { route: "POST /api/routing/queues", req: () => ({ method: "POST", path: "/api/routing/queues", body: { name: `q-${crypto.randomUUID()}`, auto_assign: false } }), expect: ADMIN_CREATE },
+  { route: "GET /api/routing/queues", req: () => ({ method: "GET", path: "/api/routing/queues" }), expect: ADMIN_READ,
+    check: (res, ctx, c) => ((res.body.some((q: any) => q.id === ctx.queueA)) === !c.foreign ? null : "queues of the wrong org") },
+  { route: "PUT /api/routing/queues/:id", req: (ctx) => ({ method: "PUT", path: `/api/routing/queues/${ctx.queueA}`, body: { name: "billing", auto_assign: false } }), expect: ADMIN_WRITE },
+  { route: "PUT /api/routing/agents/:user_id", req: (ctx) => ({ method: "PUT", path: `/api/routing/agents/${ctx.agentIdA}`, body: { skills: [], capacity: 0 } }), expect: ADMIN_WRITE },
+  // ---- /api/connectors (a server sends to a connector channel's customer; owners, admins, secret keys)
+  { route: "POST /api/connectors/:channel/messages", req: () => ({ method: "POST", path: "/api/connectors/sms/messages", body: { refId: "+15550100", text: "Your order shipped" } }), expect: ADMIN_CREATE },
   // ---- /api/conversations (seed 001's agent API)
   { route: "GET /api/conversations/", req: () => ({ method: "GET", path: "/api/conversations/?filter=all" }), expect: AGENT_READ,
-    check: (res, ctx, c) => (c.foreign ? (res.body.length === 0 ? null : "org B lists org A's conversations") : res.body.some((x: any) => x.id === ctx.convA) ? null : "org A's list misses its conversation") },
+    check: (res, ctx, c) => (res.body.some((x: any) => x.id === ctx.convA) === !c.foreign ? null : c.foreign ? "org B lists org A's conversation" : "org A's list misses its conversation") },
   { route: "GET /api/conversations/:id", req: (ctx) => ({ method: "GET", path: `/api/conversations/${ctx.convA}` }), expect: CONV_READ },
   { route: "GET /api/conversations/:id/messages", req: (ctx) => ({ method: "GET", path: `/api/conversations/${ctx.convA}/messages` }), expect: CONV_READ },
   { route: "POST /api/conversations/:id/messages", req: (ctx) => ({ method: "POST", path: `/api/conversations/${ctx.convA}/messages`, body: { content: "agent reply" } }),
@@ -111,12 +131,19 @@ const TABLE: Row[] = [
   { route: "POST /api/conversations/:id/assign", req: async (ctx) => ({ method: "POST", path: `/api/conversations/${await ctx.freshConversation()}/assign` }), expect: CONV_WRITE },
   { route: "POST /api/conversations/:id/resolve", req: async (ctx) => ({ method: "POST", path: `/api/conversations/${await ctx.freshConversation()}/resolve`, body: { tags: ["t"] } }), expect: CONV_WRITE },
   { route: "POST /api/conversations/:id/tags", req: (ctx) => ({ method: "POST", path: `/api/conversations/${ctx.convA}/tags`, body: { tags: ["vip"] } }), expect: CONV_WRITE },
+  { route: "POST /api/conversations/:id/uploads", req: (ctx) => ({ method: "POST", path: `/api/conversations/${ctx.convA}/uploads` }),
+    expect: "401  401  401  401  201  201  201  201  403  404  404  401  401  401" },
   // ---- visitor surfaces (credentials are the public key + external id, in the body or query)
   { route: "POST /chat-widget/session", req: (_ctx, c) => ({ method: "POST", path: "/chat-widget/session", body: { key: c.visitor?.pk, session_id: c.visitor?.external_id } }),
     expect: "401  200  200  401  401  401  401  401  401  401  401  401  401  401",
     check: (res, ctx, c) => ((res.body.conversation_id === ctx.convA) === !c.otherEndUser ? null : "opened the wrong conversation") },
   { route: "GET /chat-widget/history/:id", req: (ctx, c) => ({ method: "GET", path: `/chat-widget/history/${ctx.convA}?${q({ external_id: c.visitor?.external_id })}` }),
     expect: "400  200  404  404  400  400  400  400  400  400  400  400  400  400" },
+  { route: "POST /chat-widget/uploads", req: (ctx, c) => ({ method: "POST", path: "/chat-widget/uploads", body: { conversation_id: ctx.convA, external_id: c.visitor?.external_id } }),
+    expect: "400  201  404  404  400  400  400  400  400  400  400  400  400  400" },
+  { route: "POST /api/customer/init", req: (_ctx, c) => ({ method: "POST", path: "/api/customer/init", body: { apiKey: c.visitor?.pk, Channel: "web", refId: c.visitor?.external_id } }),
+    expect: "400  200  200  401  400  400  400  400  400  400  400  400  400  400",
+    check: (res, ctx, c) => ((res.body.conversationId === ctx.convA) === !c.otherEndUser ? null : "opened the wrong conversation") },
   { route: "POST /api/chat/send", req: (_ctx, c) => ({ method: "POST", path: "/api/chat/send", body: { apiKey: c.visitor?.pk, visitorId: c.visitor?.external_id, message: "visitor says hi" } }), expect: VISITOR },
   { route: "GET /api/chat/poll", req: (_ctx, c) => ({ method: "GET", path: `/api/chat/poll?${q({ apiKey: c.visitor?.pk, visitorId: c.visitor?.external_id, lastTimestamp: "0" })}` }), expect: VISITOR,
     check: (res, _ctx, c) => (res.body.messages.some((m: any) => m.message === SECRET_TEXT) === !c.otherEndUser ? null : "a poll read the wrong conversation") },
@@ -193,11 +220,17 @@ beforeAll(async () => {
   const expiredToken = expired.cookie!.slice("session=".length);
   await env.DB.prepare("UPDATE auth_sessions SET expires_at = ? WHERE id_hash = ?").bind(new Date(Date.now() - 1000).toISOString(), await sha256Hex(expiredToken)).run();
   const owner = { cookie: a.cookie, "x-csrftoken": a.csrf };
+  const mobileA = (await a.agent.call("/api/integrations/mobile", { body: { name: "app" } })).body.channel_id as string;
+  const queue = await a.agent.call("/api/routing/queues", { body: { name: "billing", auto_assign: false } });
+  if (queue.status !== 201) throw new Error(`queue: ${queue.status} ${JSON.stringify(queue.body)}`);
 
   ctx = {
     a,
     b,
     convA,
+    mobileA,
+    queueA: queue.body.id,
+    agentIdA: agentA.user.id,
     async freshConversation() {
       const visitorId = `fresh-${crypto.randomUUID()}`;
       await call("/api/chat/send", { body: { apiKey: a.pk, visitorId, message: "hello" } });
@@ -276,7 +309,7 @@ describe("authorization matrix", () => {
       got[row.route] = statuses.map((s) => String(s).padEnd(4)).join(" ");
     }
     expect(problems, `matrix as run:\n${Object.entries(got).map(([r, s]) => `${r.padEnd(42)} ${s}`).join("\n")}`).toEqual([]);
-  }, 60_000);
+  }, 120_000);
 
   it("a cross-org id answers exactly like an id that does not exist (no existence oracle)", async () => {
     const agentB = callers.otherAdmin.headers;
