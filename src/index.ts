@@ -26,6 +26,7 @@ import { conversations } from "./routes/conversations";
 import { integrations } from "./routes/integrations";
 import { sockets } from "./routes/sockets";
 import { widget } from "./routes/widget";
+import { widgetPage } from "./routes/widget-page";
 import { socketIoRequest } from "./socketio/route";
 import { routing } from "./routing/routes";
 import { connectors } from "./routes/connectors";
@@ -63,6 +64,7 @@ const app = new Hono<AppEnv>({ strict: false })
   .route("/chatapi", chatApi)
   .route("/chat-widget", visitorUploads)
   .route("/chat-widget", widget)
+  .route("/chat-widget", widgetPage)
   .route("/uploads", uploadTarget)
   .route("/files", fileDownloads)
   .route("/ws", sockets)

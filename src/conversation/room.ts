@@ -626,7 +626,7 @@ export class ConversationRoom extends Server<Env> {
     return sent;
   }
 
-  /** Hands a session needing an agent to the org's router; tells the customer their place and hours. */
+  /** Hands a session needing an agent to the org's router; tells the customer when it is closed. */
   private enqueueForAgents(sessionId: string) {
     const ref = this.ref();
     this.ctx.waitUntil(
@@ -636,7 +636,7 @@ export class ConversationRoom extends Server<Env> {
           if (status.closed_message && this.sessions.find(sessionId)?.status === "open") {
             this.append({ content: status.closed_message, content_type: "text", rich_media: null, client_msg_id: `closed:${sessionId}`, private: false }, { type: "bot", id: "bot", name: "Bot" });
           }
-          if (status.position !== null || !status.agents_available) this.emit({ type: "queue", ...status });
+          // Position frames come from the router (queueUpdate) as the line moves.
         })
         .catch((err: unknown) => logError("room.enqueue", err)),
     );

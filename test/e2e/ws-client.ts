@@ -43,6 +43,13 @@ export class SocketRefused extends Error {
   }
 }
 
+/**
+ * Frames about the customer's place in line (routing) arrive whenever the org's router decides;
+ * they are kept in `frames` but not queued for next()/take()/sync(), so flows that are not about
+ * routing stay exact. Tests about routing read `frames`.
+ */
+const SIDE_FRAMES = new Set(["queue"]);
+
 export class WsClient {
   /** Every text frame received, raw, in arrival order. */
   readonly raw: string[] = [];
@@ -69,7 +76,7 @@ export class WsClient {
       }
       this.raw.push(text);
       this.frames.push(frame);
-      this.pending.push({ raw: text, frame });
+      if (!SIDE_FRAMES.has(frame.type as string)) this.pending.push({ raw: text, frame });
       this.wake();
     });
     ws.on("close", (code, reason) => {
