@@ -70,6 +70,35 @@ describe("acks and error events", () => {
   });
 });
 
+describe("retries with client_msg_id", () => {
+  it("a resent send_message with the same client_msg_id is stored once and broadcast once; a different body under it is a conflict", async () => {
+    const o = await newOrg();
+    const ext = visitorId("retry");
+    const conversation_id = await openConversation(o.pk, ext);
+    const agent = await pool.connect(agentOpts(o.agent.cookie, WS));
+    const user = await pool.connect(WS);
+    await ack(user, "join_conversation", { conversation_id, external_id: ext });
+
+    const body = { conversation_id, content: "exactly once", content_type: "text", sender_type: "agent", client_msg_id: "agent-retry-1" };
+    const [first, second] = await Promise.all([ack(agent, "send_message", body), ack(agent, "send_message", body)]);
+    expect(first).toMatchObject({ ok: true, message: { seq: 1, client_msg_id: "agent-retry-1" } });
+    expect(second).toEqual(first);
+    expect(await ack(agent, "send_message", body)).toEqual(first);
+    expect(await ack(agent, "send_message", { ...body, content: "something else" })).toEqual({ error: { code: "idempotency_conflict", message: expect.any(String) } });
+
+    // A seed 000 visitor's retry is deduplicated the same way.
+    const visitor = await pool.connect(dostiVisitorOpts(o.pk, ext, "Retry", WS));
+    const v1 = await ack(visitor, "send_message", { type: "saas", message: "visitor once", client_msg_id: "visitor-retry-1" });
+    expect(await ack(visitor, "send_message", { type: "saas", message: "visitor once", client_msg_id: "visitor-retry-1" })).toEqual(v1);
+
+    const after = await ack(agent, "send_message", { conversation_id, content: "barrier", content_type: "text", sender_type: "agent" });
+    await nextEvent(user, "message_received", (m) => m.id === after.message.id);
+    expect(payloads(user, "message_received").map((m) => [m.seq, m.content])).toEqual([[1, "exactly once"], [2, "visitor once"], [3, "barrier"]]);
+    const history = expectStatus(await o.agent.api(`/api/conversations/${conversation_id}/messages`), 200, "history").json;
+    expect(history.map((m: any) => m.content)).toEqual(["exactly once", "visitor once", "barrier"]);
+  });
+});
+
 describe("connecting", () => {
   it("refusals are connect_error with a message, quickly, and the client does not retry", async () => {
     const o = await newOrg();
@@ -223,6 +252,18 @@ describe("malformed input (raw Engine.IO)", () => {
     await early.post('42["join_queue"]');
     expect((await early.get()).status).toBe(400);
     expect(bystander.connected).toBe(true);
+  });
+
+  it("an overlapping GET ends the session (one long-poll at a time)", async () => {
+    const raw = await RawPolling.open();
+    await raw.post("40");
+    await raw.get();
+    const parked = raw.get();
+    await new Promise((r) => setTimeout(r, 300));
+    const overlap = await raw.get();
+    expect([overlap.status, overlap.json]).toEqual([400, { code: 3, message: "Bad request" }]);
+    expect((await parked).packets).toEqual(["6"]);
+    expect((await raw.get()).json).toEqual({ code: 1, message: "Session ID unknown" });
   });
 
   it("a packet over maxPayload (1,000,000 bytes) closes only that session, over polling and WebSocket; one just under is handled", async () => {
