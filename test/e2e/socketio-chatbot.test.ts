@@ -268,3 +268,53 @@ describe("seed 001 conversation room", () => {
     expect(widget.map((m: any) => m.content)).toEqual(["for the owner only", "after leaving", "welcome back"]);
   });
 });
+
+describe("organisation isolation over Socket.IO", () => {
+  it("another organisation's agent gets not_found for every event on a conversation, and none of its queue, presence or room events", async () => {
+    const a = await newOrg();
+    const b = await newOrg();
+    const ext = visitorId("private");
+    const conversation_id = await openConversation(a.pk, ext);
+    const owner = await pool.connect(agentOpts(a.agent.cookie, WS));
+    expect(await ack(owner, "join_conversation", { conversation_id })).toEqual({ ok: true, conversation_id });
+
+    for (const opts of [agentOpts(b.agent.cookie, WS), { query: { apiKey: b.sk }, ...WS }]) {
+      const outsider = await pool.connect(opts);
+      expect(await ack(outsider, "join_queue")).toEqual({ ok: true });
+      const presence = await ack(outsider, "join_org_presence");
+      expect(presence).toEqual({ ok: true, online_agents: expect.any(Array) });
+      expect(presence.online_agents.every((id: string) => id === b.agent.user.id)).toBe(true);
+      const attempts: [string, Record<string, unknown>][] = [
+        ["join_conversation", { conversation_id }],
+        ["claim_conversation", { conversation_id }],
+        ["send_message", { conversation_id, content: "hello from elsewhere", content_type: "text", sender_type: "agent" }],
+        ["send_message", { conversation_id, content: "as the end user", content_type: "text", sender_type: "end_user", external_id: ext }],
+        ["user_typing", { conversation_id, sender_type: "agent" }],
+        ["mark_read", { conversation_id, message_ids: [] }],
+        ["joinConversation", { conversationId: conversation_id }],
+        ["sendMessage", { conversationId: conversation_id, type: "ChatMessage", text: "hi", tag: "whisper" }],
+        ["endConversation", { conversationId: conversation_id }],
+      ];
+      for (const [event, payload] of attempts) {
+        expect([event, await ack(outsider, event, payload)]).toEqual([event, { error: { code: "not_found", message: "conversation not found" } }]);
+      }
+      // Org A's traffic: a message, an assignment, an agent coming online.
+      const user = await endUser(conversation_id, ext);
+      const sent = await ack(user, "send_message", { conversation_id, content: "for org A only", content_type: "text", sender_type: "end_user", external_id: ext });
+      expect(await ack(owner, "claim_conversation", { conversation_id })).toMatchObject({ ok: true });
+      const teammate = await pool.connect(agentOpts((await addAgent(a.agent)).cookie, WS));
+      // Barrier: the owner (org A) saw all of it; the outsider saw none of it.
+      await nextEvent(owner, "message_received", (m) => m.id === sent.message.id);
+      expect(seen(outsider).filter(([e]) => e !== "error").map(([e]) => e)).toEqual(["connect"]);
+      expect(seen(outsider, "error")).toHaveLength(attempts.length);
+      teammate.disconnect();
+      user.disconnect();
+      outsider.disconnect();
+      expect(await ack(owner, "leave_conversation", { conversation_id })).toEqual({ ok: true });
+      expect(await ack(owner, "join_conversation", { conversation_id })).toEqual({ ok: true, conversation_id });
+    }
+    const history = expectStatus(await a.agent.api(`/api/conversations/${conversation_id}/messages`), 200, "history").json;
+    expect(history.map((m: any) => m.content)).toEqual(["for org A only", "for org A only"]);
+    expect(history.every((m: any) => m.sender_type === "end_user")).toBe(true);
+  });
+});
