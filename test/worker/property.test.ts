@@ -304,6 +304,81 @@ describe("every REST body: random, truncated, wrong-typed, nested, huge, unicode
   }, LONG);
 });
 
+// ---- the newer surfaces: seed 002 customer API, Chat API, uploads, bots, routing, connectors ----
+
+describe("newer surfaces: bodies, queries and path parameters", () => {
+  const RUNS = 30;
+
+  it("seed 002: POST /api/customer/init and GET /api/customer/transcript/:id/:type", async () => {
+    await run(
+      wireFor({ apiKey: o.pk, Channel: "web", refId: "cust-1", Phone: "+1 555 0100" }, {
+        Channel: fc.oneof(fc.constantFrom("web", "fb", "sms", "twitter", "WEB", "email"), nastyValue),
+        Phone: fc.oneof(nastyValue, fc.constantFrom("+1 (555) 0100", "555-0100 ext. 9", "+".repeat(60))),
+      }),
+      (raw) => probe("POST", "/api/customer/init", {}, raw),
+      RUNS,
+    );
+    reached(200, 400);
+    await run(fc.tuple(segment(convA), segment("pdf"), queryFor({ apiKey: o.pk })), ([id, type, qs]) => probe("GET", `/api/customer/transcript/${id}/${type}?${qs}`, {}), RUNS);
+  }, LONG);
+
+  it("Chat API: converse, events, history, client state, message statuses", async () => {
+    const token = (await call("/api/integrations/chat-api", { body: { name: "fuzz api" }, headers: owner() })).body.token as string;
+    await run(wireFor({ clientId: "c-1", query: "hello", cid: "x", clientMessageId: "q-1" }, { event: fc.oneof(nastyValue, fc.constantFrom("start", "")) }), (raw) => probe("POST", `/chatapi/${token}`, {}, raw), RUNS);
+    reached(200, 400);
+    await run(fc.tuple(segment(token), queryFor({ clientId: "c-1", query: "hi", event: undefined, cid: undefined })), ([t, qs]) => probe("GET", `/chatapi/${t}?${qs}`, {}), RUNS);
+    // Event long-polls: a valid timeout is kept short; without one the server would wait 25 s.
+    await run(queryFor({ clientId: "c-1", ts: "0", all: "true", cid: "k", timeout: "0" }), (qs: string) => {
+      const short = /(^|&)timeout=/.test(qs) ? qs.replace(/(^|&)timeout=([^&]*)/, (_m: string, p: string, v: string) => `${p}timeout=${String(shortWait(v))}`) : `${qs}&timeout=0.05`;
+      return probe("GET", `/chatapi/${token}/events?${short}`, {});
+    }, RUNS);
+    await run(fc.tuple(segment("c-1"), queryFor({ ts: "0", limit: "10" })), ([id, qs]) => probe("GET", `/chatapi/${token}/client/${id}/history?${qs}`, {}), RUNS);
+    await run(fc.tuple(segment("c-2"), wireFor({ step: 1, cart: ["a"] })), ([id, raw]) => probe("POST", `/chatapi/${token}/client/${id}/state`, {}, raw), RUNS);
+    await run(segment("c-2"), (id) => probe("GET", `/chatapi/${token}/client/${id}/state`, {}), RUNS);
+    await run(wireFor({ statuses: [{ questionId: crypto.randomUUID(), status: "READ" }] }, { statuses: fc.oneof(nastyValue, fc.array(fc.record({ questionId: nastyValue, status: fc.constantFrom("SENT", "READ", "LOST") }), { maxLength: 600 })) }), (raw) =>
+      probe("POST", `/chatapi/${token}/client/c-1/message-statuses`, {}, raw),
+    RUNS);
+    await run(fc.tuple(segment(crypto.randomUUID()), wireFor({ status: "READ" })), ([q, raw]) => probe("POST", `/chatapi/${token}/client/c-1/message/${q}/status`, {}, raw), RUNS);
+    await run(segment(crypto.randomUUID()), (q) => probe("GET", `/chatapi/${token}/client/c-1/message/${q}/status`, {}), RUNS);
+    await run(segment("c-1"), (id) => probe("GET", `/chatapi/${token}/client/${id}/message-not-read-count`, {}), RUNS);
+  }, LONG);
+
+  it("uploads: init and finish (visitor and agent), the upload target, signed downloads", async () => {
+    await run(wireFor({ conversation_id: convA, external_id: "alice", identity_hash: "00" }), (raw) => probe("POST", "/chat-widget/uploads", {}, raw), RUNS);
+    reached(201, 400);
+    await run(fc.tuple(segment("tok"), wireFor({ conversation_id: convA, external_id: "alice", caption: "a file" })), ([t, raw]) => probe("POST", `/chat-widget/uploads/${t}/finish`, {}, raw), RUNS);
+    await run(fc.tuple(segment(convA), wireFor({})), ([id, raw]) => probe("POST", `/api/conversations/${id}/uploads`, owner(), raw), RUNS);
+    await run(fc.tuple(segment("tok"), wireFor({ caption: "x" })), ([t, raw]) => probe("POST", `/api/conversations/${convA}/uploads/${t}/finish`, owner(), raw), RUNS);
+    // The byte target with a token that was never issued, or a real one with hostile bytes.
+    await run(fc.tuple(fc.boolean(), segment("not-a-token"), fc.uint8Array({ maxLength: 512 }), fc.constantFrom("PUT", "POST"), nastyString), async ([real, t, bytes, method, name]) => {
+      const token = real ? (await call(`/api/conversations/${convA}/uploads`, { method: "POST", headers: owner() })).body.token : t;
+      const headers: Record<string, string> = name.isWellFormed() ? { "x-filename": encodeURIComponent(name) } : {};
+      const res = await bounded(exports.default.fetch(new Request(`${BASE}/uploads/${convA}/${token}`, { method, headers, body: bytes })), `upload ${method}`);
+      const text = await res.text();
+      if (!ALLOWED.has(res.status) || (res.status >= 400 && !JSON.parse(text).error)) throw new Error(`upload ${method}: ${res.status} ${text.slice(0, 200)}`);
+    }, RUNS);
+    await run(fc.tuple(segment(convA), segment(crypto.randomUUID()), queryFor({ exp: String(Date.now() + 60_000), sig: "00".repeat(32) })), ([c, f, qs]) => probe("GET", `/files/${c}/${f}?${qs}`, {}), RUNS);
+  }, LONG);
+
+  it("bots, routing and connectors (admin bodies and path parameters)", async () => {
+    const mobile = (await call("/api/integrations/mobile", { body: { name: "bot fuzz" }, headers: owner() })).body.channel_id as string;
+    const reply = fc.oneof(nastyValue, fc.record({ content: nastyString, content_type: fc.constantFrom("text", "quick_button", "image"), private: fc.boolean() }));
+    const config = fc.oneof(
+      nastyValue,
+      fc.record({ greeting: reply, intents: fc.array(fc.record({ name: nastyString, keywords: fc.array(nastyString, { maxLength: 3 }), reply }), { maxLength: 3 }), fallback: reply, handoff_after_misses: nastyValue }),
+      fc.record({ url: fc.oneof(nastyString, fc.constantFrom("https://bot.example/hook", "http://127.0.0.1/x", "file:///etc/passwd")), secret: nastyString, timeout_ms: nastyValue }),
+    );
+    await run(fc.tuple(segment(mobile), wireFor({ kind: "flow", enabled: false, config: { intents: [] } }, { kind: fc.oneof(fc.constantFrom("flow", "webhook", "llm"), nastyValue), config })), ([id, raw]) =>
+      probe("PUT", `/api/integrations/${id}/bot`, owner(), raw),
+    RUNS);
+    reached(400, 404);
+    await run(wireFor({ name: "q", auto_assign: false, business_hours: null, closed_message: null }, { business_hours: fc.oneof(nastyValue, fc.record({ timezone: nastyString, days: nastyValue })) }), (raw) => probe("POST", "/api/routing/queues", owner(), raw), RUNS);
+    await run(fc.tuple(segment(crypto.randomUUID()), wireFor({ name: "q2", auto_assign: false })), ([id, raw]) => probe("PUT", `/api/routing/queues/${id}`, owner(), raw), RUNS);
+    await run(fc.tuple(segment(o.user.id), wireFor({ skills: [], capacity: 0 })), ([id, raw]) => probe("PUT", `/api/routing/agents/${id}`, owner(), raw), RUNS);
+    await run(fc.tuple(segment("sms"), wireFor({ refId: "+15550100", text: "hello", name: "Sam", client_msg_id: "s-1" })), ([ch, raw]) => probe("POST", `/api/connectors/${ch}/messages`, owner(), raw), RUNS);
+  }, LONG);
+});
+
 // ---- REST queries and path parameters -------------------------------------------------------
 
 describe("every REST query and path parameter", () => {
