@@ -10,7 +10,7 @@
  * browsers, cookie flags, login throttling, and secrets stored hashed (read from D1 directly).
  */
 import { env, exports } from "cloudflare:workers";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { sha256Hex } from "../../src/core/crypto";
 import { BASE, call, newOrg, openSocket, type Res } from "./helpers";
 
@@ -269,6 +269,20 @@ beforeAll(async () => {
     "org A identity secret": a.webchat.identity_secret,
     "a password hash": "pbkdf2-sha256$",
   };
+});
+
+/** Every line the Worker and its objects log while this file runs (X1: no secret in any log line). */
+const logged: string[] = [];
+for (const level of ["log", "info", "warn", "error", "debug"] as const) {
+  const original = console[level].bind(console);
+  vi.spyOn(console, level).mockImplementation((...args: unknown[]) => {
+    logged.push(args.map((a) => (typeof a === "string" ? a : JSON.stringify(a) ?? String(a))).join(" "));
+    original(...args);
+  });
+}
+afterAll(() => {
+  const found = Object.entries(secrets).flatMap(([what, value]) => logged.filter((line) => line.includes(value)).map((line) => `${what} in: ${line.slice(0, 200)}`));
+  expect(found).toEqual([]);
 });
 
 describe("authorization matrix", () => {
