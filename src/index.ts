@@ -24,6 +24,7 @@ import { auth } from "./routes/auth";
 import { company } from "./routes/company";
 import { conversations } from "./routes/conversations";
 import { integrations } from "./routes/integrations";
+import { pushDevices, pushIntegrations } from "./routes/push";
 import { sockets } from "./routes/sockets";
 import { widget } from "./routes/widget";
 import { widgetPage } from "./routes/widget-page";
@@ -54,6 +55,7 @@ const app = new Hono<AppEnv>({ strict: false })
   .route("/auth", auth)
   .route("/api/company", company)
   .route("/api/integrations/chat-api", chatApiIntegration)
+  .route("/api/integrations", pushIntegrations)
   .route("/api/integrations", integrations)
   .route("/api/conversations", agentUploads)
   .route("/api/conversations", conversations)
@@ -63,6 +65,7 @@ const app = new Hono<AppEnv>({ strict: false })
   .route("/api/connectors", connectors)
   .route("/chatapi", chatApi)
   .route("/chat-widget", visitorUploads)
+  .route("/chat-widget", pushDevices)
   .route("/chat-widget", widget)
   .route("/chat-widget", widgetPage)
   .route("/uploads", uploadTarget)

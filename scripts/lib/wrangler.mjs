@@ -88,6 +88,7 @@ export async function freePort() {
  * @property {string} [persistTo] local state directory (default .wrangler/state)
  * @property {import("node:child_process").StdioOptions} stdio
  * @property {Record<string, string>} [env]
+ * @property {Record<string, string>} [vars] Worker variables (`--var KEY:VALUE`); .dev.vars still applies
  */
 
 /**
@@ -97,10 +98,11 @@ export async function freePort() {
  * when this process exits for any reason short of SIGKILL.
  * @param {DevOptions} options
  */
-export function startWranglerDev({ port, inspectorPort, persistTo, stdio, env }) {
+export function startWranglerDev({ port, inspectorPort, persistTo, stdio, env, vars }) {
   const args = ["dev", "--ip", "127.0.0.1", "--port", String(port), "--show-interactive-dev-session=false"];
   if (inspectorPort) args.push("--inspector-port", String(inspectorPort));
   if (persistTo) args.push("--persist-to", persistTo);
+  for (const [key, value] of Object.entries(vars ?? {})) args.push("--var", `${key}:${value}`);
   const child = spawn(wranglerBin, args, { cwd: root, env: wranglerEnv(env), stdio, detached: true });
   process.once("exit", () => signalGroup(child, "SIGKILL"));
   return child;

@@ -41,6 +41,8 @@ import { chatMessage } from "../socketio/dialects";
 import { botTurn, loadBot } from "../bots/runtime";
 import type { HubEvent, QueueStatus } from "../org/hub";
 import { RateLimiter } from "./rate-limit";
+import { endUserLive } from "../push/presence";
+import { pushIfOffline } from "../push/send";
 
 /** Long-poll waits are capped here (ms) and per object in count. */
 export const MAX_POLL_WAIT_MS = 30_000;
@@ -529,6 +531,7 @@ export class ConversationRoom extends Server<Env> {
     // Durable from here on (same synchronous block; the output gate holds replies until commit).
     beforeBroadcast?.(message, false);
     this.emit({ type: "message", message }, { staffOnly: message.private });
+    pushIfOffline(this.env, this.ctx, this.ref(), message, () => endUserLive(this.getConnections("end_user"), this.subscribers.list()));
     if (opened) this.emit({ type: "session", session });
     if (opened && session.status === "open") this.enqueueForAgents(session.id);
     if (sender.type !== "end_user" && !message.private) this.forwardToConnector(message);

@@ -11,10 +11,13 @@ import {
   stopWranglerDev,
   waitForHealthy,
 } from "../../scripts/lib/wrangler.mjs";
+import { startFakePush, type FakePush } from "./fake-push.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
     baseUrl: string;
+    /** The fake FCM / Google OAuth / APNs server (fake-push.ts) that `wrangler dev` pushes to. */
+    pushFakeUrl: string;
   }
 }
 
@@ -28,8 +31,10 @@ const logPath = join(root, "test-results", "e2e-wrangler.log");
 export default async function setup(project: TestProject) {
   const stateDir = mkdtempSync(join(tmpdir(), "parley-e2e-"));
   let server: ChildProcess | undefined;
+  let fakePush: FakePush | undefined;
   const teardown = async () => {
     if (server) await stopWranglerDev(server);
+    await fakePush?.close();
     rmSync(stateDir, { recursive: true, force: true });
   };
 
@@ -38,6 +43,7 @@ export default async function setup(project: TestProject) {
     const port = await freePort();
     mkdirSync(join(root, "test-results"), { recursive: true });
     const log = openSync(logPath, "w");
+    fakePush = await startFakePush();
     server = startWranglerDev({
       port,
       inspectorPort: await freePort(),
@@ -50,6 +56,8 @@ export default async function setup(project: TestProject) {
         // Use the placeholder `request.cf` instead of fetching one (3 s timeout when offline).
         CLOUDFLARE_CF_FETCH_ENABLED: "false",
       },
+      // Push notifications go to the local fake instead of Google and Apple (docs/push.md).
+      vars: { FCM_BASE_URL: fakePush.url, FCM_TOKEN_URL: `${fakePush.url}/token`, APNS_BASE_URL: fakePush.url },
     });
     closeSync(log);
     const baseUrl = `http://127.0.0.1:${port}`;
@@ -58,6 +66,7 @@ export default async function setup(project: TestProject) {
       throw new Error(`${err.message}\n--- wrangler dev output (${logPath}) ---\n${output}`);
     });
     project.provide("baseUrl", baseUrl);
+    project.provide("pushFakeUrl", fakePush.url);
   } catch (err) {
     await teardown();
     throw err;
