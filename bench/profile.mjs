@@ -4,6 +4,7 @@
 //
 //   node bench/profile.mjs                      native WS, 100 conversations, 200 msg/s, 10 s
 //   PROFILE_SURFACE=sio PROFILE_RATE=100 node bench/profile.mjs
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -23,8 +24,14 @@ const convCount = Number(process.env.PROFILE_CONVS ?? 100);
 
 const work = mkdtempSync(join(tmpdir(), "parley-profile-"));
 const dir = join(work, "parley");
-const commit = exportParley(process.env.BENCH_PARLEY_REF ?? "HEAD", dir);
-const server = parleyServer({ dir, stateDir: join(work, "state"), logPath: join(root, "test-results", "profile-parley.log") });
+let commit;
+if (process.env.BENCH_PARLEY_DIR) {
+  execFileSync("cp", ["-a", process.env.BENCH_PARLEY_DIR, dir]);
+  commit = process.env.BENCH_PARLEY_LABEL ?? process.env.BENCH_PARLEY_DIR;
+} else commit = exportParley(process.env.BENCH_PARLEY_REF ?? "HEAD", dir);
+// PROFILE_OBSERVABILITY=default runs wrangler dev with its default dev-UI features on.
+const env = process.env.PROFILE_OBSERVABILITY === "default" ? { X_LOCAL_OBSERVABILITY: "true", X_LOCAL_EXPLORER: "true" } : {};
+const server = parleyServer({ dir, stateDir: join(work, "state"), logPath: join(root, "test-results", "profile-parley.log"), env });
 await server.start();
 try {
   const org = await parleyOrg(server.baseUrl, "Profile Org");
@@ -95,7 +102,9 @@ try {
     self.set(key, (self.get(key) ?? 0) + n);
     all += n;
   }
-  console.log(`Parley ${commit.slice(0, 12)}, ${surface}, ${rate} msg/s for ${seconds} s over ${convCount} conversations: ${acked}/${total} acked, ${received} received; ${all} samples`);
+  const workerdMs = [...procs1].filter(([, p]) => p.cmd.includes("workerd")).reduce((a, [pid, p]) => a + p.ms - (procs0.get(pid)?.ms ?? 0), 0);
+  console.log(`server tree CPU: ${[...procs1].reduce((a, [pid, p]) => a + p.ms - (procs0.get(pid)?.ms ?? 0), 0)} ms (workerd ${workerdMs} ms) = ${(([...procs1].reduce((a, [pid, p]) => a + p.ms - (procs0.get(pid)?.ms ?? 0), 0) * 1000) / Math.max(1, received)).toFixed(0)} us per received message`);
+  console.log(`Parley ${String(commit).slice(0, 40)}, ${surface}, ${rate} msg/s for ${seconds} s over ${convCount} conversations: ${acked}/${total} acked, ${received} received; ${all} samples`);
   for (const [k, n] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.log(`${((100 * n) / all).toFixed(1).padStart(5)}%  ${k}`);
   console.log(`profile: ${file}`);
 } finally {

@@ -60,9 +60,15 @@ mkdirSync(logDir, { recursive: true });
 
 const loadBefore = machineLoad();
 log(`load average before: ${loadBefore.load1} ${loadBefore.load5} ${loadBefore.load15} on ${cpus().length} cores`);
-const commit = exportParley(parleyRef, parleyDir);
-const dirty = execFileSync("git", ["status", "--porcelain", "--", "src", "migrations", "wrangler.toml", "public"], { cwd: root, encoding: "utf8" }).trim();
-log(`Parley ${commit.slice(0, 12)} exported to ${parleyDir}${dirty ? " (the work tree's uncommitted changes are not measured)" : ""}`);
+// BENCH_PARLEY_DIR: measure a prepared tree instead (an experiment: a patched export, say); its
+// commit is reported as given in BENCH_PARLEY_LABEL.
+let commit;
+if (process.env.BENCH_PARLEY_DIR) {
+  execFileSync("cp", ["-a", process.env.BENCH_PARLEY_DIR, parleyDir]);
+  commit = process.env.BENCH_PARLEY_LABEL ?? `dir:${process.env.BENCH_PARLEY_DIR}`;
+} else commit = exportParley(parleyRef, parleyDir);
+const dirty = process.env.BENCH_PARLEY_DIR ? "" : execFileSync("git", ["status", "--porcelain", "--", "src", "migrations", "wrangler.toml", "public"], { cwd: root, encoding: "utf8" }).trim();
+log(`Parley ${commit.slice(0, 40)} exported to ${parleyDir}${dirty ? " (the work tree's uncommitted changes are not measured)" : ""}`);
 
 const parley = parleyServer({ dir: parleyDir, stateDir: parleyStateDir, logPath: join(logDir, "bench-parley.log") });
 const relay = relayServer({ stateDir: join(work, "relay-state"), logPath: join(logDir, "bench-relay.log") });
@@ -385,6 +391,8 @@ async function s4() {
     await sleep(5000);
     const idle = treeUsage(pid);
     const alive = conns.filter((x) => x.alive()).length;
+    const closedReasons = {};
+    for (const x of conns) if (!x.alive()) closedReasons[x.closedReason() ?? "?"] = (closedReasons[x.closedReason() ?? "?"] ?? 0) + 1;
     for (const x of conns) x.close();
     if (name === "parley-ws") idleVisitors = convs.filter((cv, i) => opened[i].ok && cv.id);
     const errors = [...new Set(opened.filter((o) => !o.ok).map((o) => o.error))].slice(0, 3);
@@ -394,6 +402,7 @@ async function s4() {
       requested: c.connections,
       opened: conns.length,
       alive_after_idle: alive,
+      closed_while_idle: closedReasons,
       open_seconds: round(openMs / 1000, 1),
       rss_before_kb: before.rssKb,
       rss_after_kb: after.rssKb,

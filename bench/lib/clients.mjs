@@ -76,6 +76,19 @@ class Pending {
   }
 }
 
+/** An idle connection for S4: alive(), and why it closed if it did. */
+function wsIdle(ws) {
+  let closed = null;
+  ws.once("close", (code) => (closed = `ws close ${code}`));
+  return { close: () => ws.close(), alive: () => ws.readyState === WebSocket.OPEN, closedReason: () => closed };
+}
+
+function sioIdle(socket) {
+  let closed = null;
+  socket.once("disconnect", (reason) => (closed = `socket.io ${reason}`));
+  return { close: () => socket.close(), alive: () => socket.connected, closedReason: () => closed };
+}
+
 // ---- Socket.IO helpers ------------------------------------------------------------------------
 
 function openSio(baseUrl, { cookie, query }) {
@@ -154,7 +167,7 @@ export function peerTarget(server) {
     },
     async openIdle(conv) {
       const s = await sioSide(conv, "end_user", null);
-      return { close: () => s.close(), alive: () => s.connected };
+      return sioIdle(s);
     },
     /** S6: connect + join + first message, as the end user. */
     async coldFirst(conv, key) {
@@ -208,7 +221,7 @@ export function relayTarget(server) {
     },
     async openIdle(conv) {
       const ws = await side(conv.id, null, null);
-      return { close: () => ws.close(), alive: () => ws.readyState === WebSocket.OPEN };
+      return wsIdle(ws);
     },
     async coldFirst(conv, key) {
       const pending = new Pending();
@@ -330,7 +343,7 @@ export function parleyWsTarget(server, org) {
     async openIdle(conv) {
       const ws = await side(c.visitorUrl(conv.ext), undefined, "end_user", null, null);
       conv.id = ws.conversationId;
-      return { close: () => ws.close(), alive: () => ws.readyState === WebSocket.OPEN };
+      return wsIdle(ws);
     },
     async coldFirst(conv, key) {
       const pending = new Pending();
@@ -388,7 +401,7 @@ export function parleySioTarget(server, org) {
      */
     async openIdle(conv) {
       const socket = await openSio(server.baseUrl, { query: { apiKey: org.pk, role: "visitor", visitorId: conv.ext } });
-      return { close: () => socket.close(), alive: () => socket.connected };
+      return sioIdle(socket);
     },
   };
 }

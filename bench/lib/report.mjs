@@ -218,11 +218,11 @@ export function writeReport(dir, meta, results) {
     L.push("");
     L.push("One end-user connection per fresh conversation (peer and Parley Socket.IO: a Socket.IO connection; relay and Parley WS: a WebSocket). RSS is the server's whole process tree (for wrangler: its node process and workerd) from /proc, 3 s after the last connection opened, minus the same 2 s before the first.");
     L.push("");
-    L.push("| target | opened | alive after 8 s | open time s | RSS before MiB | RSS after MiB | KB per connection | server CPU ms/s while idle |");
-    L.push("|---|---:|---:|---:|---:|---:|---:|---:|");
+    L.push("| target | opened | alive after 8 s | open time s | RSS before MiB | RSS after MiB | KB per connection | server CPU ms/s while idle | closed while idle |");
+    L.push("|---|---:|---:|---:|---:|---:|---:|---:|---|");
     for (const [t, v] of Object.entries(results.S4.targets)) {
-      if (v?.error || v?.skipped) L.push(`| ${LABELS[t]} | ${v.error ?? v.skipped} |||||||`);
-      else L.push(`| ${LABELS[t]} | ${v.opened}/${v.requested} | ${v.alive_after_idle} | ${v.open_seconds} | ${fmt(v.rss_before_kb / 1024)} | ${fmt(v.rss_after_kb / 1024)} | ${fmt(v.kb_per_connection)} | ${fmt(v.idle_cpu_ms_per_s)} |`);
+      if (v?.error || v?.skipped) L.push(`| ${LABELS[t]} | ${v.error ?? v.skipped} ||||||||`);
+      else L.push(`| ${LABELS[t]} | ${v.opened}/${v.requested} | ${v.alive_after_idle} | ${v.open_seconds} | ${fmt(v.rss_before_kb / 1024)} | ${fmt(v.rss_after_kb / 1024)} | ${fmt(v.kb_per_connection)} | ${fmt(v.idle_cpu_ms_per_s)} | ${Object.entries(v.closed_while_idle ?? {}).map(([k, n]) => `${n}× ${k}`).join(", ") || "none"} |`);
     }
     L.push("");
   }

@@ -35,6 +35,9 @@ export function exportParley(ref, dir) {
 function spawnWrangler(o) {
   const args = ["dev", "--ip", "127.0.0.1", "--port", String(o.port), "--persist-to", o.persistTo, "--show-interactive-dev-session=false"];
   if (o.config) args.push("-c", o.config);
+  // A pre-built bundle: nothing for wrangler's watcher to rebuild (a teammate's npm install in the
+  // shared node_modules reloaded the server mid-run, closing every socket).
+  if (o.script) args.push(o.script, "--no-bundle");
   const log = openSync(o.logPath, "a");
   const child = spawn(wranglerBin, [...args, "--inspector-port", String(o.inspectorPort)], {
     cwd: o.cwd,
@@ -82,10 +85,15 @@ export class WranglerServer {
   }
 }
 
-/** Parley: migrations into a fresh state dir, then wrangler dev. */
+/**
+ * Parley: migrations into a fresh state dir, one bundle (`wrangler deploy --dry-run`, exactly what
+ * would be deployed), then wrangler dev on that bundle without rebuilding.
+ */
 export function parleyServer({ dir, stateDir, logPath, env }) {
-  runWrangler(["d1", "migrations", "apply", "DB", "--local", "--persist-to", stateDir, "--config", join(dir, "wrangler.toml")], { CI: "true" });
-  return new WranglerServer({ name: "parley", cwd: dir, persistTo: stateDir, logPath, env });
+  const config = join(dir, "wrangler.toml");
+  runWrangler(["d1", "migrations", "apply", "DB", "--local", "--persist-to", stateDir, "--config", config], { CI: "true" });
+  runWrangler(["deploy", "--dry-run", "--outdir", join(dir, ".bench-dist"), "--config", config]);
+  return new WranglerServer({ name: "parley", cwd: dir, persistTo: stateDir, logPath, env, script: ".bench-dist/index.js" });
 }
 
 export function relayServer({ stateDir, logPath }) {
