@@ -1,7 +1,8 @@
 /**
  * Seed 002's REST side ("Customer Channel API") over the conversation core:
  *   POST /api/customer/init       open (or resume) a customer's conversation -> conversationId
- *   GET  /api/customer/transcript/:id/:type   a finished session as a PDF (type "pdf")
+ *   GET  /api/customer/transcript/:id/:type   a finished session as a PDF (type "pdf"); with the
+ *        public key, `?refId=` must name the conversation's customer; a secret key reads any
  * The caller presents the organisation's public key (`apiKey` in the body or query, or
  * `Authorization: Bearer pk_...`), which seed 002 leaves unstated; a secret key also works for
  * transcripts. The customer's identifier (refId, else Phone, else Email) is the end user's
@@ -76,8 +77,10 @@ export const customerChannel = router()
   .get("/transcript/:id/:type", async (c) => {
     const type = c.req.param("type");
     if (type !== "pdf") throw new ApiError("validation_failed", 'type: "pdf" is supported (email transcripts are not available yet)');
-    const orgId = await orgOfCaller(c);
-    const { ref, sessionId } = await conversationOfSession(c.env, orgId, c.req.param("id"));
+    const caller = await callerOf(c);
+    const { ref, sessionId } = await conversationOfSession(c.env, caller.org_id, c.req.param("id"));
+    // A public key is visitor-side: it reaches only the customer it names (refId), as everywhere else.
+    if (caller.via === "public" && c.req.query("refId") !== ref.end_user.external_id) throw new ApiError("not_found", "conversation not found");
     const { session, messages } = unwrap(await roomFor(c.env, ref).transcript(ref, sessionId));
     const customer = ref.end_user.display_name ?? ref.end_user.external_id;
     const lines: PdfLine[] = [
@@ -105,15 +108,15 @@ export const customerChannel = router()
     });
   });
 
-/** The organisation of a public key (query/Bearer) or a secret key (Bearer). */
-async function orgOfCaller(c: Context): Promise<string> {
+/** The organisation of a secret key (Bearer; any customer) or a public key (query/Bearer; with refId). */
+async function callerOf(c: Context): Promise<{ org_id: string; via: "secret" | "public" }> {
   const secret = c.req.header("authorization")?.match(/^Bearer\s+(sk_[\w-]+)$/)?.[1];
   if (secret) {
     const agent = await agentFromSecretKey(c.env, secret, c.req.raw.headers);
     if (!agent) throw new ApiError("unauthorized", "unknown or revoked key");
-    return agent.org_id;
+    return { org_id: agent.org_id, via: "secret" };
   }
   const key = publicKeyOf(c);
   if (!key) throw new ApiError("unauthorized", "send apiKey or Authorization: Bearer pk_... / sk_...");
-  return (await channelForVisitor(c.env, { publicKey: key }, c.req.header("origin"))).org_id;
+  return { org_id: (await channelForVisitor(c.env, { publicKey: key }, c.req.header("origin"))).org_id, via: "public" };
 }

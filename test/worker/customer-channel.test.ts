@@ -69,11 +69,11 @@ describe("GET /api/customer/transcript/:id/:type", () => {
     const agent = (path: string, body: unknown) => call(path, { body, headers: { authorization: `Bearer ${o.sk}` } });
     await agent(`/api/conversations/${id}/messages`, { content: "Internal: refund approved", private: true });
     await agent(`/api/conversations/${id}/messages`, { content: "Here is your corrected invoice", content_type: "file", rich_media: { url: "https://files.example/inv.pdf", filename: "inv.pdf" } });
-    expect((await call(`/api/customer/transcript/${id}/pdf?apiKey=${o.pk}`)).status).toBe(404);
+    expect((await call(`/api/customer/transcript/${id}/pdf?apiKey=${o.pk}&refId=%2B15550100`)).status).toBe(404);
 
     const resolved = await agent(`/api/conversations/${id}/resolve`, { tags: ["billing"] });
     for (const ref of [id, resolved.body.session_id]) {
-      const res = await exports.default.fetch(new Request(`${BASE}/api/customer/transcript/${ref}/pdf`, { headers: { authorization: `Bearer ${o.pk}` } }));
+      const res = await exports.default.fetch(new Request(`${BASE}/api/customer/transcript/${ref}/pdf?refId=%2B15550100`, { headers: { authorization: `Bearer ${o.pk}` } }));
       expect(res.status).toBe(200);
       expect(res.headers.get("content-type")).toBe("application/pdf");
       const text = readPdf(new Uint8Array(await res.arrayBuffer()));
@@ -83,7 +83,12 @@ describe("GET /api/customer/transcript/:id/:type", () => {
       expect(text).not.toContain("refund approved");
     }
     const other = await newOrg();
-    expect((await call(`/api/customer/transcript/${id}/pdf?apiKey=${other.pk}`)).status).toBe(404);
+    expect((await call(`/api/customer/transcript/${id}/pdf?apiKey=${other.pk}&refId=%2B15550100`)).status).toBe(404);
+    // The public key alone, or naming another customer, reaches nothing; a secret key reads any.
+    expect((await call(`/api/customer/transcript/${id}/pdf?apiKey=${o.pk}`)).status).toBe(404);
+    expect((await call(`/api/customer/transcript/${id}/pdf?apiKey=${o.pk}&refId=someone-else`)).status).toBe(404);
+    const bySecret = await exports.default.fetch(new Request(`${BASE}/api/customer/transcript/${id}/pdf`, { headers: { authorization: `Bearer ${o.sk}` } }));
+    expect(bySecret.status).toBe(200);
     expect((await call(`/api/customer/transcript/${id}/email?apiKey=${o.pk}`)).status).toBe(400);
   });
 });
