@@ -41,6 +41,9 @@ export { SocketIoSession } from "./socketio/session";
 // handler checks the channel's allowed origins itself. Agent surfaces are same-origin only.
 const publicCors = cors({ origin: (origin) => origin, allowMethods: ["GET", "POST"], allowHeaders: ["Content-Type"], maxAge: 600 });
 
+// Browsers PUT the bytes (with the file's name in X-Filename) or POST a multipart form.
+const uploadCors = cors({ origin: (origin) => origin, allowMethods: ["PUT", "POST"], allowHeaders: ["Content-Type", "X-Filename"], maxAge: 600 });
+
 const app = new Hono<AppEnv>({ strict: false })
   .onError(onError)
   .notFound(notFound)
@@ -51,7 +54,7 @@ const app = new Hono<AppEnv>({ strict: false })
   .use("/chat-widget/*", limitBody, publicCors)
   .use("/api/chat/*", publicCors)
   .use("/socket.io/*", publicCors)
-  .use("/uploads/*", publicCors)
+  .use("/uploads/*", uploadCors)
   .route("/auth", auth)
   .route("/api/company", company)
   .route("/api/integrations/chat-api", chatApiIntegration)

@@ -35,6 +35,8 @@ export type ServerFrame =
       messages: Message[];
       session: Session | null;
       account_status: "online" | "offline";
+      /** How far the end user and the staff have read (highest seq in a read receipt). */
+      read: { end_user_seq: number; staff_seq: number };
     }
   | { type: "message"; message: Message }
   | { type: "ack"; client_msg_id: string | null; id: string; seq: number; duplicate: boolean }

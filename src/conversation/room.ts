@@ -362,7 +362,9 @@ export class ConversationRoom extends Server<Env> {
     if (bad) return bad;
     const target = "seq" in upTo ? upTo.seq : this.log.maxSeqOf(upTo.message_ids);
     const seq = Math.min(target, this.log.head());
-    this.log.markRead(seq, reader.type === "end_user" ? "end_user" : "staff");
+    const side = reader.type === "end_user" ? "end_user" : "staff";
+    this.log.markRead(seq, side);
+    if (seq > this.readSeq(side)) this.setMeta(`read:${side}`, String(seq));
     this.emit({ type: "read", reader_type: reader.type, reader_id: reader.id, seq });
     return { ok: true, seq };
   }
@@ -444,6 +446,7 @@ export class ConversationRoom extends Server<Env> {
         messages,
         session: this.sessions.latest(),
         account_status: status,
+        read: { end_user_seq: this.readSeq("end_user"), staff_seq: this.readSeq("staff") },
       });
     const audience = audienceOf(principal);
     if (since === null) return ready(this.log.latest(100, 0, audience), false, false);
@@ -751,6 +754,11 @@ export class ConversationRoom extends Server<Env> {
     if (known.id !== ref.id || known.org_id !== ref.org_id) return fail("not_found", "conversation not found") as never;
     if (JSON.stringify(known) !== JSON.stringify(ref)) this.setMeta("ref", JSON.stringify(ref));
     return null;
+  }
+
+  /** How far each side has read (the highest seq a read receipt named). */
+  private readSeq(side: "end_user" | "staff"): number {
+    return Number(this.meta(`read:${side}`) ?? 0);
   }
 
   private ref(): ConversationRef {
