@@ -8,9 +8,12 @@ import { afterEach, describe, expect, it } from "vitest";
 import { api, baseUrl, expectStatus } from "./harness.ts";
 import { dostiVisitor, listed, newOrg, sent, visitorId } from "./fixtures.ts";
 import { SocketPool, type Frame, type WsClient } from "./ws-client.ts";
+import { ack, agentOpts, nextEvent, open, payloads, SioPool } from "./sio.ts";
 
 const sockets = new SocketPool();
 afterEach(sockets.closeAll);
+const sio = new SioPool();
+afterEach(sio.closeAll);
 
 const range = (a: number, b: number) => Array.from({ length: b - a + 1 }, (_, i) => a + i);
 const messagesOf = (frames: Frame[]) => frames.flatMap((f) => (f.type === "ready" ? f.messages : f.type === "message" ? [f.message] : []));
@@ -200,5 +203,41 @@ describe("a concurrent burst from every surface into one conversation (L2 in sma
     for (const a of acks) expect(history.find((m) => m.id === a.id)).toMatchObject({ seq: a.seq, client_msg_id: a.client_msg_id });
     // The D1-backed inbox catches up to the same head.
     await listed(o.agent, "all", vid, (c) => c.updated_at === history.at(-1).created_at);
+  });
+});
+
+describe("Socket.IO recovery after the session was revoked (F6)", () => {
+  it("an agent whose session was logged out while its connection was down reconnects unrecovered: no replay, no rooms, no agent rights", async () => {
+    const o = await newOrg();
+    const vid = visitorId("f6");
+    const v = dostiVisitor(o.pk, vid);
+    await sent(v.send("hello"));
+    const conv = await listed(o.agent, "all", vid);
+    // A second login of the owner: its own session, logged out below.
+    const login = expectStatus(await api("/auth/login", { body: { email: o.agent.email, password: o.agent.password } }), 200, "login");
+    const cookie = login.headers.getSetCookie().map((c) => c.split(";", 1)[0]!).find((c) => c.startsWith("session="))!;
+    const agent = await open(sio.make(agentOpts(cookie, { transports: ["websocket"], reconnectionDelay: 1_500, reconnectionDelayMax: 1_500, randomizationFactor: 0 })));
+    const firstId = agent.id;
+    expect(await ack(agent, "join_conversation", { conversation_id: conv.id })).toEqual({ ok: true, conversation_id: conv.id });
+    const before = expectStatus(await o.agent.api(`/api/conversations/${conv.id}/messages`, { body: { content: "before the drop" } }), 201, "reply").json;
+    await nextEvent(agent, "message_received", (m) => m.id === before.id);
+
+    agent.io.engine.close(); // a network drop: the client will try to recover with its pid
+    expect(await nextEvent(agent, "disconnect")).toBe("forced close");
+    expectStatus(await api("/auth/logout", { method: "POST", cookie, csrf: login.json.csrf_token }), 200, "logout");
+    const missed = expectStatus(await o.agent.api(`/api/conversations/${conv.id}/messages`, { body: { content: "missed while away" } }), 201, "reply").json;
+
+    await nextEvent(agent, "connect", undefined, 10_000);
+    expect(agent.recovered).toBe(false);
+    expect(agent.id).not.toBe(firstId);
+    const after = expectStatus(await o.agent.api(`/api/conversations/${conv.id}/messages`, { body: { content: "after the reconnect" } }), 201, "reply").json;
+    // Agent-only actions are refused to what is now an anonymous connection.
+    const rejoin = await ack(agent, "join_conversation", { conversation_id: conv.id });
+    expect(rejoin).toMatchObject({ error: { code: "unauthorized" } });
+    await sleep(300);
+    const got = payloads(agent, "message_received").map((m) => m.id);
+    expect(got).toEqual([before.id]);
+    expect(got).not.toContain(missed.id);
+    expect(got).not.toContain(after.id);
   });
 });
