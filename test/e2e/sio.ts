@@ -286,20 +286,28 @@ export class RawPolling {
     return rawRequest(this.url(), { method: "POST", body: Array.isArray(packets) ? packets.join(RECORD_SEPARATOR) : packets, timeoutMs });
   }
 
-  /** GETs until a packet matching pred arrives (pongs to pings automatically unless told not to). */
+  /** Packets a GET brought that until() has not looked at yet. */
+  private unread: string[] = [];
+
+  /**
+   * Takes packets (from earlier GETs first, then new GETs) until one matches pred; answers pings
+   * on the way unless told not to. Packets after the match stay for the next call.
+   */
   async until(pred: (packet: string) => boolean, { timeoutMs = 10_000, answerPings = true } = {}): Promise<{ packet: string; before: string[] }> {
     const deadline = Date.now() + timeoutMs;
     const before: string[] = [];
-    while (Date.now() < deadline) {
-      const r = await this.get(Math.max(1, deadline - Date.now()));
-      if (r.status !== 200) throw new Error(`GET ${r.status}: ${r.text}; before: ${JSON.stringify(before)}`);
-      for (const [i, p] of r.packets.entries()) {
-        if (pred(p)) return { packet: p, before: [...before, ...r.packets.slice(0, i)] };
+    for (;;) {
+      while (this.unread.length > 0) {
+        const p = this.unread.shift()!;
+        if (pred(p)) return { packet: p, before };
         before.push(p);
         if (p === "2" && answerPings) await this.post("3");
       }
+      if (Date.now() >= deadline) throw new Error(`no matching packet within ${timeoutMs} ms; got ${JSON.stringify(before)}`);
+      const r = await this.get(Math.max(1, deadline - Date.now()));
+      if (r.status !== 200) throw new Error(`GET ${r.status}: ${r.text}; before: ${JSON.stringify(before)}`);
+      this.unread.push(...r.packets);
     }
-    throw new Error(`no matching packet within ${timeoutMs} ms; got ${JSON.stringify(before)}`);
   }
 }
 

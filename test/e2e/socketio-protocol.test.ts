@@ -210,6 +210,67 @@ describe("connection state recovery of a seed 001 agent", () => {
   });
 });
 
+describe("connection state recovery before the server noticed the drop (raw polling)", () => {
+  it("a CONNECT with the pid and offset of a session still open takes its state over, replays what it missed and closes it", async () => {
+    const o = await newOrg();
+    const vid = visitorId("raw-recover");
+    const conversation_id = await openConversation(o.pk, vid, "Raw");
+    const query = `&apiKey=${o.pk}&role=visitor&visitorId=${vid}&visitorName=Raw`;
+    const reply = async (content: string) => expectStatus(await o.agent.api(`/api/conversations/${conversation_id}/messages`, { body: { content } }), 201, "agent reply").json;
+    const decode = (packet: string) => JSON.parse(packet.replace(/^42/, ""));
+
+    const a = await RawPolling.open(query);
+    await a.post("40");
+    const connected = JSON.parse((await a.get()).packets[0]!.replace(/^40/, ""));
+    expect(connected).toEqual({ sid: expect.any(String), pid: expect.any(String) });
+    const r1 = await reply("seen");
+    const [event, payload, offset] = decode((await a.until((p) => p.startsWith('42["receive_message"'))).packet);
+    expect([event, payload.id, typeof offset]).toEqual(["receive_message", r1.id, "string"]);
+
+    // The client goes away without a word; the server still holds the session open.
+    const missed = [await reply("missed 1"), await reply("missed 2")];
+    const b = await RawPolling.open(query);
+    await b.post(`40${JSON.stringify({ pid: connected.pid, offset })}`);
+    const first = await b.until((p) => p.startsWith("40"));
+    expect(JSON.parse(first.packet.slice(2))).toEqual({ sid: connected.sid, pid: connected.pid });
+    const replayed: any[] = [];
+    while (replayed.length < 2) {
+      const { packet } = await b.until((p) => p.startsWith('42["receive_message"'));
+      replayed.push(decode(packet)[1]);
+    }
+    expect(replayed.map((m) => [m.id, m.message])).toEqual(missed.map((m) => [m.id, m.content]));
+    // The old session is over; the pid cannot be used a second time while B holds it.
+    expect((await a.get()).json).toEqual({ code: 1, message: "Session ID unknown" });
+    const c = await RawPolling.open(query);
+    await c.post(`40${JSON.stringify({ pid: "not-a-pid", offset })}`);
+    expect(JSON.parse((await c.until((p) => p.startsWith("40"))).packet.slice(2)).pid).not.toBe(connected.pid);
+  });
+});
+
+describe("connection state recovery is only for the same principal", () => {
+  it("another visitor presenting a visitor's pid and offset gets a fresh session and none of the first visitor's messages", async () => {
+    const o = await newOrg();
+    const victim = visitorId("victim");
+    const conversation_id = await openConversation(o.pk, victim, "Victim");
+    const a = await RawPolling.open(`&apiKey=${o.pk}&role=visitor&visitorId=${victim}`);
+    await a.post("40");
+    const connected = JSON.parse((await a.until((p) => p.startsWith("40"))).packet.slice(2));
+    const r1 = expectStatus(await o.agent.api(`/api/conversations/${conversation_id}/messages`, { body: { content: "for the victim" } }), 201, "reply").json;
+    const [, , offset] = JSON.parse((await a.until((p) => p.startsWith('42["receive_message"'))).packet.slice(2));
+    const secret = expectStatus(await o.agent.api(`/api/conversations/${conversation_id}/messages`, { body: { content: "secret" } }), 201, "reply").json;
+
+    const thief = await RawPolling.open(`&apiKey=${o.pk}&role=visitor&visitorId=${visitorId("thief")}`);
+    await thief.post(`40${JSON.stringify({ pid: connected.pid, offset: "e30" })}`);
+    const got = JSON.parse((await thief.until((p) => p.startsWith("40"))).packet.slice(2));
+    expect(got.pid).not.toBe(connected.pid);
+    expect(got.sid).not.toBe(connected.sid);
+    await thief.post(`421${JSON.stringify(["send_message", { type: "saas", message: "barrier" }])}`);
+    const { before } = await thief.until((p) => p.startsWith("431"));
+    expect(before.filter((p) => p.includes(secret.id) || p.includes(r1.id))).toEqual([]);
+    expect(typeof offset).toBe("string");
+  });
+});
+
 describe("malformed input (raw Engine.IO)", () => {
   it("bad handshakes are answered like the reference server: EIO=3 -> code 5, unknown transport -> 0, unknown sid -> 1, POST handshake -> 2", async () => {
     const cases: [string, string | undefined, number, { code: number; message: string }][] = [
