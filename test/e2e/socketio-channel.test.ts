@@ -205,3 +205,33 @@ describe("seed 002 whispers", () => {
     expect(seen(stranger).map(([e]) => e)).toEqual(["connect", "error", "error", "error"]);
   });
 });
+
+describe("seed 002 view of other dialects' messages", () => {
+  it("a seed 001 agent's image and file arrive as ChatMessage attachments; other rich media as text", async () => {
+    const o = await newOrg();
+    const ext = visitorId("media");
+    const conversationId = await openConversation(o.pk, ext, "Jane");
+    const customer = await pool.connect(WS);
+    await join(customer, { conversationId, id: ext, name: "Jane" });
+    const agent = await pool.connect(agentOpts(o.agent.cookie, WS));
+    expect(await ack(agent, "join_conversation", { conversation_id: conversationId })).toMatchObject({ ok: true });
+    const agentP = { id: o.agent.user.id, name: "E2E Agent", type: "agent" };
+
+    const image = await ack(agent, "send_message", { conversation_id: conversationId, sender_type: "agent", content_type: "image", content: "Optional caption", rich_media: { url: "https://example.com/photo.jpg", alt: "A scenic view" } });
+    const file = await ack(agent, "send_message", {
+      conversation_id: conversationId,
+      sender_type: "agent",
+      content_type: "file",
+      content: "invoice.pdf",
+      rich_media: { url: "https://example.com/files/invoice.pdf", filename: "invoice.pdf", size: 204800, mime_type: "application/pdf" },
+    });
+    const buttons = await ack(agent, "send_message", { conversation_id: conversationId, sender_type: "agent", content_type: "quick_button", content: "Choose an option:", rich_media: { buttons: [{ label: "Yes", value: "yes" }] } });
+    const chats = [];
+    for (let i = 0; i < 3; i++) chats.push(await nextEvent(customer, "messageArrived", (m) => m.type === "ChatMessage"));
+    expect(chats).toEqual([
+      chat(conversationId, agentP, "Optional caption", { id: image.message.id, attachments: [{ type: expect.stringMatching(/^image/), name: "", contentUrl: "https://example.com/photo.jpg" }] }),
+      chat(conversationId, agentP, "invoice.pdf", { id: file.message.id, attachments: [{ type: "application/pdf", name: "invoice.pdf", contentUrl: "https://example.com/files/invoice.pdf" }] }),
+      chat(conversationId, agentP, "Choose an option:", { id: buttons.message.id }),
+    ]);
+  });
+});

@@ -318,3 +318,29 @@ describe("organisation isolation over Socket.IO", () => {
     expect(history.every((m: any) => m.sender_type === "end_user")).toBe(true);
   });
 });
+
+describe("seed 001 typing expiry", () => {
+  it("a typing indicator nobody clears is cleared by the server after about 6 s (typing_cleared)", async () => {
+    const o = await newOrg();
+    const ext = visitorId("typist");
+    const conversation_id = await openConversation(o.pk, ext);
+    const user = await endUser(conversation_id, ext);
+    const agent = await pool.connect(agentOpts(o.agent.cookie, WS));
+    await ack(agent, "join_conversation", { conversation_id });
+    const t0 = Date.now();
+    expect(await ack(user, "user_typing", { conversation_id, sender_type: "end_user", external_id: ext })).toEqual({ ok: true });
+    expect(await nextEvent(agent, "typing_indicator")).toEqual({ conversation_id, sender_type: "end_user" });
+    expect(await nextEvent(agent, "typing_cleared", undefined, 10_000)).toEqual({ conversation_id });
+    const after = Date.now() - t0;
+    expect(after).toBeGreaterThanOrEqual(5_500);
+    expect(after).toBeLessThan(9_000);
+    // typing: false clears at once.
+    await ack(user, "user_typing", { conversation_id, sender_type: "end_user", external_id: ext });
+    await nextEvent(agent, "typing_indicator");
+    const t1 = Date.now();
+    expect(await ack(user, "user_typing", { conversation_id, sender_type: "end_user", external_id: ext, typing: false })).toEqual({ ok: true });
+    expect(await nextEvent(agent, "typing_cleared")).toEqual({ conversation_id });
+    expect(Date.now() - t1).toBeLessThan(2_000);
+    expect(seen(user).filter(([e]) => e.startsWith("typing"))).toEqual([]);
+  });
+});
