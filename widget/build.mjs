@@ -27,7 +27,7 @@ async function bundle(entry, format) {
     banner: entry.endsWith(".css") ? { css: BANNER } : { js: BANNER },
     logLevel: "silent",
   });
-  return result.outputFiles[0]?.text ?? "";
+  return result.outputFiles?.[0]?.text ?? "";
 }
 
 /** @returns {Promise<Record<string, string>>} public/-relative path -> contents */

@@ -15,7 +15,7 @@ import { z } from "zod";
 import { ApiError, unwrap } from "../core/errors";
 import { safeText } from "../core/message";
 import { renderPdf, type PdfLine } from "../core/pdf";
-import { channelForVisitor, connectorChannel, conversationOfSession, openForVisitor, roomFor } from "../conversation/directory";
+import { channelForVisitor, connectorChannel, conversationOfSession, openForVisitor, roomFor, requestOrigin } from "../conversation/directory";
 import { router } from "../http/app";
 import { agentFromSecretKey } from "../http/auth";
 import { readJson } from "../http/body";
@@ -50,7 +50,7 @@ export const customerChannel = router()
     const b = await readJson(c, Init);
     const key = publicKeyOf(c, b.apiKey);
     if (!key) throw new ApiError("unauthorized", "send the organisation's public key as apiKey or Authorization: Bearer pk_...");
-    const web = await channelForVisitor(c.env, { publicKey: key }, c.req.header("origin"));
+    const web = await channelForVisitor(c.env, { publicKey: key }, requestOrigin(c.req.raw));
     const channel = b.Channel === "web" ? web : await connectorChannel(c.env, web.org_id, b.Channel);
     const name = [b.firstName, b.lastName].filter(Boolean).join(" ") || undefined;
     const attributes = Object.fromEntries(
@@ -118,5 +118,5 @@ async function callerOf(c: Context): Promise<{ org_id: string; via: "secret" | "
   }
   const key = publicKeyOf(c);
   if (!key) throw new ApiError("unauthorized", "send apiKey or Authorization: Bearer pk_... / sk_...");
-  return { org_id: (await channelForVisitor(c.env, { publicKey: key }, c.req.header("origin"))).org_id, via: "public" };
+  return { org_id: (await channelForVisitor(c.env, { publicKey: key }, requestOrigin(c.req.raw))).org_id, via: "public" };
 }

@@ -11,7 +11,7 @@ import type { Context } from "hono";
 import { z } from "zod";
 import { unwrap } from "../core/errors";
 import { MessageInput, type Message } from "../core/message";
-import { channelForVisitor, openForVisitor, roomFor } from "../conversation/directory";
+import { channelForVisitor, openForVisitor, roomFor, requestOrigin } from "../conversation/directory";
 import { MAX_POLL_WAIT_MS } from "../conversation/room";
 import { router } from "../http/app";
 import { parse, readJson } from "../http/body";
@@ -40,7 +40,7 @@ const dostiMessage = (m: Message) => ({
 });
 
 async function conversationOf(c: Context, v: { apiKey: string; visitorId: string; visitorName?: string | undefined; identityHash?: string | undefined }) {
-  const channel = await channelForVisitor(c.env, { publicKey: v.apiKey }, c.req.header("origin"));
+  const channel = await channelForVisitor(c.env, { publicKey: v.apiKey }, requestOrigin(c.req.raw));
   const ref = await openForVisitor(c.env, channel, { external_id: v.visitorId, identity_hash: v.identityHash, display_name: v.visitorName });
   return { ref, room: roomFor(c.env, ref) };
 }

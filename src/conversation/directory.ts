@@ -54,6 +54,15 @@ export async function channelForVisitor(env: Env, creds: VisitorCredentials, ori
 }
 
 /**
+ * The Origin a channel's allow-list must accept: none for requests from Parley's own pages (the
+ * widget's iframe is served by Parley; who may frame it is enforced by CSP frame-ancestors).
+ */
+export function requestOrigin(req: Request): string | undefined {
+  const origin = req.headers.get("origin") ?? undefined;
+  return origin === new URL(req.url).origin ? undefined : origin;
+}
+
+/**
  * Browsers always send Origin on cross-origin requests and WebSocket handshakes; a listed
  * channel answers only exact scheme://host:port matches. Requests without Origin come from
  * servers and devices, which an origin list cannot restrict.

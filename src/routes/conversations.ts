@@ -65,8 +65,26 @@ export const conversations = router()
   .get("/:id", async (c) => {
     const ref = await conversationForAgent(c.env, c.get("agent").org_id, c.req.param("id"));
     const { session } = unwrap(await roomFor(c.env, ref).summary(ref));
-    const row = await database(c.env.DB).select().from(schema.conversations).where(eq(schema.conversations.id, ref.id)).get();
-    return c.json(conversationView(ref, session && session.status !== "resolved" ? session : null, row!));
+    const row = await database(c.env.DB)
+      .select({ conv: schema.conversations, user: schema.endUsers, channel: { id: schema.channels.id, kind: schema.channels.kind, name: schema.channels.name } })
+      .from(schema.conversations)
+      .innerJoin(schema.endUsers, eq(schema.endUsers.id, schema.conversations.end_user_id))
+      .innerJoin(schema.channels, eq(schema.channels.id, schema.conversations.channel_id))
+      .where(eq(schema.conversations.id, ref.id))
+      .get();
+    const view = conversationView(ref, session && session.status !== "resolved" ? session : null, row!.conv);
+    // One conversation also shows who the visitor is (what the widget, seed 002's init or the SDK told us).
+    return c.json({
+      ...view,
+      end_user: {
+        ...view.end_user,
+        email: row!.user.email,
+        phone: row!.user.phone,
+        attributes: JSON.parse(row!.user.attributes) as Record<string, unknown>,
+        verified: row!.user.verified,
+      },
+      channel: row!.channel,
+    });
   })
   .get("/:id/messages", async (c) => {
     const q = parse(PageQuery, c.req.query());

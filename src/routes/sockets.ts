@@ -13,7 +13,7 @@ import { z } from "zod";
 import type { ConversationRef } from "../core/conversation-ref";
 import { ApiError } from "../core/errors";
 import type { Principal } from "../core/message";
-import { channelForVisitor, conversationForAgent, openForVisitor, roomFor } from "../conversation/directory";
+import { channelForVisitor, conversationForAgent, openForVisitor, roomFor, requestOrigin } from "../conversation/directory";
 import { router, type AppEnv } from "../http/app";
 import { agentPrincipal, authenticateAgent, isSameOrigin } from "../http/auth";
 import { parse } from "../http/body";
@@ -31,7 +31,7 @@ export const sockets = router()
   .get("/visitor", async (c) => {
     requireUpgrade(c);
     const q = parse(VisitorQuery, c.req.query());
-    const channel = await channelForVisitor(c.env, { publicKey: q.key, embedToken: q.embed_token }, c.req.header("origin"));
+    const channel = await channelForVisitor(c.env, { publicKey: q.key, embedToken: q.embed_token }, requestOrigin(c.req.raw));
     const ref = await openForVisitor(c.env, channel, { external_id: q.external_id, identity_hash: q.identity_hash, display_name: q.name });
     const principal: Principal = { type: "end_user", id: ref.end_user.external_id, name: ref.end_user.display_name };
     return forward(c.req.raw, roomFor(c.env, ref), principal, ref);

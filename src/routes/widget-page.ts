@@ -13,7 +13,7 @@
 import type { Context } from "hono";
 import { z } from "zod";
 import { ApiError } from "../core/errors";
-import { channelForVisitor, type Channel } from "../conversation/directory";
+import { channelForVisitor, type Channel, requestOrigin } from "../conversation/directory";
 import { router, type AppEnv } from "../http/app";
 
 const PageQuery = z.object({
@@ -35,7 +35,7 @@ export const widgetPage = router().get("/", async (c) => {
   try {
     // A fetch() from a page carries its Origin (the loader's diagnosis after a refused frame);
     // an iframe navigation carries none and is checked by frame-ancestors below.
-    channel = await channelForVisitor(c.env, { embedToken: q.data.embed_token, publicKey: q.data.key }, c.req.header("origin"));
+    channel = await channelForVisitor(c.env, { embedToken: q.data.embed_token, publicKey: q.data.key }, requestOrigin(c.req.raw));
   } catch (err) {
     if (!(err instanceof ApiError)) throw err;
     if (err.code === "origin_not_allowed") {

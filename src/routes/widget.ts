@@ -5,7 +5,7 @@
 import { z } from "zod";
 import { unwrap } from "../core/errors";
 import { safeText } from "../core/message";
-import { channelForVisitor, conversationForEndUser, openForVisitor, roomFor } from "../conversation/directory";
+import { channelForVisitor, conversationForEndUser, openForVisitor, roomFor, requestOrigin } from "../conversation/directory";
 import { router } from "../http/app";
 import { parse, readJson } from "../http/body";
 import { messageView } from "./conversations";
@@ -29,7 +29,7 @@ const OpenSession = z.object({
 export const widget = router()
   .post("/session", async (c) => {
     const body = await readJson(c, OpenSession);
-    const channel = await channelForVisitor(c.env, { embedToken: body.embed_token, publicKey: body.key }, c.req.header("origin"));
+    const channel = await channelForVisitor(c.env, { embedToken: body.embed_token, publicKey: body.key }, requestOrigin(c.req.raw));
     const ref = await openForVisitor(c.env, channel, {
       external_id: body.session_id,
       identity_hash: body.identity_hash,

@@ -21,7 +21,7 @@ import { randomToken, safeEqual } from "../core/crypto";
 import type { ConversationRef } from "../core/conversation-ref";
 import { ApiError } from "../core/errors";
 import { audienceOf, type Message, type Principal } from "../core/message";
-import { channelForVisitor, conversationForAgent, conversationForEndUser, openForVisitor, roomFor } from "../conversation/directory";
+import { channelForVisitor, conversationForAgent, conversationForEndUser, openForVisitor, requestOrigin, roomFor } from "../conversation/directory";
 import type { ServerFrame } from "../conversation/protocol";
 import { agentFromHeaders, agentFromSecretKey, agentPrincipal, sameOrigin, type Agent } from "../http/auth";
 import { handleEvent } from "./events";
@@ -301,7 +301,7 @@ export class SocketIoSession extends Server<Env> {
       closed_at: null,
       ping_sent_at: null,
       next_ping_at: now + PING_INTERVAL_MS,
-      handshake: { query, origin: request.headers.get("origin"), agent: agent ? (agentInfo as Omit<Agent, "session_token">) : null, cross_site_cookie: crossSite },
+      handshake: { query, origin: requestOrigin(request) ?? null, agent: agent ? (agentInfo as Omit<Agent, "session_token">) : null, cross_site_cookie: crossSite },
     });
     await this.ctx.storage.setAlarm(now + PING_INTERVAL_MS);
   }

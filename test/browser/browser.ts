@@ -6,7 +6,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { chromium, type Browser, type BrowserContext, type Frame, type Page } from "playwright-core";
-import { baseUrl, waitFor } from "../e2e/harness";
+import { baseUrl, waitFor } from "../e2e/harness.ts";
 
 export { waitFor };
 

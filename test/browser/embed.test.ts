@@ -2,8 +2,8 @@
 // visitor id in localStorage, the postMessage bridge both ways, and a site that is not allowed.
 import type { Browser, ConsoleMessage } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { api, signupOrg, type Client } from "../e2e/harness";
-import { hostPage, hostSite, launch, messageTexts, openWidget, parleyOrigin, visitorSends, waitFor, widgetFrame, xssSentinels, type HostSite } from "./browser";
+import { api, signupOrg, type Client } from "../e2e/harness.ts";
+import { hostPage, hostSite, launch, messageTexts, openWidget, parleyOrigin, visitorSends, waitFor, widgetFrame, xssSentinels, type HostSite } from "./browser.ts";
 
 let browser: Browser;
 let site: HostSite;

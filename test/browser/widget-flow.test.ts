@@ -2,8 +2,8 @@
 // by seed 000's script tag; an agent in another browser context answers from the console.
 import type { Browser, WebSocketRoute } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { signupOrg } from "../e2e/harness";
-import { consolePage, hostPage, hostSite, launch, messageTexts, openWidget, parleyOrigin, screenshot, visitorSends, waitFor, xssSentinels, type HostSite } from "./browser";
+import { signupOrg } from "../e2e/harness.ts";
+import { consolePage, hostPage, hostSite, launch, messageTexts, openWidget, parleyOrigin, screenshot, visitorSends, waitFor, xssSentinels, type HostSite } from "./browser.ts";
 
 let browser: Browser;
 let site: HostSite;

@@ -2,8 +2,8 @@
 // text in the widget and in the console, and no script runs anywhere (window.__xss stays unset).
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { signupOrg } from "../e2e/harness";
-import { consolePage, hostPage, hostSite, launch, messageTexts, openWidget, parleyOrigin, screenshot, visitorSends, waitFor, xssSentinels, type HostSite } from "./browser";
+import { signupOrg } from "../e2e/harness.ts";
+import { consolePage, hostPage, hostSite, launch, messageTexts, openWidget, parleyOrigin, screenshot, visitorSends, waitFor, xssSentinels, type HostSite } from "./browser.ts";
 
 let browser: Browser;
 let site: HostSite;

@@ -103,6 +103,8 @@ describe("visitor identity and origins", () => {
     const o = await newOrg({ allowed_origins: ["https://shop.example"] });
     const open = (origin?: string) => call("/chat-widget/session", { body: { embed_token: o.webchat.token }, headers: origin ? { origin } : {} });
     expect((await open("https://shop.example")).status).toBe(200);
+    // Parley's own pages (the widget's iframe) are not a foreign site.
+    expect((await open("https://parley.test")).status).toBe(200);
     for (const bad of ["https://evil.test", "null", "https://shop.example.evil.test", "https://evilshop.example", "http://shop.example", "https://shop.example:8443"]) {
       const r = await open(bad);
       expect(r.status, bad).toBe(403);

@@ -65,6 +65,8 @@ describe("GET /api/customer/transcript/:id/:type", () => {
     const id = init.body.conversationId;
     const conv = await eventually(async () => (await call(`/api/conversations/${id}`, { headers: { authorization: `Bearer ${o.sk}` } })).body, "conversation");
     expect(conv.id).toBe(id);
+    expect(conv.end_user).toMatchObject({ display_name: "Jane Doe", email: "jane@example.test", phone: "+1 555 0100", attributes: { subject: "billing", url: "https://shop.example/checkout", language: "en" }, verified: false });
+    expect(conv.channel).toMatchObject({ kind: "webchat" });
     await call("/api/chat/send", { body: { apiKey: o.pk, visitorId: "+15550100", message: "My invoice is wrong (twice)" } });
     const agent = (path: string, body: unknown) => call(path, { body, headers: { authorization: `Bearer ${o.sk}` } });
     await agent(`/api/conversations/${id}/messages`, { content: "Internal: refund approved", private: true });
