@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { api, baseUrl, expectStatus } from "./harness.ts";
 import { dostiVisitor, listed, newOrg, sent, visitorId } from "./fixtures.ts";
 import { SocketPool, type Frame, type WsClient } from "./ws-client.ts";
-import { ack, agentOpts, nextEvent, open, payloads, SioPool } from "./sio.ts";
+import { ack, agentOpts, nextEvent, open, payloads, RawPolling, SioPool } from "./sio.ts";
 
 const sockets = new SocketPool();
 afterEach(sockets.closeAll);
@@ -239,5 +239,47 @@ describe("Socket.IO recovery after the session was revoked (F6)", () => {
     expect(got).toEqual([before.id]);
     expect(got).not.toContain(missed.id);
     expect(got).not.toContain(after.id);
+  });
+});
+
+describe("Socket.IO recovery with a pid that is not the client's (F5)", () => {
+  it("an unknown pid, a forged secret, or another visitor's real pid connect fresh: a new socket id, nothing replayed", async () => {
+    const o = await newOrg();
+    const alice = visitorId("alice");
+    const conversation = async (vid: string) => {
+      const raw = await RawPolling.open(`&apiKey=${o.pk}&role=visitor&visitorId=${vid}&visitorName=V`);
+      await raw.post("40");
+      const { packet } = await raw.until((p) => p.startsWith("40"));
+      return { raw, connect: JSON.parse(packet.slice(2)) as { sid: string; pid: string } };
+    };
+    const first = await conversation(alice);
+    expect(first.connect.pid).toMatch(/^[^.]+\.[^.]+$/);
+    await sent(dostiVisitor(o.pk, alice).send("hello"));
+    const conv = await listed(o.agent, "all", alice);
+    const secret = expectStatus(await o.agent.api(`/api/conversations/${conv.id}/messages`, { body: { content: "for alice only" } }), 201, "reply").json;
+    await first.raw.until((p) => p.startsWith("42") && p.includes(secret.id));
+    const [anchor] = first.connect.pid.split(".");
+
+    const attempts: [string, string, Record<string, string>][] = [
+      ["unknown pid", visitorId("x"), { pid: "nope.nope", offset: "" }],
+      ["forged secret", alice, { pid: `${anchor}.forged-secret`, offset: "" }],
+      ["another visitor's real pid", visitorId("mallory"), { pid: first.connect.pid, offset: "" }],
+    ];
+    for (const [what, vid, auth] of attempts) {
+      const raw = await RawPolling.open(`&apiKey=${o.pk}&role=visitor&visitorId=${vid}&visitorName=M`);
+      await raw.post(`40${JSON.stringify(auth)}`);
+      const { packet, before } = await raw.until((p) => p.startsWith("40") || p.startsWith("44"));
+      expect(packet.startsWith("40"), what).toBe(true);
+      const connect = JSON.parse(packet.slice(2));
+      expect(connect.sid, what).not.toBe(first.connect.sid);
+      expect(connect.pid, what).not.toBe(first.connect.pid);
+      // Nothing of alice's conversation reaches an impostor (a poll that finds it fails the test).
+      for (const p of before) expect(p.includes(secret.id) || p.includes("for alice only"), `${what}: ${p}`).toBe(false);
+      const leaked = await raw.until((p) => p.includes(secret.id) || p.includes("for alice only"), { timeoutMs: 1_500 }).then(
+        (r) => r.packet,
+        () => null,
+      );
+      expect(leaked, what).toBeNull();
+    }
   });
 });
