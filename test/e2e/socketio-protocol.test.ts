@@ -99,6 +99,17 @@ describe("retries with client_msg_id", () => {
   });
 });
 
+describe.each(Object.keys(TRANSPORTS) as TransportName[])("binary packets, %s", (transport) => {
+  it("an event carrying binary (BINARY_EVENT with an attachment) is decoded and answered; a bare binary payload is a validation error", async () => {
+    const o = await newOrg();
+    const visitor = await pool.connect(dostiVisitorOpts(o.pk, visitorId("binary"), "Bin", TRANSPORTS[transport]));
+    expect(await ack(visitor, "send_message", { type: "saas", message: "with an attachment", blob: Buffer.from([1, 2, 3]) })).toMatchObject({ ok: true, message: { seq: 1, message: "with an attachment" } });
+    expect(await ack(visitor, "send_message", Buffer.from("hello"))).toEqual({ error: { code: "validation_failed", message: expect.any(String) } });
+    expect(await ack(visitor, "send_message", { type: "saas", message: "still fine" })).toMatchObject({ ok: true, message: { seq: 2 } });
+    expect(visitor.connected).toBe(true);
+  });
+});
+
 describe("connecting", () => {
   it("refusals are connect_error with a message, quickly, and the client does not retry", async () => {
     const o = await newOrg();
