@@ -24,6 +24,8 @@ export default defineConfig({
         test: {
           name: "worker",
           include: ["test/worker/**/*.test.ts"],
+          // Generous: the runtime shares two cores with wrangler dev and the browser tests.
+          testTimeout: 20_000,
           setupFiles: ["./test/worker/setup.ts"],
         },
       },
