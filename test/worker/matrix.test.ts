@@ -54,6 +54,8 @@ interface Req {
   path: string;
   body?: unknown;
   ws?: boolean;
+  /** A Socket.IO session over Engine.IO long-polling: CONNECT, then this event with an ack. */
+  sio?: { event?: [string, unknown] };
 }
 
 interface Row {
@@ -156,6 +158,19 @@ const TABLE: Row[] = [
     expect: "401  401  401  401  101  101  101  101  403  404  404  401  401  401" },
   { route: "WS /ws/org", req: () => ({ method: "GET", ws: true, path: "/ws/org" }),
     expect: "401  401  401  401  101  101  101  101  403  101  101  401  401  401" },
+  // ---- Socket.IO (raw Engine.IO polling): CONNECT, then events with acks. 101 = connected,
+  // 401 = CONNECT_ERROR; an event's ack {ok: true} = 200, an error ack = its code's status.
+  // Visitors connect as seed 000 visitors (public key + visitorId), keys in the query, agents with
+  // their cookie; without credentials a connection is anonymous (a seed 001 end user names its
+  // external_id on each event), so dead cookies connect as nobody.
+  { route: "SIO CONNECT", req: () => ({ method: "GET", path: "", sio: {} }),
+    expect: "101  101  101  401  101  101  101  101  401  101  101  401  101  101" },
+  { route: "SIO join_queue", req: () => ({ method: "GET", path: "", sio: { event: ["join_queue", {}] } }),
+    expect: "401  401  401  401  200  200  200  200  401  200  200  401  401  401" },
+  { route: "SIO join_conversation", req: (ctx, c) => ({ method: "GET", path: "", sio: { event: ["join_conversation", { conversation_id: ctx.convA, external_id: c.visitor?.external_id }] } }),
+    expect: "401  200  404  401  200  200  200  200  401  404  404  401  401  401" },
+  { route: "SIO send_message (seed 001)", req: (ctx, c) => ({ method: "GET", path: "", sio: { event: ["send_message", { conversation_id: ctx.convA, content: "over socket.io", content_type: "text", external_id: c.visitor?.external_id }] } }),
+    expect: "401  200  404  401  200  200  200  200  401  404  404  401  401  401" },
 ];
 
 /** What org A's conversation holds, which no one else may ever read. */
@@ -174,7 +189,50 @@ async function addAgent(o: Org, role: "agent" | "admin") {
   return { email, user: r.body, headers: await login(email, "agent password"), fresh: () => login(email, "agent password") };
 }
 
-async function send(req: Req, headers: Headers_): Promise<Res> {
+const STATUS_OF: Record<string, number> = { unauthorized: 401, forbidden: 403, not_found: 404, validation_failed: 400, conflict: 409, rate_limited: 429 };
+
+/** A Socket.IO session over raw Engine.IO polling, as one request/answer for the table. */
+async function sioCall(req: Req, caller: Caller, headers: Headers_): Promise<Res> {
+  const query = caller.visitor
+    ? `&apiKey=${encodeURIComponent(caller.visitor.pk)}&role=visitor&visitorId=${encodeURIComponent(caller.visitor.external_id)}`
+    : headers.authorization?.startsWith("Bearer sk_")
+      ? `&apiKey=${encodeURIComponent(headers.authorization.slice(7))}`
+      : "";
+  const h: Headers_ = { ...headers };
+  delete h.authorization;
+  delete h["x-csrftoken"];
+  const engine = async (sid: string | null, body?: string) => {
+    const url = `${BASE}/socket.io/?EIO=4&transport=polling${sid ? `&sid=${sid}` : query}`;
+    const res = await exports.default.fetch(new Request(url, { method: body === undefined ? "GET" : "POST", headers: { ...h, ...(body === undefined ? {} : { "content-type": "text/plain;charset=UTF-8" }) }, body }));
+    return { status: res.status, text: await res.text() };
+  };
+  const hs = await engine(null);
+  if (hs.status !== 200 || !hs.text.startsWith("0")) return { status: hs.status, body: { engine: hs.text }, headers: new Headers() };
+  const sid = JSON.parse(hs.text.slice(1)).sid as string;
+  const take = async (pred: (p: string) => boolean) => {
+    for (let i = 0; i < 5; i++) {
+      const got = await engine(sid);
+      const hit = got.text.split("\x1e").find(pred);
+      if (hit) return hit;
+    }
+    throw new Error(`socket.io: no matching packet for ${req.sio?.event?.[0] ?? "CONNECT"}`);
+  };
+  try {
+    await engine(sid, "40");
+    const connect = await take((p) => p.startsWith("40") || p.startsWith("44"));
+    if (connect.startsWith("44")) return { status: 401, body: { error: { code: "unauthorized", retryable: false, ...JSON.parse(connect.slice(2)) } }, headers: new Headers() };
+    if (!req.sio?.event) return { status: 101, body: JSON.parse(connect.slice(2)), headers: new Headers() };
+    await engine(sid, `421${JSON.stringify(req.sio.event)}`);
+    const ack = JSON.parse((await take((p) => p.startsWith("431"))).slice(3))[0];
+    if (ack?.ok === true) return { status: 200, body: ack, headers: new Headers() };
+    return { status: STATUS_OF[ack?.error?.code] ?? 500, body: { error: { retryable: false, ...ack?.error } }, headers: new Headers() };
+  } finally {
+    await engine(sid, "1"); // Engine.IO close
+  }
+}
+
+async function send(req: Req, headers: Headers_, caller?: Caller): Promise<Res> {
+  if (req.sio) return sioCall(req, caller!, headers);
   if (!req.ws) return call(req.path, { method: req.method, body: req.body, headers });
   const res = await exports.default.fetch(new Request(BASE + req.path, { headers: { upgrade: "websocket", ...headers } }));
   if (!res.webSocket) {
@@ -297,7 +355,7 @@ describe("authorization matrix", () => {
         const caller = callers[col];
         const headers = row.fresh && caller.fresh ? await caller.fresh() : caller.headers;
         const req = await row.req(ctx, caller);
-        const res = await send(req, headers);
+        const res = await send(req, headers, caller);
         statuses.push(res.status);
         const where = `${row.route} as ${caller.name}`;
         if (res.status !== expected[i]) problems.push(`${where}: expected ${expected[i]}, got ${res.status} ${JSON.stringify(res.body)}`);
