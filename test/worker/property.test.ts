@@ -418,6 +418,77 @@ describe("every REST query and path parameter", () => {
   }, LONG);
 });
 
+// ---- Socket.IO events of every dialect ------------------------------------------------------
+
+describe("every Socket.IO event of every dialect (raw Engine.IO polling)", () => {
+  const EVENTS = [
+    "send_message", "typing", "stop_typing", "join_conversation", "leave_conversation", "claim_conversation", "join_queue", "join_org_presence",
+    "user_typing", "mark_read", "registerConnector", "customerMessage", "joinConversation", "sendMessage", "endConversation",
+    "nope", "__proto__", "constructor", "toString", "hasOwnProperty", "", "x".repeat(300),
+  ];
+
+  /** One Socket.IO session over polling; every answer must be an Engine.IO payload, never an HTTP error. */
+  async function session(query: string, headers: Record<string, string>) {
+    const engine = async (sid: string | null, body?: string) => {
+      const url = `${BASE}/socket.io/?EIO=4&transport=polling${sid ? `&sid=${sid}` : query}`;
+      const res = await bounded(exports.default.fetch(new Request(url, { method: body === undefined ? "GET" : "POST", headers: { ...headers, ...(body === undefined ? {} : { "content-type": "text/plain;charset=UTF-8" }) }, body })), `socket.io ${body?.slice(0, 100) ?? "GET"}`);
+      const text = await res.text();
+      if (res.status !== 200) throw new Error(`socket.io ${body?.slice(0, 200) ?? "GET"}: HTTP ${res.status} ${text.slice(0, 200)}`);
+      return text;
+    };
+    const sid = JSON.parse((await engine(null)).slice(1)).sid as string;
+    let pending: string[] = [];
+    const take = async (pred: (p: string) => boolean, what: string) => {
+      for (let i = 0; i < 20; i++) {
+        const hit = pending.findIndex(pred);
+        if (hit >= 0) return pending.splice(hit, 1)[0]!;
+        pending.push(...(await engine(sid)).split("\x1e"));
+      }
+      throw new Error(`socket.io: no ${what}; got ${JSON.stringify(pending).slice(0, 500)}`);
+    };
+    await engine(sid, "40");
+    const connect = await take((p) => p.startsWith("40") || p.startsWith("44"), "CONNECT answer");
+    if (!connect.startsWith("40")) throw new Error(`refused: ${connect}`);
+    let n = 0;
+    return {
+      async emit(event: string, payload: unknown) {
+        const id = ++n;
+        await engine(sid, `42${id}${JSON.stringify([event, payload])}`);
+        const ack = JSON.parse((await take((p) => p.startsWith(`43${id}[`), `ack ${id} for ${event}`)).slice(`43${id}`.length))[0];
+        pending = pending.filter((p) => !p.startsWith("2")); // heartbeats, if any
+        return ack;
+      },
+      close: () => engine(sid, "1"),
+    };
+  }
+
+  const payloadArb = (conversationId: string) =>
+    fc.oneof(
+      nastyValue,
+      bodyFor({ conversation_id: conversationId, content: "hi", content_type: "text", external_id: "alice", message: "hi", type: "saas", message_ids: [], typing: true }),
+      bodyFor({ conversationId, participantId: "alice", message: { text: "hi", tag: "whisper" } }),
+    );
+
+  for (const who of ["a seed 000 visitor", "an agent", "an anonymous connection"] as const) {
+    it(`as ${who}: every event answers an ack (ok, or an error with a known code) and the session lives on`, async () => {
+      const query = who === "a seed 000 visitor" ? `&apiKey=${o.pk}&role=visitor&visitorId=sio-fuzz` : "";
+      const s = await session(query, who === "an agent" ? { cookie: o.cookie } : {});
+      const codes = new Set<string>();
+      await run(fc.tuple(fc.constantFrom(...EVENTS), payloadArb(convA)), async ([event, payload]: [string, unknown]) => {
+        const ack = await s.emit(event, payload);
+        if (ack?.ok === true || (ack && typeof ack === "object" && !("error" in ack))) return void codes.add("ok");
+        const code = ack?.error?.code;
+        if (typeof code !== "string" || !(code in ERRORS) || code === "internal") throw new Error(`${event} ${JSON.stringify(payload).slice(0, 200)}: ack ${JSON.stringify(ack).slice(0, 300)}`);
+        codes.add(code);
+      });
+      // The session is still there and answers.
+      expect(await s.emit("nope", {})).toMatchObject({ error: { code: "unknown_event" } });
+      await s.close();
+      expect([...codes]).toEqual(expect.arrayContaining([...(who === "an anonymous connection" ? [] : ["ok"]), "unknown_event", "validation_failed"]));
+    }, LONG);
+  }
+});
+
 // ---- native WebSocket frames --------------------------------------------------------------
 
 describe("every native WebSocket frame", () => {
