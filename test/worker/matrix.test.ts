@@ -425,6 +425,44 @@ describe("authorization matrix", () => {
   });
 });
 
+describe("visitor identity (S4)", () => {
+  it("a client-sent verified flag, an email alone, a blank or foreign hash never identify; an unverified caller never renames a verified end user", async () => {
+    const { hmacSha256Hex } = await import("../../src/core/crypto");
+    // Verification required: nothing but the right hash for the id opens the customer's thread.
+    const strict = await newOrg({ require_identity: true });
+    const secret = strict.webchat.identity_secret as string;
+    const good = await hmacSha256Hex(secret, "42");
+    const opened = await call("/chat-widget/session", { body: { embed_token: strict.webchat.token, session_id: "42", identity_hash: good, customer_name: "Carol", email: "c@example.test" } });
+    expect(opened.status).toBe(200);
+    for (const [what, body] of [
+      ["no hash", { session_id: "42" }],
+      ["an empty hash", { session_id: "42", identity_hash: "" }],
+      ["the hash of another id", { session_id: "42", identity_hash: await hmacSha256Hex(secret, "43") }],
+      ["an upper-cased hash of another id", { session_id: "42", identity_hash: (await hmacSha256Hex(secret, "43")).toUpperCase() }],
+      ["the customer's email alone", { email: "c@example.test" }],
+      ["a client-sent verified flag", { session_id: "42", verified: true, hmac_verified: true }],
+    ] as const) {
+      const r = await call("/chat-widget/session", { body: { embed_token: strict.webchat.token, ...body } });
+      expect([what, r.status, r.body.error?.code]).toEqual([what, 401, "identity_required"]);
+    }
+    for (const path of [`/ws/visitor?embed_token=${strict.webchat.token}&external_id=42`, `/ws/visitor?embed_token=${strict.webchat.token}&external_id=42&identity_hash=${"0".repeat(64)}`]) {
+      expect((await send({ method: "GET", ws: true, path }, {})).status).toBe(401);
+    }
+    expect((await call(`/chat-widget/history/${opened.body.conversation_id}?external_id=42`)).status).toBe(404);
+    expect((await call(`/chat-widget/history/${opened.body.conversation_id}?external_id=42&identity_hash=${good}`)).status).toBe(200);
+
+    // Verification optional: a verified end user keeps its name whatever unverified callers send.
+    const loose = await newOrg();
+    const looseSecret = loose.webchat.identity_secret as string;
+    const hash = await hmacSha256Hex(looseSecret, "vip");
+    expect((await call("/chat-widget/session", { body: { embed_token: loose.webchat.token, session_id: "vip", identity_hash: hash, customer_name: "Real Name" } })).status).toBe(200);
+    await call("/chat-widget/session", { body: { embed_token: loose.webchat.token, session_id: "vip", customer_name: "Impostor", verified: true } });
+    await call("/api/chat/send", { body: { apiKey: loose.pk, visitorId: "vip", visitorName: "Impostor", message: "hi" } });
+    const row = await env.DB.prepare("SELECT display_name, verified FROM end_users WHERE external_id = 'vip' AND org_id = ?").bind(loose.org.id).first<{ display_name: string; verified: number }>();
+    expect(row).toEqual({ display_name: "Real Name", verified: 1 });
+  });
+});
+
 describe("browser rules", () => {
   it("every cookie state change needs the session's CSRF token and same-origin; nothing changes without them", async () => {
     const owner = callers.owner.headers;
