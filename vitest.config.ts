@@ -18,7 +18,8 @@ export default defineConfig({
         plugins: [
           cloudflareTest({
             wrangler: { configPath: "./wrangler.toml" },
-            miniflare: { bindings: { TEST_MIGRATIONS: migrations } },
+            // Webhooks: loopback receivers allowed; retries without delay (backoff base 0 s).
+            miniflare: { bindings: { TEST_MIGRATIONS: migrations, ALLOW_LOCAL_WEBHOOKS: "true", WEBHOOK_BACKOFF_BASE_SECONDS: "0" } },
           }),
         ],
         test: {

@@ -26,12 +26,14 @@ import { conversations } from "./routes/conversations";
 import { integrations } from "./routes/integrations";
 import { pushDevices, pushIntegrations } from "./routes/push";
 import { sockets } from "./routes/sockets";
+import { webhooks } from "./routes/webhooks";
 import { widget } from "./routes/widget";
 import { widgetPage } from "./routes/widget-page";
 import { socketIoRequest } from "./socketio/route";
 import { routing } from "./routing/routes";
 import { connectors } from "./routes/connectors";
 import { agentUploads, fileDownloads, uploadTarget, visitorUploads } from "./uploads/routes";
+import { queue } from "./webhooks/consumer";
 
 export { ConversationRoom } from "./conversation/room";
 export { OrgHub } from "./org/hub";
@@ -62,6 +64,7 @@ const app = new Hono<AppEnv>({ strict: false })
   .route("/api/integrations", integrations)
   .route("/api/conversations", agentUploads)
   .route("/api/conversations", conversations)
+  .route("/api/webhooks", webhooks)
   .route("/api/chat", dostiRest)
   .route("/api/customer", customerChannel)
   .route("/api/routing", routing)
@@ -76,4 +79,5 @@ const app = new Hono<AppEnv>({ strict: false })
   .route("/ws", sockets)
   .all("/socket.io/*", (c) => socketIoRequest(c.req.raw, c.env));
 
-export default app;
+// `queue`: webhook delivery (src/webhooks/consumer.ts), for both webhook queues in wrangler.toml.
+export default { fetch: app.fetch, queue } satisfies ExportedHandler<Env>;

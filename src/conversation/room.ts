@@ -40,6 +40,7 @@ import { database, schema } from "../db/client";
 import { chatMessage } from "../socketio/dialects";
 import { botTurn, loadBot } from "../bots/runtime";
 import type { HubEvent, QueueStatus } from "../org/hub";
+import { emitWebhookEvents } from "../webhooks/events";
 import { RateLimiter } from "./rate-limit";
 import { endUserLive } from "../push/presence";
 import { pushIfOffline } from "../push/send";
@@ -681,6 +682,7 @@ export class ConversationRoom extends Server<Env> {
   /** Queue events for the org's agents. Live notifications only: D1 stays the inbox's truth. */
   private publish(event: HubEvent) {
     this.ctx.waitUntil(this.hub().publish(event).catch((err: unknown) => logError("conversation.publish", err)));
+    emitWebhookEvents(this.env, this.ctx, event, { ref: this.ref(), message: (seq) => this.log.after(seq - 1, 1, "staff")[0] ?? null, session: (id) => (id ? this.sessions.find(id) : this.sessions.latest()) });
   }
 
   /** Registers this room for account-status changes and returns the current status. */
