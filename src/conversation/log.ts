@@ -149,7 +149,7 @@ export class MessageLog {
   statuses(ids: string[]): { id: string; status: DeliveryStatus; sender_type: SenderType }[] {
     if (ids.length === 0) return [];
     return this.sql
-      .exec<{ id: string; status: string; sender_type: string }>(`SELECT id, status, sender_type FROM messages WHERE id IN (${ids.map(() => "?").join(",")})`, ...ids)
+      .exec<{ id: string; status: string; sender_type: string }>("SELECT id, status, sender_type FROM messages WHERE id IN (SELECT value FROM json_each(?))", JSON.stringify(ids))
       .toArray() as { id: string; status: DeliveryStatus; sender_type: SenderType }[];
   }
 
@@ -170,8 +170,8 @@ export class MessageLog {
   /** The highest seq among these message ids (0 when none is known). */
   maxSeqOf(ids: string[]): number {
     if (ids.length === 0) return 0;
-    const marks = ids.map(() => "?").join(",");
-    return this.sql.exec<{ s: number | null }>(`SELECT MAX(seq) AS s FROM messages WHERE id IN (${marks})`, ...ids).one().s ?? 0;
+    // One bound value (a JSON array), whatever the count: SQLite allows 100 per statement here.
+    return this.sql.exec<{ s: number | null }>("SELECT MAX(seq) AS s FROM messages WHERE id IN (SELECT value FROM json_each(?))", JSON.stringify(ids)).one().s ?? 0;
   }
 
   /** Marks the other side's messages up to `seq` as READ; returns how many changed. */

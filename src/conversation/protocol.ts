@@ -42,7 +42,7 @@ export type ServerFrame =
   | { type: "ack"; client_msg_id: string | null; id: string; seq: number; duplicate: boolean }
   | { type: "typing"; sender_type: SenderType; sender_id: string; sender_name: string | null; typing: boolean }
   | { type: "read"; reader_type: SenderType; reader_id: string; seq: number }
-  | { type: "session"; session: Session }
+  | { type: "session"; session: Session; /** the agent it was just assigned to */ agent?: Principal }
   | { type: "presence"; account_status: "online" | "offline" }
   | { type: "pong" }
   | { type: "joined"; participant: Principal }

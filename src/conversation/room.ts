@@ -320,7 +320,7 @@ export class ConversationRoom extends Server<Env> {
     if (open.assigned_agent_id) return fail("already_assigned", "another agent has claimed this conversation");
     // Claiming a conversation a bot is handling takes it over.
     const session = this.sessions.update(open.id, { status: "open", assigned_agent_id: agent.id, assigned_at: new Date().toISOString() });
-    this.afterSessionChange(session, { type: "conversation_assigned", conversation_id: ref.id, assigned_to: agent.id, agent_name: agent.name });
+    this.afterSessionChange(session, { type: "conversation_assigned", conversation_id: ref.id, assigned_to: agent.id, agent_name: agent.name }, agent);
     this.ctx.waitUntil(this.hub().assignedNotice(session.id, ref.id, agent.id).catch((err: unknown) => logError("room.assignedNotice", err)));
     return { ok: true, session };
   }
@@ -649,8 +649,8 @@ export class ConversationRoom extends Server<Env> {
     );
   }
 
-  private afterSessionChange(session: Session, event: HubEvent | null) {
-    this.emit({ type: "session", session });
+  private afterSessionChange(session: Session, event: HubEvent | null, agent?: Principal) {
+    this.emit(agent ? { type: "session", session, agent } : { type: "session", session });
     this.scheduleAlarm(Date.now());
     if (event) this.publish(event);
   }

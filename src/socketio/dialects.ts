@@ -67,12 +67,21 @@ export const chatMessage = (msg: Message) => ({
   to: [],
   text: msg.content,
   ...(msg.private ? { tag: "whisper" } : {}),
-  attachments:
-    msg.content_type === "image" || msg.content_type === "file"
-      ? [{ type: (msg.rich_media as { mime_type?: string }).mime_type ?? msg.content_type, name: (msg.rich_media as { filename?: string }).filename ?? "", contentUrl: (msg.rich_media as { url: string }).url }]
-      : [],
+  attachments: msg.content_type === "image" || msg.content_type === "file" ? [attachmentOf(msg)] : [],
   timestamp: msg.created_at,
 });
+
+const IMAGE_TYPES: Record<string, string> = { png: "image/png", jpg: "image/jpeg", jpeg: "image/jpeg", gif: "image/gif", webp: "image/webp" };
+
+/** Seed 002's Attachment for an image or file message (an image's type from its name, when known). */
+function attachmentOf(msg: Message) {
+  const media = msg.rich_media as { url: string; mime_type?: string; filename?: string; alt?: string };
+  // An image's alt text is its name only when it looks like a file name (seed 002 sends names).
+  const name = media.filename ?? (media.alt && /\.[a-z0-9]{2,5}$/i.test(media.alt) ? media.alt : "");
+  const ext = (name || new URL(media.url).pathname).split(".").pop()?.toLowerCase() ?? "";
+  const type = media.mime_type ?? (msg.content_type === "image" ? (IMAGE_TYPES[ext] ?? "image") : "application/octet-stream");
+  return { type, name, contentUrl: media.url };
+}
 
 export const activity = (conversationId: string, activityType: string, from: { id: string; name: string | null }, info: Record<string, unknown> = {}) => ({
   conversationId,
@@ -116,8 +125,9 @@ export function renderFrame(m: Membership, frame: ServerFrame): Emission[] {
     case "session": {
       const out: Emission[] = [];
       const assigned = frame.session.assigned_agent_id;
-      if (assigned && assigned !== m.assigned && m.dialect === "dosti") out.push(["agent_joined", { agentId: assigned, agentName: null }]);
-      if (assigned && assigned !== m.assigned && m.dialect === "channel") out.push(["messageArrived", activity(conversation_id, "participantAdded", { id: assigned, name: null })]);
+      const agentName = frame.agent?.id === assigned ? frame.agent.name : null;
+      if (assigned && assigned !== m.assigned && m.dialect === "dosti") out.push(["agent_joined", { agentId: assigned, agentName }]);
+      if (assigned && assigned !== m.assigned && m.dialect === "channel") out.push(["messageArrived", activity(conversation_id, "participantAdded", { id: assigned, name: agentName })]);
       m.assigned = assigned;
       if (frame.session.status === "resolved" && m.dialect === "channel") {
         out.push(["messageArrived", activity(conversation_id, "endOfConversation", { id: "system", name: "system" }, { session_id: frame.session.id })]);

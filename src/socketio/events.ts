@@ -91,14 +91,17 @@ const handlers: Record<string, Handler> = {
   },
   async leave_conversation({ s }, payload) {
     const p = ConversationOnly.parse(payload);
-    return { ok: await s.leave(p.conversation_id) };
+    await s.leave(p.conversation_id); // leaving a room one is not in is fine too
+    return { ok: true };
   },
   async claim_conversation({ s, env }, payload) {
     const p = ConversationOnly.parse(payload);
     requireAgent(s);
-    const m = await membershipFor(s, p.conversation_id, "chatbot");
-    const { session } = unwrap(await roomFor(env, m.ref).assign(m.ref, m.principal));
-    return { ok: true, conversation_id: m.ref.id, assigned_agent_id: session.assigned_agent_id, assigned_at: session.assigned_at };
+    // Claim first, join after: a refused claim (already_assigned) must not join the room.
+    const { ref, principal } = await s.resolveConversation(p.conversation_id, undefined);
+    const { session } = unwrap(await roomFor(env, ref).assign(ref, principal));
+    await s.join(ref, principal, s.membership(ref.id)?.dialect ?? "chatbot", null);
+    return { ok: true, conversation_id: ref.id, assigned_agent_id: session.assigned_agent_id, assigned_at: session.assigned_at };
   },
   async join_queue({ s }) {
     requireAgent(s);
@@ -159,10 +162,37 @@ const handlers: Record<string, Handler> = {
     s.emit("messageArrived", activity(m.ref.id, "greetings", { id: "system", name: "system" }, { text: "Welcome! An agent will be with you shortly." }));
     return { ok: true, conversationId: m.ref.id };
   },
+  /**
+   * Seed 002's sendMessage: a ChatMessage (text, optional attachments, whisper tag) is stored;
+   * an ActivityMessage carries typing (stored nothing) or another activity (acknowledged only).
+   */
   async sendMessage(c, payload) {
-    const p = z.looseObject({ conversationId: id, type: z.literal("ChatMessage").default("ChatMessage"), text: z.string(), tag: z.enum(["whisper", ""]).optional(), from: z.looseObject({ id: id.optional() }).optional() }).parse(payload);
+    const p = z
+      .looseObject({
+        conversationId: id,
+        type: z.enum(["ChatMessage", "ActivityMessage"]).default("ChatMessage"),
+        text: z.string().default(""),
+        tag: z.enum(["whisper", ""]).optional(),
+        from: z.looseObject({ id: id.optional() }).optional(),
+        activityType: z.string().max(50).optional(),
+        attachments: z.array(z.looseObject({ type: z.string().max(255).optional(), name: z.string().max(255).optional(), contentUrl: z.string().max(2048) })).max(1).default([]),
+      })
+      .parse(payload);
     const m = await membershipFor(c.s, p.conversationId, "channel", agentOf(c) ?? p.from?.id);
-    const msg = await send(c, m, { content: p.text, private: p.tag === "whisper", client_msg_id: typeof p.id === "string" ? p.id : undefined });
+    if (p.type === "ActivityMessage") {
+      if (p.activityType === "typing") {
+        const info = z.looseObject({ typing: z.boolean().default(true) }).catch({ typing: true }).parse((payload as { info?: unknown }).info ?? {});
+        unwrap(await roomFor(c.env, m.ref).setTyping(m.ref, m.principal, info.typing));
+      }
+      return { ok: true, stored: false };
+    }
+    const file = p.attachments[0];
+    const media = file
+      ? (file.type ?? "").startsWith("image/")
+        ? { content_type: "image", rich_media: { url: file.contentUrl, ...(file.name ? { alt: file.name } : {}) } }
+        : { content_type: "file", rich_media: { url: file.contentUrl, filename: file.name || "file", ...(file.type ? { mime_type: file.type } : {}) } }
+      : {};
+    const msg = await send(c, m, { content: p.text || (file?.name ?? ""), ...media, private: p.tag === "whisper", client_msg_id: typeof p.id === "string" ? p.id : undefined });
     return { ok: true, message: chatMessage(msg) };
   },
   async endConversation(c, payload) {
@@ -189,8 +219,9 @@ export async function handleEvent(s: SocketIoSession, env: Env, event: string, p
         : err instanceof z.ZodError
           ? { code: "validation_failed", message: `${err.issues[0]?.path.join(".") || "payload"}: ${err.issues[0]?.message}` }
           : null;
-    if (!e) throw err;
-    s.emit("error", { message: e.message, code: e.code, event });
-    return { error: e };
+    const answer = e ?? { code: "internal", message: "internal error" };
+    if (!e) console.error(JSON.stringify({ at: "socketio.event", event: event.slice(0, 100), error: String(err) }));
+    s.emit("error", { message: answer.message, code: answer.code, event });
+    return { error: answer };
   }
 }

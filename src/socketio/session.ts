@@ -79,6 +79,12 @@ interface SocketState {
 
 type WsRole = "main" | "probe";
 
+/** Who asks to recover a session (re-authenticated on the new connection). */
+interface Claimant {
+  principal: Principal | null;
+  org_id: string | null;
+}
+
 interface PendingAck {
   channel: string;
   outbox_id: number;
@@ -203,8 +209,9 @@ export class SocketIoSession extends Server<Env> {
       case "pong": {
         const st = this.engine();
         if (st?.ping_sent_at) {
-          this.saveEngine({ ...st, ping_sent_at: null, next_ping_at: st.ping_sent_at + PING_INTERVAL_MS });
-          await this.ctx.storage.setAlarm(st.ping_sent_at + PING_INTERVAL_MS);
+          const next = { ...st, ping_sent_at: null, next_ping_at: st.ping_sent_at + PING_INTERVAL_MS };
+          this.saveEngine(next);
+          await this.ctx.storage.setAlarm(this.nextDeadline(next));
         }
         return true;
       }
@@ -238,9 +245,15 @@ export class SocketIoSession extends Server<Env> {
     if (st.ping_sent_at === null && now >= st.next_ping_at) {
       this.saveEngine({ ...st, ping_sent_at: now });
       this.sendPackets([{ type: "ping" }]);
-      return void (await this.ctx.storage.setAlarm(now + PING_TIMEOUT_MS));
+      return void (await this.ctx.storage.setAlarm(this.nextDeadline({ ...st, ping_sent_at: now })));
     }
-    await this.ctx.storage.setAlarm(st.ping_sent_at !== null ? st.ping_sent_at + PING_TIMEOUT_MS : st.next_ping_at);
+    await this.ctx.storage.setAlarm(this.nextDeadline(st));
+  }
+
+  /** The one alarm of an open session: the next ping, a pong's deadline, or the CONNECT deadline. */
+  private nextDeadline(st: EngineState): number {
+    const heartbeat = st.ping_sent_at !== null ? st.ping_sent_at + PING_TIMEOUT_MS : st.next_ping_at;
+    return this.socket() ? heartbeat : Math.min(heartbeat, st.created_at + CONNECT_TIMEOUT_MS);
   }
 
   /** The recovery window passed: drop this session's state, keeping only what a live pid needs. */
@@ -271,9 +284,14 @@ export class SocketIoSession extends Server<Env> {
     if (this.pendingGet) this.flushPoll(this.takeOutbox());
   }
 
+  /**
+   * Answers the pending GET with these packets, or keeps them for the next one. The noop after an
+   * upgrade probe must reach a GET even when none is waiting yet: the client pauses polling until
+   * it gets it, before it sends the upgrade packet.
+   */
   private flushPoll(packets: Packet[]) {
     const resolve = this.pendingGet;
-    if (!resolve) return void this.outbox.unshift(...packets.filter((p) => p.type !== "noop"));
+    if (!resolve) return void this.outbox.unshift(...packets);
     this.pendingGet = null;
     resolve(this.pollResponse(packets));
   }
@@ -303,7 +321,7 @@ export class SocketIoSession extends Server<Env> {
       next_ping_at: now + PING_INTERVAL_MS,
       handshake: { query, origin: requestOrigin(request) ?? null, agent: agent ? (agentInfo as Omit<Agent, "session_token">) : null, cross_site_cookie: crossSite },
     });
-    await this.ctx.storage.setAlarm(now + PING_INTERVAL_MS);
+    await this.ctx.storage.setAlarm(Math.min(now + PING_INTERVAL_MS, now + CONNECT_TIMEOUT_MS));
   }
 
   private async closeEngine(reason: string) {
@@ -372,7 +390,10 @@ export class SocketIoSession extends Server<Env> {
   private async onConnectPacket(auth: unknown) {
     if (this.socket()) return; // one namespace, one socket per session
     const authData = z.record(z.string(), z.unknown()).catch({}).parse(auth ?? {});
-    const identity = await this.authenticate(authData);
+    const identity = await this.authenticate(authData).catch((err: unknown) => {
+      logError("socketio.connect", err);
+      return { error: "internal error" };
+    });
     if ("error" in identity) {
       this.sendSio({ type: PacketType.CONNECT_ERROR, nsp: "/", data: { message: identity.error } });
       return;
@@ -444,7 +465,7 @@ export class SocketIoSession extends Server<Env> {
     const [anchor] = auth.pid.split(".");
     if (!anchor || anchor === this.name) return null;
     const handover = await this.env.SOCKETIO.getByName(anchor)
-      .handover(auth.pid, this.name)
+      .handover(auth.pid, this.name, { principal: fresh.principal, org_id: fresh.org_id })
       .catch((err: unknown) => (logError("socketio.handover", err), null));
     if (!handover) return null;
     const same = (a: Principal | null, b: Principal | null) => a?.type === b?.type && a?.id === b?.id;
@@ -460,11 +481,11 @@ export class SocketIoSession extends Server<Env> {
    * records the new holder. The pid stays the same for the client's lifetime, as Socket.IO
    * clients expect.
    */
-  async handover(pid: string, newHolder: string): Promise<Handover | null> {
+  async handover(pid: string, newHolder: string, claimant: Claimant): Promise<Handover | null> {
     const socket = this.socket();
     if (!socket || !safeEqual(pid, socket.pid)) return null;
     const current = this.ctx.storage.kv.get<string>("pid_holder") ?? this.name;
-    const state = current === this.name ? await this.release() : await this.env.SOCKETIO.getByName(current).release();
+    const state = current === this.name ? await this.release(claimant) : await this.env.SOCKETIO.getByName(current).release(claimant);
     if (!state) return null;
     this.ctx.storage.kv.put("pid_holder", newHolder);
     return state;
@@ -474,10 +495,12 @@ export class SocketIoSession extends Server<Env> {
    * RPC from the anchor: hand this session's state over, once. A session the server still
    * thinks open (the client noticed the drop first) is closed.
    */
-  async release(): Promise<Handover | null> {
+  async release(claimant: Claimant): Promise<Handover | null> {
     const socket = this.socket();
     const st = this.engine();
     if (!socket || !st || socket.disconnected || socket.recovered_by) return null;
+    // Authentication ran again for the new connection: only the same principal may take over.
+    if (socket.principal?.type !== claimant.principal?.type || socket.principal?.id !== claimant.principal?.id || socket.org_id !== claimant.org_id) return null;
     if (st.status === "closed" && Date.now() > (st.closed_at ?? 0) + RECOVERY_WINDOW_MS) return null;
     if (st.status === "open") await this.closeEngine("replaced by a recovered connection");
     this.saveSocket({ ...socket, recovered_by: "next" });

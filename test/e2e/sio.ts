@@ -208,8 +208,9 @@ export class SioPool {
 
 // ---- Connection options for the seeds' clients ------------------------------------------------
 
-/** Transports: HTTP long-polling only, WebSocket only. (The stock default, polling then upgrade, is `{}`.) */
+/** Transports: the stock default (polling, then the upgrade to WebSocket), polling only, WebSocket only. */
 export const TRANSPORTS = {
+  "polling then upgrade": {} as SioOptions,
   "polling only": { transports: ["polling"] } as SioOptions,
   "websocket only": { transports: ["websocket"] } as SioOptions,
 };

@@ -4,7 +4,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { newOrg, visitorId } from "./fixtures.ts";
 import { waitFor } from "./harness.ts";
-import { ack, agentOpts, dostiVisitorOpts, nextEvent, nextEventArgs, seen, SioPool, TRANSPORTS, type TransportName } from "./sio.ts";
+import { ack, agentOpts, dostiVisitorOpts, nextEvent, nextEventArgs, seen, SioPool, TRANSPORTS, type TransportName, until } from "./sio.ts";
 
 const pool = new SioPool();
 afterEach(pool.closeAll);
@@ -19,6 +19,10 @@ describe.each(Object.keys(TRANSPORTS) as TransportName[])("seed 000 visitor and 
     expect(await ack(agent, "join_queue")).toEqual({ ok: true });
 
     const visitor = await pool.connect(dostiVisitorOpts(o.pk, vid, "JohnDoe", t));
+    // The stock default starts on polling and upgrades to WebSocket within moments.
+    if (transport === "polling then upgrade") {
+      for (const sock of [visitor, agent]) await until(sock, () => sock.io.engine.transport.name === "websocket", 5_000, "the upgrade to WebSocket");
+    }
     expect([visitor.io.engine.transport.name, agent.io.engine.transport.name]).toEqual(transport === "polling only" ? ["polling", "polling"] : ["websocket", "websocket"]);
 
     // The seed's payload, as the Android/iOS examples emit it (an ack is optional; Parley answers it).
