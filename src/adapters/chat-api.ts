@@ -27,6 +27,9 @@ import { database, schema } from "../db/client";
 import { router } from "../http/app";
 import { requireAgent } from "../http/auth";
 import { MAX_BODY_BYTES, parse, readJson } from "../http/body";
+import { queueChatApiWebhook } from "./chat-api-webhook";
+import { allowLocalWebhooks, checkWebhookUrl } from "../webhooks/url";
+import { newSecret } from "../webhooks/signature";
 
 const MAX_EVENTS = 250;
 const EVENTS_WAIT_MS = 25_000;
@@ -41,11 +44,14 @@ export const chatApiIntegration = router()
       c,
       z.object({
         name: safeText(200).pipe(z.string().trim().min(1)),
-        webhook_url: z.string().max(2048).refine((u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol), { message: "must be an http(s) URL" }).optional(),
+        webhook_url: z.string().max(2048).optional(),
         disable_text_input_with_buttons: z.boolean().default(false),
       }),
     );
     const org = c.get("agent").org_id;
+    // The same rules as any webhook endpoint (https, no private or loopback addresses).
+    const hook = body.webhook_url === undefined ? null : checkWebhookUrl(body.webhook_url, allowLocalWebhooks(c.env));
+    if (hook && !hook.ok) throw new ApiError("validation_failed", `webhook_url: ${hook.reason}`);
     const channel = {
       id: crypto.randomUUID(),
       org_id: org,
@@ -60,7 +66,7 @@ export const chatApiIntegration = router()
       db.insert(schema.channels).values(channel),
       db.insert(schema.embedTokens).values({ id: crypto.randomUUID(), org_id: org, channel_id: channel.id, token_hash: await sha256Hex(token) }),
       ...(body.webhook_url
-        ? [db.insert(schema.webhooks).values({ id: crypto.randomUUID(), org_id: org, channel_id: channel.id, url: body.webhook_url, secret: `whsec_${randomToken(24)}`, events: JSON.stringify(["chat_api.reply"]) })]
+        ? [db.insert(schema.webhooks).values({ id: crypto.randomUUID(), org_id: org, channel_id: channel.id, url: body.webhook_url, secret: newSecret(), events: JSON.stringify(["chat_api.reply"]) })]
         : []),
     ]);
     return c.json({ id: channel.id, channel_id: channel.id, token }, 201);
@@ -86,7 +92,7 @@ async function clientConversation(c: Context, id: string) {
 }
 
 /** Seed 004's reply objects for one stored message. */
-function replyObjects(m: Message): Record<string, unknown>[] {
+export function replyObjects(m: Message): Record<string, unknown>[] {
   const media = m.rich_media as Record<string, any> | null;
   const buttons = (list: { label: string; value: string }[]) => ({ type: "buttons", buttons: list.map((b) => ({ text: b.label, value: b.value })) });
   switch (m.content_type) {
@@ -163,6 +169,34 @@ const bounded = (limit: number) => (n: string | undefined) => Math.min(limit, Ma
 
 export const chatApi = router()
   .post("/:token", async (c) => c.json(await converse(c, await readJson(c, Request))))
+  /**
+   * Async: stores the query and answers with its message id at once; the bot's answer goes to the
+   * channel's webhook (seed 004's array of objects) through the webhook pipeline's retries.
+   */
+  .post("/:token/async", async (c) => {
+    const input = await readJson(c, Request);
+    if (input.query === undefined && input.event === undefined) throw new ApiError("validation_failed", "query or event is required");
+    const { channel, ref, room, who } = await clientConversation(c, input.clientId);
+    let questionId = crypto.randomUUID();
+    let turn: Promise<{ outcome: BotOutcome | null; newSession: boolean }>;
+    if (input.query !== undefined) {
+      const sent = unwrap(await room.send(ref, who, { content: input.query, client_msg_id: input.clientMessageId }, undefined, { deferBot: true }));
+      questionId = sent.message.id;
+      turn = room.botTurnFor(ref, sent.message.id, sent.new_session).then((r) => ({ outcome: unwrap(r).bot, newSession: sent.new_session }));
+    } else {
+      turn = room.botEvent(ref, who, input.event!).then((r) => ({ outcome: unwrap(r).bot, newSession: false }));
+    }
+    c.executionCtx.waitUntil(
+      turn
+        .then(({ outcome, newSession }) => {
+          if (!outcome) return; // no bot: an agent will answer, and agent replies reach the webhook too
+          const a = answer(channel, outcome, newSession);
+          return queueChatApiWebhook(c.env, channel.id, questionId, [{ clientId: input.clientId, questionId, ...a, timestamp: new Date().toISOString() }]);
+        })
+        .catch((err: unknown) => console.error(JSON.stringify({ at: "chatapi.async", error: String(err) }))),
+    );
+    return c.json({ clientId: input.clientId, questionId, ...(input.cid ? { cid: input.cid } : {}) });
+  })
   .get("/:token", async (c) => {
     const q = parse(Request, c.req.query());
     const r = await converse(c, q);

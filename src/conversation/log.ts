@@ -167,6 +167,10 @@ export class MessageLog {
     return this.rows(`SELECT * FROM messages WHERE session_id = ? ${visible(audience)} ORDER BY seq`, sessionId);
   }
 
+  byId(id: string): Message | null {
+    return this.rows("SELECT * FROM messages WHERE id = ?", id)[0] ?? null;
+  }
+
   /** The highest seq among these message ids (0 when none is known). */
   maxSeqOf(ids: string[]): number {
     if (ids.length === 0) return 0;

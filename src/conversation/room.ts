@@ -115,7 +115,7 @@ export class ConversationRoom extends Server<Env> {
     sender: Principal,
     input: unknown,
     beforeBroadcast?: (m: Message, duplicate: boolean) => void,
-    opts: { awaitBot?: boolean } = {},
+    opts: { awaitBot?: boolean; deferBot?: boolean } = {},
   ): Promise<SendResult> {
     const bad = this.adopt(ref);
     if (bad) return bad;
@@ -127,11 +127,21 @@ export class ConversationRoom extends Server<Env> {
     }
     const bot = sender.type === "end_user" ? await this.botSettings() : null;
     const result = this.append(parsed.data, sender, beforeBroadcast, bot !== null);
-    if (!result.ok || result.duplicate || !bot) return result;
+    if (!result.ok || result.duplicate || !bot || opts.deferBot) return result;
     const turn = this.queueBotTurn(bot, result.message, result.new_session);
     if (opts.awaitBot) return { ...result, bot: await turn };
     this.ctx.waitUntil(turn);
     return result;
+  }
+
+  /** The bot's turn for a message stored with `deferBot` (the Chat API's async method). */
+  async botTurnFor(ref: ConversationRef, messageId: string, first: boolean): Promise<Result<{ bot: BotOutcome | null }>> {
+    const bad = this.adopt(ref);
+    if (bad) return bad;
+    const bot = await this.botSettings();
+    const message = this.log.byId(messageId);
+    if (!bot || !message) return { ok: true, bot: null };
+    return { ok: true, bot: await this.queueBotTurn(bot, message, first) };
   }
 
   /**

@@ -20,6 +20,8 @@
 import { and, eq, inArray, isNull, ne, sql } from "drizzle-orm";
 import { sha256Hex } from "../core/crypto";
 import { database, schema } from "../db/client";
+import { replyObjects } from "../adapters/chat-api";
+import type { Message as StoredMessage } from "../core/message";
 import { attemptDelivery, backoffSeconds, type AttemptOutcome } from "./deliver";
 import type { QueueBody, WebhookEvent } from "./events";
 import { allowLocalWebhooks, checkWebhookUrl } from "./url";
@@ -90,10 +92,9 @@ export async function expandEvent(env: Env, event: WebhookEvent): Promise<string
     .where(and(eq(w.org_id, event.org_id), isNull(w.channel_id), eq(w.active, true)))
     .all();
   const wanted = endpoints.filter((e) => subscribes(e.events, event.type));
-  if (wanted.length === 0) return [];
   const payload = JSON.stringify(event);
   const now = new Date().toISOString();
-  const rows = await Promise.all(
+  const rows: (typeof schema.webhookDeliveries.$inferInsert & { id: string })[] = await Promise.all(
     wanted.map(async (e) => ({
       id: await deliveryId(event.id, e.id),
       webhook_id: e.id,
@@ -106,6 +107,8 @@ export async function expandEvent(env: Env, event: WebhookEvent): Promise<string
       updated_at: now,
     })),
   );
+  rows.push(...(await chatApiAgentReply(env, event, now)));
+  if (rows.length === 0) return [];
   const d = schema.webhookDeliveries;
   const [first, ...more] = rows.map((r) => db.insert(d).values(r).onConflictDoNothing());
   await db.batch([first!, ...more]);
@@ -117,6 +120,45 @@ export async function expandEvent(env: Env, event: WebhookEvent): Promise<string
     .all();
   await enqueueDeliveries(env, pending.map((p) => p.id));
   return pending.map((p) => p.id);
+}
+
+/**
+ * Seed 004: a Chat API client's webhook also gets the agents' replies, in its own shape (an
+ * array of `{clientId, questionId, data:{replies, answer, ...}, timestamp}`).
+ */
+async function chatApiAgentReply(env: Env, event: WebhookEvent, now: string) {
+  if (event.type !== "message.created") return [];
+  const data = event.data as { conversation: { channel_id: string; end_user: { external_id: string } }; message: StoredMessage };
+  if (data.message.sender_type !== "agent" || data.message.private) return [];
+  const w = schema.webhooks;
+  const endpoint = await database(env.DB)
+    .select({ id: w.id })
+    .from(w)
+    .where(and(eq(w.org_id, event.org_id), eq(w.channel_id, data.conversation.channel_id), eq(w.active, true)))
+    .get();
+  if (!endpoint) return [];
+  const replies = replyObjects(data.message);
+  const body = [
+    {
+      clientId: data.conversation.end_user.external_id,
+      questionId: data.message.id,
+      data: { replies, answer: data.message.content, nlpClass: "", confidence: 0, newSessionStarted: false, endSession: false, agent: { id: data.message.sender_id, name: data.message.sender_name } },
+      timestamp: data.message.created_at,
+    },
+  ];
+  return [
+    {
+      id: await deliveryId(event.id, endpoint.id),
+      webhook_id: endpoint.id,
+      org_id: event.org_id,
+      event_type: "chat_api.reply",
+      event_id: event.id,
+      payload: JSON.stringify(body),
+      status: "pending" as const,
+      attempts: 0,
+      updated_at: now,
+    },
+  ];
 }
 
 export async function enqueueDeliveries(env: Env, ids: string[]): Promise<void> {

@@ -154,7 +154,8 @@ async function orgHasEndpoints(env: Env, orgId: string): Promise<boolean> {
   const cached = endpointCache.get(orgId);
   if (cached && cached.until > Date.now()) return cached.has;
   try {
-    const row = await env.DB.prepare("SELECT 1 AS one FROM webhooks WHERE org_id = ? AND channel_id IS NULL AND active = 1 LIMIT 1").bind(orgId).first();
+    // Organisation endpoints, and Chat API channels' webhooks (agent replies, see consumer.ts).
+    const row = await env.DB.prepare("SELECT 1 AS one FROM webhooks WHERE org_id = ? AND active = 1 LIMIT 1").bind(orgId).first();
     const has = row !== null;
     if (endpointCache.size > 10_000) endpointCache.clear();
     endpointCache.set(orgId, { has, until: Date.now() + ENDPOINT_CACHE_MS });
