@@ -19,6 +19,7 @@
  * - Sends carry a client_msg_id; unacknowledged sends are resent with the same id after a
  *   reconnect (the server recognises a retry), and chatMessage() resolves to the stored message.
  * - Events are delivered asynchronously, in order; a message id is never delivered twice.
+ * - Parley's own widget (widget/app.js) is built on this client: there is one visitor client.
  *
  * No DOM, no Node APIs: browsers and Node 22+ (global WebSocket, fetch, EventTarget).
  */
@@ -154,6 +155,8 @@ export interface ParleyEvents {
   "chat.session_updated": { session: Session };
   /** Parley: the visitor's place in the agents' queue. */
   "chat.queue_updated": QueueStatus;
+  /** Parley: an agent (or bot) read the conversation up to a seq (read receipts: "Seen"). */
+  "chat.agent_read": { agent_read_seq: number };
   /** Parley: the connection's state. */
   "connection.state_changed": { state: ConnectionState };
   /** Parley: a problem not tied to a call (a failed resync, a refusal after connecting). */
@@ -218,6 +221,8 @@ type ServerFrame =
       messages: Message[];
       session: Session | null;
       account_status: AccountStatus;
+      /** How far the visitor and the staff have read (absent from older servers). */
+      read?: { end_user_seq: number; staff_seq: number };
     }
   | { type: "message"; message: Message }
   | { type: "ack"; client_msg_id: string | null; id: string; seq: number; duplicate: boolean }
@@ -234,6 +239,15 @@ interface SessionAnswer {
   conversation_id: string;
   external_id: string;
   end_user?: { display_name: string | null };
+  channel?: { id: string; title: string };
+}
+
+/** The visitor's profile, saved on the end user (`identify`). */
+export interface VisitorProfile {
+  name?: string;
+  email?: string;
+  /** Free key/value pairs shown to agents (at most 50; keys up to 100 characters, values up to 1000). */
+  attributes?: Record<string, string>;
 }
 
 interface PendingSend {
@@ -287,8 +301,14 @@ export class ParleyClient {
   /** After `invalid_seq`: the next `ready` replaces the view. */
   private resetOnReady = false;
   private status: AccountStatus | null = null;
-  private session: Session | null = null;
+  private _session: Session | null = null;
   private contactReadSeq = 0;
+  private _agentReadSeq = 0;
+  private _queue: QueueStatus | null = null;
+  private _channel: { id: string; title: string } | null = null;
+  /** Profile fields for the next POST /chat-widget/session (identify before connect). */
+  private profile: { email?: string; attributes?: Record<string, string> } = {};
+  private readonly onOnline = () => this.reconnectNow();
   private readonly pending = new Map<string, PendingSend>();
 
   private connecting: Promise<InitializedData> | null = null;
@@ -338,6 +358,26 @@ export class ParleyClient {
     return [...this.known.values()].sort((a, b) => a.seq - b.seq);
   }
 
+  /** The support session (null before the visitor's first message). */
+  get session(): Session | null {
+    return this._session;
+  }
+
+  /** The webchat channel (`{id, title}`), once connect() has opened the conversation. */
+  get channel(): { id: string; title: string } | null {
+    return this._channel;
+  }
+
+  /** How far an agent or bot has read (the highest seq in their read receipts). */
+  get agentReadSeq(): number {
+    return this._agentReadSeq;
+  }
+
+  /** The visitor's place in line as last reported (`chat.queue_updated`); null once an agent has the session. */
+  get queueStatus(): QueueStatus | null {
+    return this._queue;
+  }
+
   /** Agent and bot messages after this visitor's read position. */
   get unreadCount(): number {
     let n = 0;
@@ -374,13 +414,49 @@ export class ParleyClient {
       this.connectWaiter = { resolve, reject };
     });
     this.setState("connecting");
+    // Browsers say when the network is back: skip the rest of the backoff then.
+    globalThis.addEventListener?.("online", this.onOnline);
     void this.start();
     return this.connecting;
+  }
+
+  /**
+   * Reconnects at once instead of waiting out the backoff (a "Retry now" button; browsers also
+   * do it on their `online` event). Nothing happens while connected or after disconnect() or a
+   * refusal (`state` "closed": call connect() again).
+   */
+  reconnectNow(): void {
+    if (this.stopped || !this.socket || this.isLive()) return;
+    // A fresh socket: partysocket's own reconnect() waits out the current delay first.
+    this.closeSocket();
+    this.openSocket();
+  }
+
+  /**
+   * Saves the visitor's profile (name, email, attributes) on the end user. Before connect() it is
+   * remembered and sent with it; afterwards it is stored at once (resolves when it is). A new
+   * name also renews the live connection, so agents see it on the visitor's next messages.
+   * Rejects with the server's code (e.g. `validation_failed` for an invalid email).
+   */
+  async identify(profile: VisitorProfile): Promise<void> {
+    const renamed = typeof profile.name === "string" && profile.name.trim() !== "" && profile.name.trim() !== this.visitorName;
+    if (renamed) this.visitorName = profile.name!.trim();
+    if (profile.email) this.profile.email = profile.email;
+    if (profile.attributes) this.profile.attributes = { ...this.profile.attributes, ...profile.attributes };
+    if (!this.connecting) return; // sent by connect()
+    if (!this.conversationId) await this.connecting.catch(() => undefined);
+    if (!this.conversationId || this.stopped) return;
+    await this.openSession();
+    if (renamed && this.socket) {
+      this.closeSocket();
+      this.openSocket();
+    }
   }
 
   /** Closes the connection for good; pending sends are rejected (`disconnected`). connect() may be called again. */
   disconnect(): void {
     this.stopped = true;
+    globalThis.removeEventListener?.("online", this.onOnline);
     this.attempts += 1;
     this.connecting = null;
     const waiter = this.connectWaiter;
@@ -411,9 +487,11 @@ export class ParleyClient {
       ...(this._visitorId ? { session_id: this._visitorId } : {}),
       ...(this.visitorName ? { customer_name: this.visitorName } : {}),
       ...(o.identityHash ? { identity_hash: o.identityHash } : {}),
+      ...this.profile,
     });
     this._visitorId = answer.external_id;
     this.conversationId = answer.conversation_id;
+    if (answer.channel) this._channel = answer.channel;
     if (answer.end_user && answer.end_user.display_name !== undefined) this.visitorName = answer.end_user.display_name;
   }
 
@@ -500,6 +578,7 @@ export class ParleyClient {
   /** Gives up: a refusal that reconnecting cannot cure. */
   private fail(error: ParleyError) {
     this.stopped = true;
+    globalThis.removeEventListener?.("online", this.onOnline);
     this.closeSocket();
     this.rejectPending(error);
     this.setState("closed");
@@ -540,7 +619,13 @@ export class ParleyClient {
         this.emit("chat.agent_typing", { typing: frame.typing, agent: { id: frame.sender_id, name: frame.sender_name, type: frame.sender_type } });
         return;
       case "read":
-        if (frame.reader_type !== "end_user" || frame.reader_id !== this._visitorId || frame.seq <= this.contactReadSeq) return;
+        if (frame.reader_type !== "end_user") {
+          if (frame.seq <= this._agentReadSeq) return;
+          this._agentReadSeq = frame.seq;
+          this.emit("chat.agent_read", { agent_read_seq: frame.seq });
+          return;
+        }
+        if (frame.reader_id !== this._visitorId || frame.seq <= this.contactReadSeq) return;
         this.contactReadSeq = frame.seq;
         this.emit("chat.contact_read", { contact_read_seq: frame.seq });
         return;
@@ -549,11 +634,14 @@ export class ParleyClient {
         return;
       case "session":
       case "handoff":
-        this.session = frame.session;
+        this._session = frame.session;
+        // The router stops reporting positions once an agent has the session (or it ended).
+        if (frame.session.status !== "open" || frame.session.assigned_agent_id) this._queue = null;
         this.emit("chat.session_updated", { session: frame.session });
         return;
       case "queue": {
         const { type: _type, ...status } = frame;
+        this._queue = status;
         this.emit("chat.queue_updated", status);
         return;
       }
@@ -593,9 +681,14 @@ export class ParleyClient {
     let seq = Math.max(replace ? 0 : (this.lastSeq ?? 0), frame.head_seq);
     for (const m of this.known.values()) if (m.seq > seq) seq = m.seq;
     this.lastSeq = seq;
-    this.session = frame.session;
+    this._session = frame.session;
+    if (!frame.session || frame.session.status !== "open" || frame.session.assigned_agent_id) this._queue = null;
     this.conversationId = frame.conversation_id;
-    // The visitor's read position: agent and bot messages marked READ (the ready frame has no field for it).
+    // Read positions: the ready frame's, else (older servers) agent and bot messages marked READ.
+    if (frame.read) {
+      this.contactReadSeq = Math.max(this.contactReadSeq, frame.read.end_user_seq);
+      this._agentReadSeq = Math.max(this._agentReadSeq, frame.read.staff_seq);
+    }
     for (const m of this.known.values()) if (m.sender_type !== "end_user" && m.status === "READ" && m.seq > this.contactReadSeq) this.contactReadSeq = m.seq;
     const previousStatus = this.status;
     this.status = frame.account_status;
@@ -796,6 +889,25 @@ export class ParleyClient {
     }
   }
 
+  /**
+   * The three upload steps in one: chatUploadInit, PUT the bytes to the upload URL (named by
+   * `X-Filename`), chatUploadFinish. Resolves to the image or file message. `file` is a Blob or
+   * File (its name is used unless `filename` is given) or raw bytes. Rejects with the server's
+   * code: `unsupported_media_type` (not PNG, JPEG, GIF, WebP, PDF, ZIP or plain text),
+   * `payload_too_large` (over `max_bytes`, checked before anything is sent), …
+   */
+  async chatUpload(file: Blob | ArrayBuffer | Uint8Array, opts: { filename?: string; caption?: string } = {}): Promise<Message> {
+    const size = file instanceof Blob ? file.size : file.byteLength;
+    const filename = opts.filename ?? (typeof (file as { name?: unknown }).name === "string" ? (file as File).name : "file");
+    if (size === 0) throw new ParleyError("validation_failed", "the file is empty");
+    const info = await this.chatUploadInit();
+    if (size > info.max_bytes) throw new ParleyError("payload_too_large", `the file is ${size} bytes; at most ${info.max_bytes}`);
+    const type = file instanceof Blob && file.type ? file.type : "application/octet-stream";
+    const body: BodyInit = file instanceof Blob ? file : file instanceof Uint8Array ? (file as Uint8Array<ArrayBuffer>) : new Uint8Array(file);
+    await this.http<unknown>("PUT", info.url, body, { "content-type": type, "x-filename": encodeURIComponent(filename) }, 120_000);
+    return this.chatUploadFinish(info.token, opts.caption ? { caption: opts.caption } : {});
+  }
+
   // ---- plumbing ----------------------------------------------------------------------------
 
   private isLive(): boolean {
@@ -819,14 +931,21 @@ export class ParleyClient {
     return Array.isArray(list) ? list : [];
   }
 
-  private async request<T>(method: "GET" | "POST", path: string, body?: unknown): Promise<T> {
-    const timeoutMs = this.options.requestTimeoutMs ?? 15_000;
+  private request<T>(method: "GET" | "POST", path: string, body?: unknown): Promise<T> {
+    return body === undefined
+      ? this.http<T>(method, `${this.base}${path}`)
+      : this.http<T>(method, `${this.base}${path}`, JSON.stringify(body), { "content-type": "application/json" });
+  }
+
+  private async http<T>(method: "GET" | "POST" | "PUT", url: string, body?: BodyInit, headers?: Record<string, string>, timeoutMs = this.options.requestTimeoutMs ?? 15_000): Promise<T> {
+    // Never the upload URL's token in a message.
+    const path = new URL(url).pathname.replace(/^\/uploads\/.*/, "/uploads/…");
     let res: Response;
     try {
-      res = await this.fetchImpl(`${this.base}${path}`, {
+      res = await this.fetchImpl(url, {
         method,
-        headers: body === undefined ? undefined : { "content-type": "application/json" },
-        body: body === undefined ? undefined : JSON.stringify(body),
+        headers,
+        body,
         signal: typeof AbortSignal !== "undefined" && "timeout" in AbortSignal ? AbortSignal.timeout(timeoutMs) : undefined,
       });
     } catch (err) {

@@ -1,7 +1,9 @@
 // The Web SDK (seed 003, sdk/) as a real client in Node against `wrangler dev`: connect and
 // initialized, account status, sends resolved to stored messages, agent replies, a dropped
 // connection while agents write (resume with since/epoch, and a resync over REST), typing both
-// ways, read positions across tabs, uploads, refusals, and the built ESM / script-tag bundles.
+// ways, read positions across tabs, uploads, refusals, and the built ESM / script-tag bundles;
+// Parley's extensions the widget is built on (chatUpload, the queue, identify, agent read
+// receipts, reconnectNow).
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -31,6 +33,7 @@ const EVENTS: ParleyEventName[] = [
   "chat.contact_read",
   "chat.session_updated",
   "chat.queue_updated",
+  "chat.agent_read",
   "connection.state_changed",
   "error",
 ];
@@ -346,6 +349,104 @@ describe("uploads", () => {
   });
 });
 
+describe("what the widget uses (Parley's extensions)", () => {
+  it("chatUpload does init, PUT with X-Filename and finish in one call (a Blob or bytes); a type the server refuses rejects with its code", async () => {
+    const o = await newOrg();
+    const { c, rec } = open(o, { visitorId: visitorId("upload1") });
+    await c.connect();
+    const png = Buffer.from("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==", "base64");
+
+    const image = await c.chatUpload(new Blob([png], { type: "image/png" }), { filename: "red dot ü.png", caption: "the dent" });
+    expect(image).toMatchObject({ seq: 1, sender_type: "end_user", content_type: "image", content: "the dent", rich_media: { url: expect.stringContaining("/files/"), alt: "red dot ü.png" } });
+    expect((await rec.wait("chat.message_received")).message.id).toBe(image.id);
+    const text = await c.chatUpload(new TextEncoder().encode("order 42, the anvil is cracked\n"), { filename: "notes.txt" });
+    expect(text).toMatchObject({ seq: 2, content_type: "file", rich_media: { filename: "notes.txt", mime_type: expect.stringContaining("text/plain") } });
+
+    await expect(c.chatUpload(new TextEncoder().encode("<svg onload=alert(1)>"), { filename: "x.svg" })).rejects.toMatchObject({ code: "unsupported_media_type", status: 415 });
+    await expect(c.chatUpload(new Uint8Array(0))).rejects.toMatchObject({ code: "validation_failed" });
+    await sleep(200);
+    expect(rec.received()).toEqual([image.id, text.id]);
+  });
+
+  it("queue positions: chat.queue_updated and queueStatus say where each waiting visitor stands; a claim moves the line and clears the claimed visitor's", async () => {
+    const o = await newOrg();
+    expectStatus(await o.agent.api("/api/routing/queues", { body: { name: "Support" } }), 201, "create a queue");
+    const first = open(o, { visitorId: visitorId("q1") });
+    const second = open(o, { visitorId: visitorId("q2") });
+    const init = await first.c.connect();
+    await second.c.connect();
+
+    await first.c.chatMessage(text("I was here first"));
+    const one = await first.rec.wait("chat.queue_updated");
+    expect(one).toEqual({ position: 1, estimated_wait_s: expect.any(Number), queue: null, open: true, closed_message: null, agents_available: false });
+    expect(first.c.queueStatus).toEqual(one);
+    await second.c.chatMessage(text("me too"));
+    expect(await second.rec.wait("chat.queue_updated")).toMatchObject({ position: 2 });
+    expect(second.c.queueStatus!.estimated_wait_s).toBeGreaterThan(one.estimated_wait_s!);
+
+    // The agent claims the first: the second moves up; the first is no longer waiting.
+    expectStatus(await o.agent.api(`/api/conversations/${init.conversation.id}/assign`, { body: {} }), 200, "claim");
+    expect(await second.rec.wait("chat.queue_updated", (q) => q.position === 1)).toMatchObject({ position: 1 });
+    await first.rec.wait("chat.session_updated", (d) => d.session.assigned_agent_id === o.agent.user.id);
+    expect(first.c.queueStatus).toBeNull();
+    expect(first.c.session).toMatchObject({ status: "open", assigned_agent_id: o.agent.user.id });
+  });
+
+  it("identify() before connect goes with it; afterwards it saves at once, and a new name is on the visitor's next message", async () => {
+    const o = await newOrg();
+    const { c } = open(o, { visitorId: visitorId("who"), name: "Ann" });
+    await c.identify({ email: "ann@example.com", attributes: { plan: "pro" } });
+    const init = await c.connect();
+    expect(c.channel).toEqual({ id: expect.any(String), title: expect.any(String) });
+    const conv = () => o.agent.api(`/api/conversations/${init.conversation.id}`).then((r) => expectStatus(r, 200, "conversation").json);
+    expect((await conv()).end_user).toMatchObject({ display_name: "Ann", email: "ann@example.com", attributes: { plan: "pro" } });
+
+    await c.identify({ name: "Ann Smith", attributes: { seats: "12" } });
+    expect((await conv()).end_user).toMatchObject({ display_name: "Ann Smith", email: "ann@example.com", attributes: { plan: "pro", seats: "12" } });
+    await waitFor(() => c.state === "connected", { message: "connected again" });
+    expect(await c.chatMessage(text("renamed"))).toMatchObject({ sender_name: "Ann Smith" });
+    await expect(c.identify({ email: "not an email" })).rejects.toMatchObject({ code: "validation_failed", status: 400 });
+  });
+
+  it("agent read receipts: chat.agent_read and agentReadSeq, which a new connection starts from", async () => {
+    const o = await newOrg();
+    const vid = visitorId("seen");
+    const { c, rec } = open(o, { visitorId: vid });
+    const init = await c.connect();
+    const mine = await c.chatMessage(text("did you see this?"));
+    expect(c.agentReadSeq).toBe(0);
+    const agent = await sockets.connect(`/ws/conversations/${init.conversation.id}`, { cookie: o.agent.cookie });
+    await agent.nextOfType("ready");
+    agent.send({ type: "read", seq: mine.seq });
+    expect(await rec.wait("chat.agent_read")).toEqual({ agent_read_seq: mine.seq });
+    expect(c.agentReadSeq).toBe(mine.seq);
+    expect(rec.of("chat.contact_read")).toEqual([]); // not the visitor's own read
+
+    const later = open(o, { visitorId: vid });
+    await later.c.connect();
+    expect(later.c.agentReadSeq).toBe(mine.seq);
+  });
+
+  it("reconnectNow() skips the backoff wait once the network is back", async () => {
+    const o = await newOrg();
+    const net = flakyNetwork();
+    const { c, rec } = open(o, { visitorId: visitorId("now"), WebSocket: net.WebSocket, reconnect: { minDelayMs: 20_000, maxDelayMs: 30_000 } });
+    await c.connect();
+    net.drop();
+    await waitFor(() => c.state === "reconnecting", { message: "reconnecting" });
+    await sleep(300);
+    net.offline = false;
+    const t0 = Date.now();
+    c.reconnectNow();
+    await rec.wait("initialized", (d) => d.reconnected, 5_000);
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    expect(c.state).toBe("connected");
+    c.reconnectNow(); // connected: nothing happens
+    await sleep(300);
+    expect(rec.of("initialized")).toHaveLength(2);
+  });
+});
+
 describe("refusals", () => {
   it("connect() rejects with the server's reason; refused sends reject with the server's code", async () => {
     const o = await newOrg();
@@ -416,5 +517,16 @@ describe("from browsers", () => {
     const res = await api("/chat-widget/session", { method: "OPTIONS", headers: { origin: "https://shop.example", "access-control-request-method": "POST", "access-control-request-headers": "content-type" } });
     expect(res.status).toBeLessThan(300);
     expect(res.headers.get("access-control-allow-origin")).toBe("https://shop.example");
+  });
+
+  it("the upload URL answers the preflight of chatUpload's PUT with X-Filename from a customer's site", async () => {
+    const res = await api("/uploads/some-conversation/some-token", {
+      method: "OPTIONS",
+      headers: { origin: "https://shop.example", "access-control-request-method": "PUT", "access-control-request-headers": "content-type,x-filename" },
+    });
+    expect(res.status).toBeLessThan(300);
+    expect(res.headers.get("access-control-allow-origin")).toBe("https://shop.example");
+    expect(res.headers.get("access-control-allow-methods")).toContain("PUT");
+    expect(res.headers.get("access-control-allow-headers")?.toLowerCase()).toContain("x-filename");
   });
 });
