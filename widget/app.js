@@ -4,18 +4,18 @@
  * Reads its own query: `embed_token=ew_…` or `key=pk_…`, and seed 001's `session_id`,
  * `customer_name`, `title`; from the loader also `parent_origin` (the embedding page, for the
  * postMessage bridge) and `launcher=1` (the loader shows and hides the frame). Talks to Parley
- * like any visitor client: POST /chat-widget/session, then the native WebSocket (/ws/visitor)
- * through the shared ConversationClient (resume, resync, outbox).
+ * through the Web SDK (sdk/src/index.ts, bundled in): one visitor client for the widget and for
+ * customers' own code (connect, resume, resync, the send outbox, uploads, typing, read positions,
+ * the queue). What is here is the view.
  *
  * Nothing from the network or the host page reaches innerHTML: every node is built by dom.js.
  */
+import { createClient } from "../sdk/src/index.ts";
 import { h, messageItem, pendingItem, pendingKey, setChildren, storage, syncList } from "../public/shared/dom.js";
-import { ConversationClient, socketUrl, TypingSender, TypingWatcher } from "../public/shared/parley-client.js";
 
 const params = new URLSearchParams(location.search);
 const embedToken = params.get("embed_token")?.trim() || null;
 const publicKey = embedToken ? null : params.get("key")?.trim() || null;
-const credential = embedToken ? { embed_token: embedToken } : { key: publicKey };
 const credentialValue = embedToken ?? publicKey ?? "";
 const launcherMode = params.get("launcher") === "1";
 const identityHash = params.get("identity_hash") || null;
@@ -23,6 +23,8 @@ const store = storage();
 const sidKey = `cw_sid_${credentialValue}`;
 const activeKey = `parley_active_${credentialValue}`;
 const emailKey = `parley_email_${credentialValue}`;
+/** The upload formats the server accepts (typed from the bytes there; this only guides the picker). */
+const ACCEPT = "image/png,image/jpeg,image/gif,image/webp,application/pdf,application/zip,text/plain,.pdf,.zip,.txt";
 
 /** Who the visitor is: seed 001's params first, then whatever the host page identifies. */
 const identity = {
@@ -32,16 +34,15 @@ const identity = {
   attributes: null,
 };
 
+/** @type {import("../sdk/src/index.ts").ParleyClient | null} */
 let client = null;
-let session = null; // the POST /chat-widget/session answer
-let opening = null; // the in-flight openSession() promise
 let isOpen = !launcherMode; // a manually framed widget (no loader) is always open
-let presence = null; // "online" | "offline" | null (unknown)
-let firstHead = null; // head_seq at the first ready: later staff messages are "new"
-let announced = 0; // highest seq reported to the host as parley:message
-let agentReadSeq = 0; // the highest seq an agent has read (read receipts)
 let lastUnread = -1;
-let countdown = null;
+/** The conversation as shown: id -> message (from `initialized`, events and resolved calls). */
+let byId = new Map();
+/** Sends and uploads not stored yet: local id -> { client_msg_id, content, content_type, rich_media, error, note, status }. */
+const pending = new Map();
+let localIds = 0;
 const listCache = new Map();
 
 // ---- the page ---------------------------------------------------------------------------------
@@ -52,6 +53,7 @@ const ui = {
   presence: h("p", { class: "pw-presence", hidden: true }),
   close: launcherMode ? h("button", { type: "button", class: "pw-close", "aria-label": "Minimise chat", title: "Minimise", text: "×" }) : null,
   conn: h("p", { class: "conn", role: "status" }),
+  queue: h("p", { class: "pw-queue", role: "status", hidden: true }),
   welcome: h("p", { class: "pw-welcome", text: "Hi! Ask us anything: we answer right here." }),
   offline: h("form", { class: "pw-offline", hidden: true, "aria-labelledby": "pw-offline-text" }),
   scroll: h("div", { class: "pw-scroll", "data-scroll": "" }),
@@ -59,16 +61,19 @@ const ui = {
   seen: h("p", { class: "pw-seen", "aria-live": "polite" }),
   typing: h("p", { class: "typing", "aria-live": "polite" }),
   composer: h("form", { class: "pw-composer" }),
+  file: h("input", { type: "file", id: "pw-file", class: "visually-hidden", accept: ACCEPT, multiple: true, tabIndex: -1, "aria-hidden": "true" }),
+  attach: h("button", { type: "button", class: "pw-attach", "aria-label": "Attach a file or image", title: "Attach a file or image" }, clipIcon()),
   text: h("textarea", { id: "pw-text", rows: 1, placeholder: "Write a message…", maxLength: 16384, autocomplete: "off" }),
   send: h("button", { type: "submit", class: "pw-send", text: "Send" }),
 };
 ui.scroll.append(ui.welcome, ui.list, ui.seen);
-ui.composer.append(h("label", { class: "visually-hidden", htmlFor: "pw-text", text: "Message" }), ui.text, ui.send);
+ui.composer.append(ui.file, ui.attach, h("label", { class: "visually-hidden", htmlFor: "pw-text", text: "Message" }), ui.text, ui.send);
 buildOfflineForm();
 setChildren(
   root,
   h("header", { class: "pw-head" }, h("div", { class: "pw-head-text" }, ui.title, ui.presence), ui.close),
   ui.conn,
+  ui.queue,
   ui.offline,
   ui.scroll,
   ui.typing,
@@ -76,11 +81,19 @@ setChildren(
 );
 document.documentElement.classList.toggle("pw-framed", launcherMode);
 
-const typingOut = new TypingSender((typing) => client?.typing(typing) ?? false);
-const typingIn = new TypingWatcher((who) => {
-  const names = who.map((w) => w.name || "An agent");
-  ui.typing.textContent = names.length === 0 ? "" : `${names.join(", ")} ${names.length === 1 ? "is" : "are"} typing…`;
-});
+/** A paperclip (SVG needs its namespace: h() makes HTML elements). */
+function clipIcon() {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  svg.setAttribute("focusable", "false");
+  const path = document.createElementNS(ns, "path");
+  path.setAttribute("d", "M16.5 6.5v10a4.5 4.5 0 0 1-9 0V5a3 3 0 0 1 6 0v10.5a1.5 1.5 0 0 1-3 0V6.5H9v9a3 3 0 0 0 6 0V5a4.5 4.5 0 0 0-9 0v11.5a6 6 0 0 0 12 0v-10z");
+  path.setAttribute("fill", "currentColor");
+  svg.append(path);
+  return svg;
+}
 
 if (!credentialValue) {
   setConn("This chat is missing its embed token or key.", "bad");
@@ -88,7 +101,7 @@ if (!credentialValue) {
 } else if (!launcherMode || store.get(activeKey)) {
   // Returning visitors connect at once (live messages, the unread badge); first-time visitors
   // only when they open the chat: a page view alone creates nothing on the server.
-  void ensureSession();
+  ensureClient();
 }
 
 // ---- the host page bridge (postMessage) -------------------------------------------------------
@@ -149,11 +162,11 @@ function setOpen(open, focus = true) {
     toHost({ type: open ? "parley:opened" : "parley:closed" });
   }
   if (open) {
-    void ensureSession();
+    ensureClient();
     markRead();
     if (focus) ui.text.focus();
   } else {
-    typingOut.stop(true);
+    typingStop(true);
   }
 }
 
@@ -181,51 +194,38 @@ function identify(data) {
       if (k.length <= 100 && ["string", "number", "boolean"].includes(typeof v)) attributes[k] = String(v).slice(0, 1000);
     }
   }
-  const renamed = name && name !== identity.name;
-  if (name) identity.name = name;
-  if (email && /^[^\s@]+@[^\s@]+$/.test(email)) identity.email = email;
-  if (attributes) identity.attributes = { ...(identity.attributes ?? {}), ...attributes };
-  // Before the session exists, openSession sends all of it; afterwards, update the profile.
-  if (session) {
-    void postSession().catch((err) => console.warn(`Parley: could not save the visitor's details (${err.message}).`));
-    if (renamed) client?.socket.restart(); // the socket's principal carries the name
-  }
+  const profile = {};
+  if (name) profile.name = identity.name = name;
+  if (email && /^[^\s@]+@[^\s@]+$/.test(email)) profile.email = identity.email = email;
+  if (attributes) profile.attributes = identity.attributes = { ...(identity.attributes ?? {}), ...attributes };
+  // Before the client exists it starts with all of it (ensureClient); afterwards the SDK saves it.
+  client?.identify(profile).catch((err) => console.warn(`Parley: could not save the visitor's details (${err.message}).`));
 }
 
 // ---- the conversation -------------------------------------------------------------------------
 
-function ensureSession() {
-  if (session || !credentialValue) return Promise.resolve(session);
-  opening ??= openSession().finally(() => {
-    opening = null;
-  });
-  return opening;
-}
-
-async function postSession(extra = {}) {
-  const body = { ...credential };
-  if (identity.externalId) body.session_id = identity.externalId;
-  if (identityHash) body.identity_hash = identityHash;
-  if (identity.name) body.customer_name = identity.name;
-  if (identity.email) body.email = identity.email;
-  if (identity.attributes) body.attributes = identity.attributes;
-  Object.assign(body, extra);
-  const res = await fetch("/chat-widget/session", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
-  const json = await res.json().catch(() => null);
-  if (!res.ok) {
-    const err = new Error(json?.error?.message ?? `HTTP ${res.status}`);
-    err.status = res.status;
-    err.code = json?.error?.code;
-    err.retryable = json?.error?.retryable ?? res.status >= 500;
-    throw err;
+/** The SDK client, made on first need; (re)connects it unless it is connecting or connected. */
+function ensureClient() {
+  if (!credentialValue) return null;
+  if (!client) {
+    client = createClient({
+      host: location.origin,
+      ...(embedToken ? { embedToken } : { key: publicKey }),
+      visitorId: identity.externalId ?? undefined,
+      name: identity.name ?? undefined,
+      identityHash: identityHash ?? undefined,
+    });
+    if (identity.email || identity.attributes) void client.identify({ email: identity.email ?? undefined, attributes: identity.attributes ?? undefined });
+    listen(client);
   }
-  return json;
+  if (client.state === "idle" || client.state === "closed") void start(client);
+  return client;
 }
 
-async function openSession() {
+async function start(c) {
   setConn("Connecting…", "warn");
   try {
-    session = await postSession();
+    await c.connect();
   } catch (err) {
     const why =
       err.code === "origin_not_allowed"
@@ -233,96 +233,127 @@ async function openSession() {
         : err.status === 401
           ? "the chat's embed token or key is unknown or revoked."
           : err.message;
-    setConn(`The chat could not start: ${why}`, "bad", err.retryable || err.status === undefined ? retryButton(() => void ensureSession()) : null);
-    return null;
+    setConn(`The chat could not start: ${why}`, "bad", err.retryable || err.status === null ? retryButton(() => ensureClient()) : null);
+    return;
   }
-  identity.externalId = session.external_id;
-  store.set(sidKey, session.external_id);
+  identity.externalId = c.visitorId;
+  store.set(sidKey, c.visitorId);
   store.set(activeKey, "1");
-  if (!params.get("title") && session.channel?.title) {
-    ui.title.textContent = session.channel.title;
-    document.title = session.channel.title;
-  }
-  connect();
   toHost({ type: "parley:ready", conversation: true });
-  return session;
-}
-
-function connect() {
-  client?.stop();
-  client = new ConversationClient({
-    url: () => {
-      const q = new URLSearchParams({ ...credential, external_id: identity.externalId });
-      if (identity.name) q.set("name", identity.name);
-      if (identityHash) q.set("identity_hash", identityHash);
-      return socketUrl(`/ws/visitor?${q}`);
-    },
-    fetchHistory: async () => {
-      const q = new URLSearchParams({ external_id: identity.externalId });
-      if (identityHash) q.set("identity_hash", identityHash);
-      const res = await fetch(`/chat-widget/history/${encodeURIComponent(session.conversation_id)}?${q}`);
-      if (!res.ok) throw new Error(`HTTP ${res.status}`);
-      return res.json();
-    },
-    isSelf: (frame) => frame.sender_type === "end_user",
-    onMessages: render,
-    onReady: (ready) => {
-      firstHead ??= ready.head_seq;
-      markRead();
-    },
-    onTyping: (frame) => typingIn.update(frame),
-    onRead: (frame) => {
-      if (frame.reader_type !== "end_user" && frame.seq > agentReadSeq) {
-        agentReadSeq = frame.seq;
-        renderSeen();
-      }
-    },
-    onSession: showSession,
-    onPresence: showPresence,
-    onState: showState,
-    onError: (frame) => setConn(`Error: ${frame.message}`, "bad"),
-  });
-  client.start();
 }
 
 const staff = (m) => m.sender_type === "agent" || m.sender_type === "bot";
 
-function render(sorted, pending) {
-  const connected = client?.socket.isOpen ?? false;
-  const items = sorted.map((m) => ({
-    key: `m:${m.id}`,
-    render: () => {
-      const mine = m.sender_type === "end_user";
-      const who = mine ? "You" : m.sender_type === "system" ? "" : m.sender_name || (m.sender_type === "bot" ? "Bot" : "Support");
-      return messageItem(m, { who, mine, onChoose: mine ? null : sendText });
-    },
-  }));
-  for (const p of pending) {
-    items.push({ key: pendingKey(p, connected), render: () => pendingItem(p, { connected, onDiscard: (id) => client.discard(id) }) });
+/** @param {import("../sdk/src/index.ts").ParleyClient} c */
+function listen(c) {
+  c.on("initialized", (data) => {
+    // Fresh data after every (re)connect: the view starts over from it.
+    byId = new Map(data.messages.map((m) => [m.id, m]));
+    const title = c.channel?.title;
+    if (!params.get("title") && title) {
+      ui.title.textContent = title;
+      document.title = title;
+    }
+    showPresence(data.account.status);
+    showSession(data.conversation.session);
+    render();
+  });
+  c.on("chat.message_received", ({ message: m }) => {
+    if (byId.has(m.id)) return; // the call that stored it put it here already
+    byId.set(m.id, m);
+    render();
+    // New staff messages go to the host page, once each (the SDK never repeats an id).
+    if (staff(m)) {
+      toHost({ type: "parley:message", message: { id: m.id, seq: m.seq, sender_type: m.sender_type, sender_name: m.sender_name ?? null, content_type: m.content_type, content: m.content, created_at: m.created_at } });
+    }
+  });
+  c.on("account.status_updated", showPresence);
+  c.on("chat.session_updated", ({ session }) => showSession(session));
+  c.on("chat.queue_updated", showQueue);
+  c.on("chat.agent_typing", agentTyping);
+  c.on("chat.agent_read", renderSeen);
+  c.on("chat.contact_read", markRead);
+  c.on("connection.state_changed", ({ state }) => showState(state));
+  c.on("error", (err) => {
+    if (c.state === "closed") setConn(`The chat server refused the connection (${err.message}).`, "bad", retryButton(() => ensureClient()));
+    else setConn(`Error: ${err.message}`, "bad");
+  });
+}
+
+function render() {
+  const connected = client?.state === "connected";
+  const items = [...byId.values()]
+    .sort((a, b) => a.seq - b.seq)
+    .map((m) => ({
+      key: `m:${m.id}`,
+      render: () => {
+        const mine = m.sender_type === "end_user";
+        const who = mine ? "You" : m.sender_type === "system" ? "" : m.sender_name || (m.sender_type === "bot" ? "Bot" : "Support");
+        return messageItem(m, { who, mine, onChoose: mine ? null : sendText });
+      },
+    }));
+  for (const p of pending.values()) {
+    items.push({ key: pendingKey(p, connected), render: () => pendingItem(p, { connected, onDiscard: discard }) });
   }
   ui.welcome.hidden = items.length > 0;
   syncList(ui.list, listCache, items);
   renderSeen();
-  // New staff messages (not history) go to the host page, once each.
-  for (const m of sorted) {
-    if (firstHead !== null && m.seq > firstHead && m.seq > announced && staff(m)) {
-      announced = m.seq;
-      toHost({ type: "parley:message", message: { id: m.id, seq: m.seq, sender_type: m.sender_type, sender_name: m.sender_name ?? null, content_type: m.content_type, content: m.content, created_at: m.created_at } });
-    }
-  }
   markRead();
 }
 
 /** "Seen" under the visitor's newest message once an agent has read it. */
 function renderSeen() {
-  const last = client?.sorted.findLast((m) => m.sender_type === "end_user");
-  ui.seen.textContent = last && agentReadSeq >= last.seq && client.pending.size === 0 ? "Seen" : "";
+  const last = [...byId.values()].filter((m) => m.sender_type === "end_user").sort((a, b) => b.seq - a.seq)[0];
+  ui.seen.textContent = last && client && client.agentReadSeq >= last.seq && pending.size === 0 ? "Seen" : "";
+}
+
+function discard(id) {
+  pending.delete(id);
+  render();
+}
+
+/** Shows an outbox entry until `call` resolves to the stored message (or fails: then it says why). */
+function track(item, call) {
+  pending.set(item.client_msg_id, item);
+  render();
+  call().then(
+    (m) => {
+      pending.delete(item.client_msg_id);
+      byId.set(m.id, m);
+      render();
+    },
+    (err) => {
+      if (!pending.has(item.client_msg_id)) return;
+      if (err.code === "rate_limited") {
+        // Nothing was stored: try again shortly.
+        item.note = err.message;
+        item.status = null;
+        render();
+        setTimeout(() => pending.has(item.client_msg_id) && track(item, call), 3_000);
+        return;
+      }
+      item.error = `${err.code}: ${err.message}`;
+      render();
+    },
+  );
 }
 
 function sendText(text) {
   if (!text.trim()) return;
-  typingOut.stop(false);
-  void ensureSession().then((s) => s && client.send({ content: text }));
+  typingStop(false);
+  const c = ensureClient();
+  if (!c) return;
+  const item = { client_msg_id: `local-${++localIds}`, content: text, content_type: "text", rich_media: null, error: null };
+  track(item, () => c.chatMessage({ content: { type: "text", text } }));
+}
+
+function sendFiles(files) {
+  const c = ensureClient();
+  if (!c) return;
+  for (const file of [...files].slice(0, 10)) {
+    const item = { client_msg_id: `local-${++localIds}`, content: file.name || "file", content_type: "text", rich_media: null, error: null, status: "Uploading…" };
+    track(item, () => c.chatUpload(file, { filename: file.name || "file" }));
+  }
 }
 
 ui.composer.addEventListener("submit", (event) => {
@@ -342,18 +373,74 @@ ui.text.addEventListener("keydown", (event) => {
 });
 ui.text.addEventListener("input", () => {
   autosize();
-  typingOut.input(ui.text.value.trim() !== "");
+  typingInput(ui.text.value.trim() !== "");
 });
-ui.text.addEventListener("blur", () => typingOut.stop(true));
+ui.text.addEventListener("blur", () => typingStop(true));
+ui.attach.addEventListener("click", () => ui.file.click());
+ui.file.addEventListener("change", () => {
+  if (ui.file.files?.length) sendFiles(ui.file.files);
+  ui.file.value = "";
+  ui.text.focus();
+});
+// A pasted screenshot, or files dropped on the chat.
+ui.text.addEventListener("paste", (event) => {
+  const files = event.clipboardData?.files;
+  if (files?.length) {
+    event.preventDefault();
+    sendFiles(files);
+  }
+});
+root.addEventListener("dragover", (event) => {
+  if (event.dataTransfer?.types.includes("Files")) event.preventDefault();
+});
+root.addEventListener("drop", (event) => {
+  if (!event.dataTransfer?.files.length) return;
+  event.preventDefault();
+  sendFiles(event.dataTransfer.files);
+});
 
 function autosize() {
   ui.text.style.height = "auto";
   ui.text.style.height = `${Math.min(ui.text.scrollHeight, 120)}px`;
 }
 
+// ---- typing, both ways ------------------------------------------------------------------------
+
+let typingIdle = null;
+/** On every keystroke: the SDK sends typing:true at most every 3 s; 4 s of quiet ends it. */
+function typingInput(hasText) {
+  clearTimeout(typingIdle);
+  if (!client) return;
+  if (!hasText) return void client.chatTyping(false);
+  client.chatTyping(true);
+  typingIdle = setTimeout(() => client?.chatTyping(false), 4_000);
+}
+
+/** notify: send typing:false (not needed after a send: the server clears it). */
+function typingStop(notify) {
+  clearTimeout(typingIdle);
+  if (notify) client?.chatTyping(false);
+}
+
+/** Who is typing, each expiring 7 s after their last frame (a lost typing:false must not linger). */
+const typers = new Map();
+function agentTyping({ typing, agent }) {
+  const key = `${agent.type}:${agent.id}`;
+  clearTimeout(typers.get(key)?.timer);
+  if (typing) typers.set(key, { name: agent.name, timer: setTimeout(() => agentTyping({ typing: false, agent }), 7_000) });
+  else typers.delete(key);
+  const names = [...typers.values()].map((t) => t.name || "An agent");
+  ui.typing.textContent = names.length === 0 ? "" : `${names.join(", ")} ${names.length === 1 ? "is" : "are"} typing…`;
+}
+
+function clearTyping() {
+  for (const t of typers.values()) clearTimeout(t.timer);
+  typers.clear();
+  ui.typing.textContent = "";
+}
+
 // ---- read receipts and the unread count -------------------------------------------------------
 
-const readKey = () => `parley_read_${session?.conversation_id}`;
 let readTimer = null;
 
 /** While the chat is open and visible, everything shown is read: tell the server and the host. */
@@ -361,16 +448,9 @@ function markRead() {
   clearTimeout(readTimer);
   readTimer = setTimeout(() => {
     if (!client) return;
-    const lastStaff = client.sorted.findLast(staff);
-    if (isOpen && document.visibilityState === "visible" && lastStaff) {
-      const before = Number(store.get(readKey()) ?? 0);
-      if (lastStaff.seq > before) {
-        store.set(readKey(), String(lastStaff.seq));
-        client.markRead(lastStaff.seq);
-      }
-    }
-    const readSeq = Number(store.get(readKey()) ?? 0);
-    const unread = client.sorted.filter((m) => staff(m) && m.seq > readSeq).length;
+    if (isOpen && document.visibilityState === "visible" && client.unreadCount > 0) client.chatRead();
+    // The SDK's count follows the server's read position (every tab of this visitor shares it).
+    const unread = client.unreadCount;
     if (unread !== lastUnread) {
       lastUnread = unread;
       toHost({ type: "parley:unread", count: unread });
@@ -379,10 +459,9 @@ function markRead() {
 }
 document.addEventListener("visibilitychange", markRead);
 
-// ---- status: connection, presence, session ----------------------------------------------------
+// ---- status: connection, presence, session, queue ---------------------------------------------
 
 function showPresence(status) {
-  presence = status;
   ui.presence.hidden = false;
   ui.presence.className = `pw-presence ${status === "online" ? "online" : "offline"}`;
   ui.presence.textContent = status === "online" ? "We're online" : "We're away";
@@ -404,11 +483,11 @@ function buildOfflineForm() {
     identity.email = value;
     note.textContent = "Saving…";
     try {
-      await ensureSession();
-      if (!session) throw new Error("the chat is not connected");
-      await postSession(); // stores the email on the end user
-      // Agents' conversation view does not show end users' emails yet: say it in the thread too.
-      client.send({ content: `My email for a reply: ${value}` });
+      const c = ensureClient();
+      await c.identify({ email: value }); // stores the email on the end user
+      if (!c.conversationId) throw new Error("the chat is not connected");
+      // Say it in the thread too, so whoever answers sees it at once.
+      sendText(`My email for a reply: ${value}`);
       store.set(emailKey, value);
       ui.offline.hidden = true;
       ui.text.focus();
@@ -421,33 +500,39 @@ function buildOfflineForm() {
 function showSession(s) {
   ui.composer.classList.toggle("resolved", s?.status === "resolved");
   ui.text.placeholder = s?.status === "resolved" ? "Conversation resolved. Write to start a new one…" : "Write a message…";
+  showQueue();
 }
 
-function showState(state, info) {
-  clearInterval(countdown);
-  if (client) render(client.sorted, [...client.pending.values()]);
+/** "You are number N in line (about M min)" while the visitor waits for an agent. */
+function showQueue() {
+  const q = client?.queueStatus;
+  const s = client?.session;
+  const waiting = q && q.position && s?.status === "open" && !s.assigned_agent_id;
+  let text = "";
+  if (waiting) {
+    text = `You are number ${q.position} in line`;
+    if (q.estimated_wait_s) text += ` (about ${Math.max(1, Math.round(q.estimated_wait_s / 60))} min)`;
+  }
+  ui.queue.textContent = text;
+  ui.queue.hidden = !text;
+}
+
+function showState(state) {
+  render();
   switch (state) {
     case "connecting":
-      setConn(info?.attempt ? "Reconnecting…" : "Connecting…", "warn");
+      setConn("Connecting…", "warn");
       break;
-    case "open":
+    case "connected":
       setConn("", "");
       break;
-    case "waiting": {
-      typingIn.clear();
-      const tick = () => {
-        const s = Math.round((info.at - Date.now()) / 1000);
-        setConn(s >= 1 ? `Reconnecting in ${s} s…` : "Reconnecting…", "warn", retryButton(() => client?.retryNow()));
-      };
-      tick();
-      countdown = setInterval(tick, 1000);
+    case "reconnecting":
+      clearTyping();
+      setConn("Reconnecting…", "warn", retryButton(() => client?.reconnectNow()));
       break;
-    }
-    case "failed":
-      setConn(`The chat server refused the connection (${info?.reason || info?.code}).`, "bad", retryButton(() => client?.retryNow()));
-      break;
+    // "closed": the reason comes with connect()'s rejection or the error event.
   }
-  root.classList.toggle("pw-offline-conn", state === "waiting" || state === "failed");
+  root.classList.toggle("pw-offline-conn", state === "reconnecting" || state === "closed");
 }
 
 function setConn(text, level, ...extra) {

@@ -7,7 +7,7 @@
  * POST as X-CSRFToken.
  */
 import { formatTime, h, messageItem, pendingItem, pendingKey, setChildren, syncList } from "/shared/dom.js";
-import { ConversationClient, ReconnectingSocket, socketUrl, TypingSender, TypingWatcher } from "/shared/parley-client.js";
+import { ConversationClient, ReconnectingSocket, socketUrl, TypingSender, TypingWatcher } from "/console/agent-client.js";
 
 const $ = (id) => document.getElementById(id);
 const ui = {

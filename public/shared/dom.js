@@ -290,14 +290,16 @@ export function messageItem(message, { who, mine, onChoose }) {
 }
 
 /** syncList key of an outbox entry: changes whenever its rendering would. */
-export const pendingKey = (item, connected) => `p:${item.client_msg_id}:${item.error ? "failed" : item.acked ? "sent" : !connected ? "waiting" : item.note ? "retrying" : "sending"}`;
+export const pendingKey = (item, connected) => `p:${item.client_msg_id}:${item.error ? "failed" : item.status ? `s:${item.status}` : item.acked ? "sent" : !connected ? "waiting" : item.note ? "retrying" : "sending"}`;
 
-/** One outbox entry (not yet acknowledged by the server). */
+/** One outbox entry (not yet acknowledged by the server). `item.status`: a state of its own ("Uploading…"). */
 export function pendingItem(item, { connected, onDiscard }) {
   const failed = Boolean(item.error);
   const state = failed
     ? `Not sent: ${item.error}`
-    : item.acked
+    : item.status
+      ? item.status
+      : item.acked
       ? "Sent"
       : !connected
         ? "Waiting for the connection to send…"

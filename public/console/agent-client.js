@@ -1,5 +1,8 @@
 /**
- * Parley's browser client for the native WebSocket protocol (docs/protocol.md).
+ * The agent console's client for the native WebSocket protocol (docs/protocol.md): agents'
+ * conversation sockets (`/ws/conversations/:id`, cookie auth) and the inbox (`/ws/org`).
+ * Visitors (the widget, customers' own code) use the Web SDK (sdk/src/index.ts) instead, which
+ * speaks only the visitor side.
  *
  * - ReconnectingSocket: one WebSocket that reconnects with exponential backoff (1 s … 10 s),
  *   optionally heartbeats with the exact `{"type":"ping"}` frame, and reports its state.
