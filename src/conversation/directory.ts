@@ -190,6 +190,17 @@ export async function conversationOfSession(env: Env, orgId: string, id: string)
   return { ref: await conversationForAgent(env, orgId, id), sessionId: null };
 }
 
+/** One of the organisation's channels, or 404. */
+export async function channelOfOrg(env: Env, orgId: string, id: string): Promise<Channel> {
+  const row = await database(env.DB)
+    .select()
+    .from(schema.channels)
+    .where(and(eq(schema.channels.id, id), eq(schema.channels.org_id, orgId)))
+    .get();
+  if (!row) throw new ApiError("not_found", "channel not found");
+  return row;
+}
+
 /** The org's channel for a named external medium (seed 002's fb, sms, twitter), made on first use. */
 export async function connectorChannel(env: Env, orgId: string, name: string): Promise<Channel> {
   const db = database(env.DB);

@@ -117,3 +117,21 @@ export const audienceOf = (p: Principal): Audience => (p.type === "end_user" ? "
 
 /** Stable fingerprint of what was sent, to tell a retry from a different message reusing an id. */
 export const draftFingerprint = (d: MessageDraft) => JSON.stringify([d.content_type, d.content, d.rich_media, d.private]);
+
+/** The message as REST and webhooks show it: seed 001's shape, plus Parley's seq, sender_name, client_msg_id, private and status. */
+export const messageView = (m: Message) => ({
+  id: m.id,
+  conversation_id: m.conversation_id,
+  session_id: m.session_id,
+  seq: m.seq,
+  sender_type: m.sender_type,
+  sender_id: m.sender_id,
+  sender_name: m.sender_name,
+  content_type: m.content_type,
+  content: m.content,
+  rich_media: m.rich_media,
+  client_msg_id: m.client_msg_id,
+  private: m.private,
+  status: m.status,
+  created_at: m.created_at,
+});

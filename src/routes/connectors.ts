@@ -6,12 +6,11 @@
  */
 import { z } from "zod";
 import { unwrap } from "../core/errors";
-import { MessageInput } from "../core/message";
+import { MessageInput, messageView } from "../core/message";
 import { connectorChannel, openForVisitor, roomFor } from "../conversation/directory";
 import { router } from "../http/app";
 import { agentPrincipal, requireAgent } from "../http/auth";
 import { parse, readJson } from "../http/body";
-import { messageView } from "./conversations";
 
 export const connectors = router()
   .use(requireAgent("owner", "admin"))

@@ -7,8 +7,7 @@ import { and, desc, eq, gt, isNull, ne, sql } from "drizzle-orm";
 import { z } from "zod";
 import type { ConversationRef } from "../core/conversation-ref";
 import { unwrap } from "../core/errors";
-import type { Message } from "../core/message";
-import { MessageInput, safeText } from "../core/message";
+import { MessageInput, messageView, safeText } from "../core/message";
 import { conversationForAgent, roomFor } from "../conversation/directory";
 import type { Session } from "../conversation/sessions";
 import { database, schema } from "../db/client";
@@ -136,20 +135,3 @@ function conversationView(
   };
 }
 
-/** Seed 001's message shape, plus Parley's seq, status, sender_name and client_msg_id. */
-export const messageView = (m: Message) => ({
-  id: m.id,
-  conversation_id: m.conversation_id,
-  session_id: m.session_id,
-  seq: m.seq,
-  sender_type: m.sender_type,
-  sender_id: m.sender_id,
-  sender_name: m.sender_name,
-  content_type: m.content_type,
-  content: m.content,
-  rich_media: m.rich_media,
-  client_msg_id: m.client_msg_id,
-  private: m.private,
-  status: m.status,
-  created_at: m.created_at,
-});

@@ -7,6 +7,7 @@ import { database, schema } from "../db/client";
 import { router } from "../http/app";
 import { requireAgent } from "../http/auth";
 import { readJson } from "../http/body";
+import { channelOfOrg } from "../conversation/directory";
 import { BotSettings } from "../bots/config";
 import { ApiError } from "../core/errors";
 
@@ -25,16 +26,6 @@ const Webchat = z.object({
   require_identity: z.boolean().default(false),
 });
 const Mobile = z.object({ name: safeText(200).pipe(z.string().trim().min(1)), require_identity: z.boolean().default(false) });
-
-async function ownChannel(env: Env, orgId: string, id: string) {
-  const row = await database(env.DB)
-    .select()
-    .from(schema.channels)
-    .where(and(eq(schema.channels.id, id), eq(schema.channels.org_id, orgId)))
-    .get();
-  if (!row) throw new ApiError("not_found", "channel not found");
-  return row;
-}
 
 /** Webhook bot secrets are write-only. */
 function botView(row: { channel_id: string; kind: string; config: string; enabled: boolean; updated_at: string }) {
@@ -95,7 +86,7 @@ export const integrations = router()
   })
   .put("/:id/bot", async (c) => {
     const body = await readJson(c, BotSettings);
-    const channel = await ownChannel(c.env, c.get("agent").org_id, c.req.param("id"));
+    const channel = await channelOfOrg(c.env, c.get("agent").org_id, c.req.param("id"));
     const row = { channel_id: channel.id, org_id: channel.org_id, kind: body.kind, config: JSON.stringify(body.config), enabled: body.enabled, updated_at: new Date().toISOString() };
     await database(c.env.DB)
       .insert(schema.bots)
@@ -104,13 +95,13 @@ export const integrations = router()
     return c.json(botView(row));
   })
   .get("/:id/bot", async (c) => {
-    const channel = await ownChannel(c.env, c.get("agent").org_id, c.req.param("id"));
+    const channel = await channelOfOrg(c.env, c.get("agent").org_id, c.req.param("id"));
     const row = await database(c.env.DB).select().from(schema.bots).where(eq(schema.bots.channel_id, channel.id)).get();
     if (!row) throw new ApiError("not_found", "this channel has no bot");
     return c.json(botView(row));
   })
   .delete("/:id/bot", async (c) => {
-    const channel = await ownChannel(c.env, c.get("agent").org_id, c.req.param("id"));
+    const channel = await channelOfOrg(c.env, c.get("agent").org_id, c.req.param("id"));
     await database(c.env.DB).delete(schema.bots).where(eq(schema.bots.channel_id, channel.id));
     return c.json({ channel_id: channel.id, deleted: true });
   })

@@ -10,7 +10,7 @@
 import { and, desc, eq } from "drizzle-orm";
 import { z } from "zod";
 import { ApiError } from "../core/errors";
-import { conversationForEndUser } from "../conversation/directory";
+import { channelOfOrg, conversationForEndUser } from "../conversation/directory";
 import { database, schema } from "../db/client";
 import { router } from "../http/app";
 import { requireAgent } from "../http/auth";
@@ -21,22 +21,12 @@ import { checkKeys, credentialsRow, describe, PushCredentialsInput, saveCredenti
 /** Older registrations of one end user beyond this many are dropped (newest kept). */
 export const MAX_DEVICES_PER_END_USER = 10;
 
-async function ownChannel(env: Env, orgId: string, id: string) {
-  const row = await database(env.DB)
-    .select()
-    .from(schema.channels)
-    .where(and(eq(schema.channels.id, id), eq(schema.channels.org_id, orgId)))
-    .get();
-  if (!row) throw new ApiError("not_found", "channel not found");
-  return row;
-}
-
 const admin = requireAgent("owner", "admin");
 
 // Routes carry their own auth (no `use("*")`): this router is mounted beside `integrations`.
 export const pushIntegrations = router()
   .put("/:id/push", admin, async (c) => {
-    const channel = await ownChannel(c.env, c.get("agent").org_id, c.req.param("id"));
+    const channel = await channelOfOrg(c.env, c.get("agent").org_id, c.req.param("id"));
     const body = await readJson(c, PushCredentialsInput);
     if (channel.kind !== "mobile_sdk") throw new ApiError("validation_failed", "push credentials belong to a mobile channel (POST /api/integrations/mobile)");
     if (!sealingSecret(c.env)) throw new ApiError("unavailable", "push is not set up on this server: set the PUSH_ENCRYPTION_KEY secret (docs/push.md)");
@@ -46,11 +36,11 @@ export const pushIntegrations = router()
     return c.json(await describe(c.env, channel.id, row));
   })
   .get("/:id/push", admin, async (c) => {
-    const channel = await ownChannel(c.env, c.get("agent").org_id, c.req.param("id"));
+    const channel = await channelOfOrg(c.env, c.get("agent").org_id, c.req.param("id"));
     return c.json(await describe(c.env, channel.id, await credentialsRow(c.env, channel.org_id, channel.id)));
   })
   .delete("/:id/push", admin, async (c) => {
-    const channel = await ownChannel(c.env, c.get("agent").org_id, c.req.param("id"));
+    const channel = await channelOfOrg(c.env, c.get("agent").org_id, c.req.param("id"));
     const { platform } = parse(z.object({ platform: z.enum(["fcm", "apns"]).optional() }), c.req.query());
     const db = database(c.env.DB);
     const where = and(eq(schema.pushCredentials.channel_id, channel.id), eq(schema.pushCredentials.org_id, channel.org_id));

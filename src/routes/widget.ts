@@ -4,11 +4,10 @@
  */
 import { z } from "zod";
 import { unwrap } from "../core/errors";
-import { safeText } from "../core/message";
+import { safeText, messageView } from "../core/message";
 import { channelForVisitor, conversationForEndUser, openForVisitor, roomFor, requestOrigin } from "../conversation/directory";
 import { router } from "../http/app";
 import { parse, readJson } from "../http/body";
-import { messageView } from "./conversations";
 
 export const visitorName = safeText(200).pipe(z.string().trim().min(1));
 

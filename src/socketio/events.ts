@@ -6,7 +6,7 @@
  */
 import { z } from "zod";
 import { ApiError, unwrap } from "../core/errors";
-import { MessageInput, type Principal } from "../core/message";
+import { MessageInput } from "../core/message";
 import { channelForVisitor, connectorChannel, openForVisitor, roomFor } from "../conversation/directory";
 import { activity, chatbotMessage, chatMessage, dostiMessage, type Dialect, type Membership } from "./dialects";
 import type { SocketIoSession } from "./session";

@@ -128,8 +128,8 @@ export async function expandEvent(env: Env, event: WebhookEvent): Promise<string
  */
 async function chatApiAgentReply(env: Env, event: WebhookEvent, now: string) {
   if (event.type !== "message.created") return [];
-  const data = event.data as { conversation: { channel_id: string; end_user: { external_id: string } }; message: StoredMessage };
-  if (data.message.sender_type !== "agent" || data.message.private) return [];
+  const data = event.data as { conversation?: { channel_id: string; end_user: { external_id: string } }; message?: StoredMessage };
+  if (!data.conversation || data.message?.sender_type !== "agent" || data.message.private) return [];
   const w = schema.webhooks;
   const endpoint = await database(env.DB)
     .select({ id: w.id })
@@ -137,13 +137,14 @@ async function chatApiAgentReply(env: Env, event: WebhookEvent, now: string) {
     .where(and(eq(w.org_id, event.org_id), eq(w.channel_id, data.conversation.channel_id), eq(w.active, true)))
     .get();
   if (!endpoint) return [];
-  const replies = replyObjects(data.message);
+  const message = data.message;
+  const replies = replyObjects(message);
   const body = [
     {
       clientId: data.conversation.end_user.external_id,
-      questionId: data.message.id,
-      data: { replies, answer: data.message.content, nlpClass: "", confidence: 0, newSessionStarted: false, endSession: false, agent: { id: data.message.sender_id, name: data.message.sender_name } },
-      timestamp: data.message.created_at,
+      questionId: message.id,
+      data: { replies, answer: message.content, nlpClass: "", confidence: 0, newSessionStarted: false, endSession: false, agent: { id: message.sender_id, name: message.sender_name } },
+      timestamp: message.created_at,
     },
   ];
   return [

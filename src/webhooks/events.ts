@@ -13,7 +13,7 @@
  */
 import type { ConversationRef } from "../core/conversation-ref";
 import { sha256Hex } from "../core/crypto";
-import type { Message } from "../core/message";
+import { type Message, messageView } from "../core/message";
 import type { Session } from "../conversation/sessions";
 import type { HubEvent } from "../org/hub";
 
@@ -182,25 +182,6 @@ function conversationView(ref: ConversationRef) {
   };
 }
 
-/** The same fields as the agent REST API's message (`GET /api/conversations/:id/messages`). */
-function messageView(m: Message) {
-  return {
-    id: m.id,
-    conversation_id: m.conversation_id,
-    session_id: m.session_id,
-    seq: m.seq,
-    sender_type: m.sender_type,
-    sender_id: m.sender_id,
-    sender_name: m.sender_name,
-    content_type: m.content_type,
-    content: m.content,
-    rich_media: m.rich_media,
-    client_msg_id: m.client_msg_id,
-    private: m.private,
-    status: m.status,
-    created_at: m.created_at,
-  };
-}
 
 function sessionView(s: Session) {
   return {
