@@ -1,14 +1,16 @@
 /**
  * Seed 002's REST side ("Customer Channel API") over the conversation core:
  *   POST /api/customer/init       open (or resume) a customer's conversation -> conversationId
- *   GET  /api/customer/transcript/:id/:type   a finished session as a PDF (type "pdf"); with the
- *        public key, `?refId=` must name the conversation's customer; a secret key reads any
+ *   GET  /api/customer/transcript/:id/:type   a finished session as a PDF (type "pdf"), or that PDF
+ *        emailed to the customer's address (type "email": 200 with an empty body; 409 when the
+ *        customer has no email); 404 while the session runs; with the public key, `?refId=`
+ *        must name the conversation's customer; a secret key reaches any
  * The caller presents the organisation's public key (`apiKey` in the body or query, or
  * `Authorization: Bearer pk_...`), which seed 002 leaves unstated; a secret key also works for
  * transcripts. The customer's identifier (refId, else Phone, else Email) is the end user's
  * external id, and the returned Participant id; seed 002's socket events use it to join.
  * Channel "web" is the organisation's default webchat; fb, sms and twitter get a connector
- * channel each. (Email transcripts, routing and connectors: issue 6, not yet.)
+ * channel each.
  */
 import type { Context } from "hono";
 import { z } from "zod";
@@ -19,6 +21,9 @@ import { channelForVisitor, connectorChannel, conversationOfSession, openForVisi
 import { router } from "../http/app";
 import { agentFromSecretKey } from "../http/auth";
 import { readJson } from "../http/body";
+import { database, schema } from "../db/client";
+import { sendTranscriptEmail } from "../email/transcript";
+import { eq } from "drizzle-orm";
 
 const optText = (max: number) => safeText(max).optional();
 
@@ -76,7 +81,7 @@ export const customerChannel = router()
   })
   .get("/transcript/:id/:type", async (c) => {
     const type = c.req.param("type");
-    if (type !== "pdf") throw new ApiError("validation_failed", 'type: "pdf" is supported (email transcripts are not available yet)');
+    if (type !== "pdf" && type !== "email") throw new ApiError("validation_failed", 'type: "pdf" or "email"');
     const caller = await callerOf(c);
     const { ref, sessionId } = await conversationOfSession(c.env, caller.org_id, c.req.param("id"));
     // A public key is visitor-side: it reaches only the customer it names (refId), as everywhere else.
@@ -103,7 +108,14 @@ export const customerChannel = router()
         if (card.image_url) lines.push({ text: card.image_url, link: card.image_url });
       }
     }
-    return new Response(renderPdf(lines), {
+    const pdf = renderPdf(lines);
+    if (type === "email") {
+      const user = await database(c.env.DB).select({ email: schema.endUsers.email }).from(schema.endUsers).where(eq(schema.endUsers.id, ref.end_user.id)).get();
+      if (!user?.email) throw new ApiError("conflict", "the customer has no email address");
+      await sendTranscriptEmail(c.env, { to: user.email, customerName: ref.end_user.display_name, sessionId: session.id, pdf });
+      return c.body(null, 200);
+    }
+    return new Response(pdf, {
       headers: { "content-type": "application/pdf", "content-disposition": `attachment; filename="transcript-${session.id}.pdf"` },
     });
   });

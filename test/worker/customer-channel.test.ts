@@ -91,6 +91,6 @@ describe("GET /api/customer/transcript/:id/:type", () => {
     expect((await call(`/api/customer/transcript/${id}/pdf?apiKey=${o.pk}&refId=someone-else`)).status).toBe(404);
     const bySecret = await exports.default.fetch(new Request(`${BASE}/api/customer/transcript/${id}/pdf`, { headers: { authorization: `Bearer ${o.sk}` } }));
     expect(bySecret.status).toBe(200);
-    expect((await call(`/api/customer/transcript/${id}/email?apiKey=${o.pk}`)).status).toBe(400);
+    expect((await call(`/api/customer/transcript/${id}/docx?apiKey=${o.pk}`)).status).toBe(400);
   });
 });
