@@ -38,6 +38,8 @@ interface Ctx {
   a: Org;
   b: Org;
   convA: string;
+  /** The first support session of convA, resolved (so it has a transcript). */
+  sessionA: string;
   /** Org A's mobile channel (for the bot settings routes: no visitor ever writes to it). */
   mobileA: string;
   /** Org A's routing queue and one of its agents. */
@@ -54,6 +56,8 @@ interface Req {
   path: string;
   body?: unknown;
   ws?: boolean;
+  /** The success is not JSON (a PDF): its body is summarized as its content type. */
+  binary?: boolean;
   /** A Socket.IO session over Engine.IO long-polling: CONNECT, then this event with an ack. */
   sio?: { event?: [string, unknown] };
 }
@@ -146,6 +150,9 @@ const TABLE: Row[] = [
   { route: "POST /api/customer/init", req: (_ctx, c) => ({ method: "POST", path: "/api/customer/init", body: { apiKey: c.visitor?.pk, Channel: "web", refId: c.visitor?.external_id } }),
     expect: "400  200  200  401  400  400  400  400  400  400  400  400  400  400",
     check: (res, ctx, c) => ((res.body.conversationId === ctx.convA) === !c.otherEndUser ? null : "opened the wrong conversation") },
+  { route: "GET /api/customer/transcript/:id/pdf", req: (ctx, c) => ({ method: "GET", binary: true, path: `/api/customer/transcript/${ctx.sessionA}/pdf?${q({ apiKey: c.visitor?.pk, refId: c.visitor?.external_id })}` }),
+    expect: "401  200  404  401  401  401  401  200  401  401  401  401  401  401",
+    check: (res) => (res.body.content_type === "application/pdf" ? null : "not a PDF") },
   { route: "POST /api/chat/send", req: (_ctx, c) => ({ method: "POST", path: "/api/chat/send", body: { apiKey: c.visitor?.pk, visitorId: c.visitor?.external_id, message: "visitor says hi" } }), expect: VISITOR },
   { route: "GET /api/chat/poll", req: (_ctx, c) => ({ method: "GET", path: `/api/chat/poll?${q({ apiKey: c.visitor?.pk, visitorId: c.visitor?.external_id, lastTimestamp: "0" })}` }), expect: VISITOR,
     check: (res, _ctx, c) => (res.body.messages.some((m: any) => m.message === SECRET_TEXT) === !c.otherEndUser ? null : "a poll read the wrong conversation") },
@@ -233,6 +240,13 @@ async function sioCall(req: Req, caller: Caller, headers: Headers_): Promise<Res
 
 async function send(req: Req, headers: Headers_, caller?: Caller): Promise<Res> {
   if (req.sio) return sioCall(req, caller!, headers);
+  if (req.binary) {
+    const res = await exports.default.fetch(new Request(BASE + req.path, { method: req.method, headers }));
+    const type = res.headers.get("content-type") ?? "";
+    if (type.startsWith("application/json")) return { status: res.status, body: await res.json(), headers: res.headers };
+    await res.arrayBuffer();
+    return { status: res.status, body: { content_type: type }, headers: res.headers };
+  }
   if (!req.ws) return call(req.path, { method: req.method, body: req.body, headers });
   const res = await exports.default.fetch(new Request(BASE + req.path, { headers: { upgrade: "websocket", ...headers } }));
   if (!res.webSocket) {
@@ -263,6 +277,9 @@ beforeAll(async () => {
   const sent = await call("/api/chat/send", { body: { apiKey: a.pk, visitorId: "alice", visitorName: "Alice", message: SECRET_TEXT } });
   if (sent.status !== 200) throw new Error("alice's first message");
   const convA = (await call("/chat-widget/session", { body: { key: a.pk, session_id: "alice" } })).body.conversation_id as string;
+  // Her first support session ends (it has a transcript); her next message opens another.
+  const resolved = await a.agent.call(`/api/conversations/${convA}/resolve`, { body: {} });
+  if (resolved.status !== 200) throw new Error(`resolve: ${resolved.status}`);
 
   const agentA = await addAgent(a, "agent");
   const adminA = await addAgent(a, "admin");
@@ -286,6 +303,7 @@ beforeAll(async () => {
     a,
     b,
     convA,
+    sessionA: resolved.body.session_id,
     mobileA,
     queueA: queue.body.id,
     agentIdA: agentA.user.id,
