@@ -243,7 +243,7 @@ describe("Socket.IO recovery after the session was revoked (F6)", () => {
 });
 
 describe("Socket.IO recovery with a pid that is not the client's (F5)", () => {
-  it("an unknown pid, a forged secret, or another visitor's real pid connect fresh: a new socket id, nothing replayed", async () => {
+  it("an unknown pid, a forged secret, or another visitor's real pid connect fresh: a new socket id, nothing replayed, the rightful client undisturbed", async () => {
     const o = await newOrg();
     const alice = visitorId("alice");
     const conversation = async (vid: string) => {
@@ -281,5 +281,8 @@ describe("Socket.IO recovery with a pid that is not the client's (F5)", () => {
       );
       expect(leaked, what).toBeNull();
     }
+    // The rightful client was never disturbed: its own session still hears its conversation.
+    const still = expectStatus(await o.agent.api(`/api/conversations/${conv.id}/messages`, { body: { content: "still there?" } }), 201, "reply").json;
+    await first.raw.until((p) => p.startsWith("42") && p.includes(still.id), { timeoutMs: 5_000 });
   });
 });
