@@ -894,7 +894,7 @@ export class ParleyClient {
    * `X-Filename`), chatUploadFinish. Resolves to the image or file message. `file` is a Blob or
    * File (its name is used unless `filename` is given) or raw bytes. Rejects with the server's
    * code: `unsupported_media_type` (not PNG, JPEG, GIF, WebP, PDF, ZIP or plain text),
-   * `payload_too_large` (over `max_bytes`, checked before anything is sent), …
+   * `payload_too_large` (over `max_bytes`, checked before the bytes are sent), …
    */
   async chatUpload(file: Blob | ArrayBuffer | Uint8Array, opts: { filename?: string; caption?: string } = {}): Promise<Message> {
     const size = file instanceof Blob ? file.size : file.byteLength;
