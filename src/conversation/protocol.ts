@@ -37,6 +37,8 @@ export type ServerFrame =
       account_status: "online" | "offline";
       /** How far the end user and the staff have read (highest seq in a read receipt). */
       read: { end_user_seq: number; staff_seq: number };
+      /** While the session waits for an agent: the last place in line (as in `queue` frames). */
+      queue: QueueStatus | null;
     }
   | { type: "message"; message: Message }
   | { type: "ack"; client_msg_id: string | null; id: string; seq: number; duplicate: boolean }

@@ -411,7 +411,15 @@ export class ConversationRoom extends Server<Env> {
   /** The router tells the waiting customer where they stand. */
   async queueUpdate(ref: ConversationRef, status: QueueStatus): Promise<void> {
     if (this.adopt(ref)) return;
+    this.setMeta("queue_status", JSON.stringify(status));
     this.emit({ type: "queue", ...status });
+  }
+
+  /** The customer's last known place in line, while their session waits for an agent. */
+  private waitingStatus(): QueueStatus | null {
+    const s = this.sessions.active();
+    if (s?.status !== "open" || s.assigned_agent_id) return null;
+    return JSON.parse(this.meta("queue_status") ?? "null") as QueueStatus | null;
   }
 
   /** The org's account status changed (OrgHub calls this for rooms with visitor sockets). */
@@ -458,6 +466,7 @@ export class ConversationRoom extends Server<Env> {
         session: this.sessions.latest(),
         account_status: status,
         read: { end_user_seq: this.readSeq("end_user"), staff_seq: this.readSeq("staff") },
+        queue: this.waitingStatus(),
       });
     const audience = audienceOf(principal);
     if (since === null) return ready(this.log.latest(100, 0, audience), false, false);

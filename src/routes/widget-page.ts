@@ -45,12 +45,14 @@ export const widgetPage = router().get("/", async (c) => {
   }
   const allowed = (JSON.parse(channel.allowed_origins) as string[]).filter(isOrigin);
   const parent = q.data.parent_origin;
-  if (parent !== undefined && (!isOrigin(parent) || (allowed.length > 0 && !allowed.includes(parent)))) {
+  const self = new URL(c.req.url).origin;
+  if (parent !== undefined && (!isOrigin(parent) || (allowed.length > 0 && parent !== self && !allowed.includes(parent)))) {
     // Never a grant (frame-ancestors decides who may frame): a loader on a listed site names it.
     return errorPage(c, 403, "This site may not show this chat", `origin ${parent} is not allowed for this channel`, "origin_not_allowed");
   }
   const title = q.data.title?.trim() || channel.title || "Chat with us";
-  setHeaders(c, allowed.length > 0 ? allowed.join(" ") : "*");
+  // Parley's own pages (the demo page) may always show it.
+  setHeaders(c, allowed.length > 0 ? ["'self'", ...allowed].join(" ") : "*");
   return c.html(shell(title));
 });
 

@@ -38,6 +38,9 @@ describe("routing", () => {
     expect(queued).toMatchObject({ position: 1, queue: "billing", open: true, agents_available: true });
     expect(queued.estimated_wait_s).toBeGreaterThan(0);
     expect((await o.agent.call(`/api/conversations/${c2.body.conversationId}`)).body.active_session.assigned_agent_id).toBeNull();
+    // A reconnecting customer learns their place at once, from the ready frame.
+    const again = await openSocket(`/ws/visitor?key=${o.pk}&external_id=cust-2`);
+    expect((await again.next((f) => f.type === "ready")).queue).toMatchObject({ position: 1, queue: "billing" });
 
     // Tech: Bob comes online; he has no load, Ann is full.
     const bobInbox = await openSocket("/ws/org", { cookie: bob.cookie });
