@@ -26,6 +26,8 @@ describe("visitor and agent sockets in one conversation", () => {
       messages: [],
       session: null,
       account_status: "offline",
+      read: { end_user_seq: 0, staff_seq: 0 },
+      queue: null,
     });
 
     // The sender gets its message broadcast, the session it opened, and its ack: nothing else.
