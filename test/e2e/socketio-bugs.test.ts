@@ -27,7 +27,7 @@ describe("upgrade from polling to WebSocket (the stock client's default transpor
     const conversationId = await openConversation(o.pk, ext, "Up Grade");
     const opts = who === "visitor" ? dostiVisitorOpts(o.pk, ext, "Up Grade", DEFAULT) : who === "agent" ? agentOpts(o.agent.cookie, DEFAULT) : DEFAULT;
     const socket = await pool.connect(opts);
-    expect(socket.io.engine.transport.name).toBe("polling");
+    // (It starts on polling; the upgrade may already have happened by now.)
     // A person reads the page for a moment before typing (an emit at once, before the probe
     // finishes, goes out over polling and happens to unblock the upgrade).
     await new Promise((r) => setTimeout(r, 1_000));
