@@ -61,15 +61,17 @@ export const chatApiIntegration = router()
       identity_secret: randomToken(32),
     };
     const token = `ca_${randomToken(24)}`;
+    const hookRow = body.webhook_url
+      ? { id: crypto.randomUUID(), org_id: org, channel_id: channel.id, url: body.webhook_url, secret: newSecret(), events: JSON.stringify(["chat_api.reply"]) }
+      : null;
     const db = database(c.env.DB);
     await db.batch([
       db.insert(schema.channels).values(channel),
       db.insert(schema.embedTokens).values({ id: crypto.randomUUID(), org_id: org, channel_id: channel.id, token_hash: await sha256Hex(token) }),
-      ...(body.webhook_url
-        ? [db.insert(schema.webhooks).values({ id: crypto.randomUUID(), org_id: org, channel_id: channel.id, url: body.webhook_url, secret: newSecret(), events: JSON.stringify(["chat_api.reply"]) })]
-        : []),
+      ...(hookRow ? [db.insert(schema.webhooks).values(hookRow)] : []),
     ]);
-    return c.json({ id: channel.id, channel_id: channel.id, token }, 201);
+    // The token and the webhook's signing secret are shown once, here.
+    return c.json({ id: channel.id, channel_id: channel.id, token, ...(hookRow ? { webhook_id: hookRow.id, webhook_secret: hookRow.secret } : {}) }, 201);
   });
 
 async function channelOf(c: Context): Promise<Channel> {

@@ -27,6 +27,7 @@ describe("Chat API webhook", () => {
     const host = `h-${crypto.randomUUID().slice(0, 8)}.chatapi-hook.test`;
     const created = await o.agent.call("/api/integrations/chat-api", { body: { name: "App", webhook_url: `https://${host}/hook` } });
     expect(created.status).toBe(201);
+    expect(created.body.webhook_secret).toMatch(/^whsec_/);
     const token = created.body.token as string;
     await o.agent.call(`/api/integrations/${created.body.channel_id}/bot`, {
       method: "PUT",
