@@ -167,8 +167,6 @@ const eventOf = (m: Message) => ({
   timestamp: Date.parse(m.created_at),
 });
 
-const bounded = (limit: number) => (n: string | undefined) => Math.min(limit, Math.max(1, Number(n ?? limit) || limit));
-
 export const chatApi = router()
   .post("/:token", async (c) => c.json(await converse(c, await readJson(c, Request))))
   /**
@@ -223,9 +221,9 @@ export const chatApi = router()
     return c.json({ clientId: q.clientId, events: r.messages.map(eventOf), ...(q.cid ? { cid: q.cid } : {}) });
   })
   .get("/:token/client/:clientId/history", async (c) => {
-    const q = parse(z.object({ ts: z.coerce.number().int().min(0).optional(), limit: z.string().optional() }), c.req.query());
+    const q = parse(z.object({ ts: z.coerce.number().int().min(0).optional(), limit: z.coerce.number().int().min(1).max(MAX_EVENTS).default(MAX_EVENTS) }), c.req.query());
     const { ref, room } = await clientConversation(c, c.req.param("clientId"));
-    const limit = bounded(MAX_EVENTS)(q.limit);
+    const limit = q.limit;
     const h = unwrap(await room.history(ref, q.ts === undefined ? { audience: "end_user", limit } : { audience: "end_user", afterMs: q.ts, limit }));
     return c.json({ clientId: c.req.param("clientId"), messages: h.messages.map(eventOf) });
   })
