@@ -125,7 +125,7 @@ describe("seed 001's <script src=/chat-widget/embed.js data-embed-token>", () =>
 
     const framePage = await api(`/chat-widget?embed_token=${chat.token}`);
     expect(framePage.status).toBe(200);
-    expect(framePage.headers.get("content-security-policy")).toContain(`frame-ancestors ${site.origin} ${parley}`);
+    expect(framePage.headers.get("content-security-policy")).toContain(`frame-ancestors 'self' ${site.origin} ${parley}`);
     expect(framePage.headers.get("content-security-policy")).toContain("script-src 'self'");
 
     const url = evil.page("/stolen", hostPage(`<script src="${parley}/chat-widget/embed.js" data-embed-token="${chat.token}"></script>`, "Not the shop"));

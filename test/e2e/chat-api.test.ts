@@ -116,8 +116,8 @@ describe("Chat API (seed 004) against wrangler dev", () => {
       201,
       "create chat_api channel",
     ).json;
-    expect(created).toEqual({ id: created.channel_id, channel_id: expect.any(String), token: expect.stringMatching(/^ca_/) });
-    expect(created).not.toHaveProperty("secret"); // nothing to verify signatures with (see the header)
+    // The token and the webhook's signing secret are shown once, here.
+    expect(created).toEqual({ id: created.channel_id, channel_id: expect.any(String), token: expect.stringMatching(/^ca_/), webhook_id: expect.any(String), webhook_secret: expect.stringMatching(/^whsec_/) });
     const token: string = created.token;
     // The channel's endpoint is not an organisation endpoint: the admin API does not list it.
     const listedHooks = expectStatus(await agent.api<any[]>("/api/webhooks"), 200, "list webhooks").json;
@@ -310,7 +310,10 @@ describe("Chat API (seed 004) against wrangler dev", () => {
     await sleep(3_000);
     const byId = dedupe(chatHits());
     expect([...byId.values()].map((r) => r.json[0].questionId).sort()).toEqual([questionId, reply.id].sort());
-    for (const r of chatHits()) expectStandardWebhookHeaders(r);
+    for (const r of chatHits()) {
+      expectStandardWebhookHeaders(r);
+      expect(verifySignature(created.webhook_secret, r), `chat api signature of ${r.id}`).toBe(true);
+    }
 
     // The witness endpoint: signed with its secret, it had failed while down and delivered after.
     const orgHits = received.filter((r) => r.path === orgHookPath);
