@@ -560,7 +560,7 @@ export class ConversationRoom extends Server<Env> {
     if (sender.type !== "end_user" && !message.private) this.forwardToConnector(message);
     if (this.typing.clear(sender)) this.broadcastTyping(sender, false, null);
     this.wakeWaiters();
-    this.scheduleAlarm(Date.now());
+    this.scheduleFlush();
     this.publish({
       type: "conversation_updated",
       conversation_id: message.conversation_id,
@@ -670,7 +670,7 @@ export class ConversationRoom extends Server<Env> {
 
   private afterSessionChange(session: Session, event: HubEvent | null, agent?: Principal) {
     this.emit(agent ? { type: "session", session, agent } : { type: "session", session });
-    this.scheduleAlarm(Date.now());
+    this.scheduleFlush();
     if (event) this.publish(event);
   }
 
@@ -735,7 +735,11 @@ export class ConversationRoom extends Server<Env> {
       if (outcome.type === "failed") {
         const event = outcome.failures >= FLUSH_STALL_REPORT_AFTER ? "flush_stalled" : "flush_failed";
         console.error(JSON.stringify({ at: event, conversation: this.ref().id, failures: outcome.failures, error: outcome.error }));
-        this.scheduleAlarm(Date.now() + outcome.retryInMs, true);
+        const retryAt = Date.now() + outcome.retryInMs;
+        this.setMeta("flush_retry_at", String(retryAt));
+        this.scheduleAlarm(retryAt, true);
+      } else if (outcome.type === "flushed") {
+        this.setMeta("flush_retry_at", "0");
       }
       return;
     }
@@ -753,6 +757,14 @@ export class ConversationRoom extends Server<Env> {
       failures: () => Number(this.meta("flush_failures") ?? 0),
       setFailures: (n) => this.setMeta("flush_failures", String(n)),
     };
+  }
+
+  /**
+   * New rows to flush: as soon as possible, but never before a failing D1's backoff ends (new
+   * traffic must not turn the backoff into a retry per message).
+   */
+  private scheduleFlush() {
+    this.scheduleAlarm(Math.max(Date.now(), Number(this.meta("flush_retry_at") ?? 0)));
   }
 
   /** One alarm: the earliest of pending flush and typing expiry. `force` replaces a sooner one (backoff). */

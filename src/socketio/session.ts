@@ -61,6 +61,8 @@ interface Handshake {
   agent: Omit<Agent, "session_token"> | null;
   /** A cookie that arrived cross-site: never used (cross-site WebSocket hijacking). */
   cross_site_cookie: boolean;
+  /** A browser made the handshake (it sends Sec-Fetch-Site): secret keys are refused. */
+  browser: boolean;
 }
 
 interface SocketState {
@@ -319,7 +321,7 @@ export class SocketIoSession extends Server<Env> {
       closed_at: null,
       ping_sent_at: null,
       next_ping_at: now + PING_INTERVAL_MS,
-      handshake: { query, origin: requestOrigin(request) ?? null, agent: agent ? (agentInfo as Omit<Agent, "session_token">) : null, cross_site_cookie: crossSite },
+      handshake: { query, origin: requestOrigin(request) ?? null, agent: agent ? (agentInfo as Omit<Agent, "session_token">) : null, cross_site_cookie: crossSite, browser: request.headers.has("sec-fetch-site") },
     });
     await this.ctx.storage.setAlarm(Math.min(now + PING_INTERVAL_MS, now + CONNECT_TIMEOUT_MS));
   }
@@ -431,6 +433,7 @@ export class SocketIoSession extends Server<Env> {
     const apiKey = param("apiKey") ?? param("key");
     try {
       if (apiKey?.startsWith("sk_")) {
+        if (hs.browser) return { error: "secret keys are for servers; browsers use a session or a public key" };
         const agent = await agentFromSecretKey(this.env, apiKey, new Headers());
         if (!agent) return { error: "invalid api key" };
         return { principal: agentPrincipal(agent), org_id: agent.org_id, via_key: true };

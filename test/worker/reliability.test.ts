@@ -79,6 +79,29 @@ describe("durability", () => {
     expect(await d1Seqs(ref.id)).toEqual(range(1, 12));
   });
 
+  it("new messages do not pull a failing flush's backoff forward (one retry per backoff, not per message)", async () => {
+    const o = await newOrg();
+    const { ref, stub } = await conversationOf(o.pk, "busy-while-d1-down");
+    let attempts = 0;
+    await runInDurableObject(stub, (room: ConversationRoom) => {
+      room.sink = {
+        write: async () => {
+          attempts++;
+          throw new Error("D1_ERROR: overloaded");
+        },
+      };
+    });
+    const me = { type: "end_user" as const, id: "busy-while-d1-down", name: null };
+    expect((await stub.send(ref, me, { content: "first" })).ok).toBe(true);
+    await eventually(async () => attempts >= 1, "the first flush failed");
+    const retryAt = await runInDurableObject(stub, (_room, state) => Number(state.storage.sql.exec("SELECT value FROM meta WHERE key = 'flush_retry_at'").one().value));
+    expect(retryAt).toBeGreaterThan(Date.now());
+    for (let i = 0; i < 5; i++) expect((await stub.send(ref, me, { content: `more ${i}` })).ok).toBe(true);
+    const alarm = await runInDurableObject(stub, (_room, state) => state.storage.getAlarm());
+    expect(alarm).toBeGreaterThanOrEqual(retryAt);
+    expect(attempts).toBe(1);
+  });
+
   it("ten racing copies of one client_msg_id store one message", async () => {
     const o = await newOrg();
     const { ref, stub } = await conversationOf(o.pk, "racer");
