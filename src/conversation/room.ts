@@ -431,7 +431,18 @@ export class ConversationRoom extends Server<Env> {
 
   override getConnectionTags(_conn: Connection, ctx: ConnectionContext): string[] {
     const principal = JSON.parse(ctx.request.headers.get("x-parley-principal") ?? "null") as Principal | null;
-    return principal ? [principal.type] : [];
+    const auth = ctx.request.headers.get("x-parley-auth");
+    return principal ? [principal.type, ...(auth ? [`auth:${auth}`] : [])] : [];
+  }
+
+  /** The session or key that opened these sockets ended (OrgHub.revokeAuth): close them. */
+  async closeAuth(authRef: string): Promise<number> {
+    let closed = 0;
+    for (const c of this.getConnections(`auth:${authRef}`)) {
+      c.close(1008, "session ended");
+      closed++;
+    }
+    return closed;
   }
 
   override async onClose(conn: Connection<SocketState>): Promise<void> {
@@ -448,6 +459,8 @@ export class ConversationRoom extends Server<Env> {
       return;
     }
     conn.setState({ principal });
+    const auth = ctx.request.headers.get("x-parley-auth");
+    if (auth) this.ctx.waitUntil(this.hub().trackAuth(auth, ref.id).catch((err: unknown) => logError("room.trackAuth", err)));
     if (principal.type !== "end_user") this.emit({ type: "joined", participant: principal }, { exceptConnId: conn.id });
     const url = new URL(ctx.request.url);
     const since = url.searchParams.get("since");

@@ -32,6 +32,11 @@ export interface Agent {
   via: "cookie" | "key";
   /** The cookie's session token (cookie auth only), for CSRF tokens. */
   session_token: string | null;
+  /**
+   * What authenticated this agent, without the secret: the SHA-256 of the session cookie, or
+   * `key:<api key id>`. Sockets carry it so that logout or revocation closes them (S10).
+   */
+  auth_ref: string;
 }
 
 export const agentPrincipal = (a: Agent): Principal => ({ type: "agent", id: a.user_id, name: a.name });
@@ -51,10 +56,14 @@ export async function startSession(c: Context<AppEnv>, userId: string, orgId: st
   return csrfToken(c.env, token);
 }
 
-export async function endSession(c: Context<AppEnv>): Promise<void> {
+/** Ends the cookie session and closes every socket it opened (S10). */
+export async function endSession(c: Context<AppEnv>, orgId: string): Promise<void> {
   const token = getCookie(c, SESSION_COOKIE);
-  if (token) await database(c.env.DB).delete(schema.authSessions).where(eq(schema.authSessions.id_hash, await sha256Hex(token)));
   deleteCookie(c, SESSION_COOKIE, { path: "/" });
+  if (!token) return;
+  const idHash = await sha256Hex(token);
+  await database(c.env.DB).delete(schema.authSessions).where(eq(schema.authSessions.id_hash, idHash));
+  await c.env.ORG_HUB.getByName(orgId).revokeAuth(idHash);
 }
 
 export const csrfToken = (env: Env, sessionToken: string) => hmacSha256Hex(env.SESSION_SECRET, `csrf:${sessionToken}`);
@@ -69,30 +78,31 @@ export async function agentFromHeaders(env: Env, headers: Headers): Promise<Agen
   if (bearer) return agentFromSecretKey(env, bearer, headers);
   const token = parseCookie(headers.get("cookie") ?? "")[SESSION_COOKIE];
   if (!token) return null;
+  const idHash = await sha256Hex(token);
   const row = await db
     .select({ user: schema.users })
     .from(schema.authSessions)
     .innerJoin(schema.users, eq(schema.users.id, schema.authSessions.user_id))
-    .where(and(eq(schema.authSessions.id_hash, await sha256Hex(token)), gt(schema.authSessions.expires_at, new Date().toISOString())))
+    .where(and(eq(schema.authSessions.id_hash, idHash), gt(schema.authSessions.expires_at, new Date().toISOString())))
     .get();
   if (!row || row.user.disabled) return null;
-  return toAgent(row.user, "cookie", token);
+  return toAgent(row.user, "cookie", token, idHash);
 }
 
 export async function agentFromSecretKey(env: Env, key: string, headers: Headers): Promise<Agent | null> {
   if (headers.get("sec-fetch-site")) throw new ApiError("forbidden", "secret keys are for servers; browsers use a session or a public key");
   const row = await database(env.DB)
-    .select({ user: schema.users })
+    .select({ user: schema.users, key_id: schema.apiKeys.id })
     .from(schema.apiKeys)
     .innerJoin(schema.users, eq(schema.users.id, schema.apiKeys.created_by))
     .where(and(eq(schema.apiKeys.key_hash, await sha256Hex(key)), eq(schema.apiKeys.kind, "secret"), isNull(schema.apiKeys.revoked_at)))
     .get();
   if (!row || row.user.disabled) return null;
-  return toAgent(row.user, "key", null);
+  return toAgent(row.user, "key", null, `key:${row.key_id}`);
 }
 
-function toAgent(u: typeof schema.users.$inferSelect, via: Agent["via"], token: string | null): Agent {
-  return { user_id: u.id, org_id: u.org_id, name: u.name, email: u.email, role: u.role, via, session_token: token };
+function toAgent(u: typeof schema.users.$inferSelect, via: Agent["via"], token: string | null, authRef: string): Agent {
+  return { user_id: u.id, org_id: u.org_id, name: u.name, email: u.email, role: u.role, via, session_token: token, auth_ref: authRef };
 }
 
 const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);

@@ -52,6 +52,9 @@ export class OrgHub extends Server<Env> {
     sql.exec("CREATE TABLE IF NOT EXISTS watchers (conversation_id TEXT PRIMARY KEY)");
     // Socket.IO sessions: their topics (queue events, presence) and, for agents, their presence.
     sql.exec("CREATE TABLE IF NOT EXISTS remote (name TEXT PRIMARY KEY, agent_id TEXT, queue INTEGER NOT NULL DEFAULT 0, presence INTEGER NOT NULL DEFAULT 0)");
+    // Which conversation rooms hold sockets opened by which session or key (for revocation).
+    sql.exec("CREATE TABLE IF NOT EXISTS auth_rooms (auth_ref TEXT NOT NULL, conversation_id TEXT NOT NULL, PRIMARY KEY (auth_ref, conversation_id))");
+    sql.exec("CREATE TABLE IF NOT EXISTS remote_auth (name TEXT PRIMARY KEY, auth_ref TEXT NOT NULL)");
     this.fanout = new RemoteFanout(ctx, env);
     sql.exec(`CREATE TABLE IF NOT EXISTS waiting (
       session_id TEXT PRIMARY KEY, conversation_id TEXT NOT NULL, queue_id TEXT, ref TEXT NOT NULL,
@@ -218,6 +221,40 @@ export class OrgHub extends Server<Env> {
           .catch((err: unknown) => console.error(JSON.stringify({ at: "hub.queueUpdate", error: String(err) }))),
       );
     }
+  }
+
+  // ---- revocation (S10) --------------------------------------------------------------------
+
+  /** A room has a socket opened by this session or key. */
+  async trackAuth(authRef: string, conversationId: string): Promise<void> {
+    this.ctx.storage.sql.exec("INSERT OR IGNORE INTO auth_rooms (auth_ref, conversation_id) VALUES (?, ?)", authRef, conversationId);
+  }
+
+  /** A Socket.IO session was opened by this session or key. */
+  async trackRemoteAuth(name: string, authRef: string): Promise<void> {
+    this.ctx.storage.sql.exec("INSERT OR REPLACE INTO remote_auth (name, auth_ref) VALUES (?, ?)", name, authRef);
+  }
+
+  /**
+   * A cookie session ended (logout) or a key was revoked: close every socket it opened, here, in
+   * conversation rooms and in Socket.IO sessions, with 1008.
+   */
+  async revokeAuth(authRef: string): Promise<void> {
+    const sql = this.ctx.storage.sql;
+    for (const c of this.getConnections(`auth:${authRef}`)) c.close(1008, "session ended");
+    const rooms = sql.exec<{ conversation_id: string }>("SELECT conversation_id FROM auth_rooms WHERE auth_ref = ?", authRef).toArray();
+    const remotes = sql.exec<{ name: string }>("SELECT name FROM remote_auth WHERE auth_ref = ?", authRef).toArray();
+    sql.exec("DELETE FROM auth_rooms WHERE auth_ref = ?", authRef);
+    sql.exec("DELETE FROM remote_auth WHERE auth_ref = ?", authRef);
+    await Promise.all([
+      ...rooms.map((r) => this.env.CONVERSATION.getByName(r.conversation_id).closeAuth(authRef)),
+      ...remotes.map((r) => this.env.SOCKETIO.getByName(r.name).end("session ended")),
+    ]).catch((err: unknown) => console.error(JSON.stringify({ at: "hub.revokeAuth", error: String(err) })));
+  }
+
+  override getConnectionTags(_conn: Connection, ctx: ConnectionContext): string[] {
+    const auth = ctx.request.headers.get("x-parley-auth");
+    return auth ? [`auth:${auth}`] : [];
   }
 
   /** A Socket.IO session of an agent is connected: the agent counts as online. */

@@ -64,7 +64,7 @@ export const auth = router()
     return c.json({ user: publicUser(user), organization: { id: org!.id, name: org!.name }, csrf_token });
   })
   .post("/logout", requireAgent(), async (c) => {
-    await endSession(c);
+    await endSession(c, c.get("agent").org_id);
     return c.json({ ok: true });
   })
   .get("/me", requireAgent(), async (c) => {

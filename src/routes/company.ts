@@ -59,6 +59,8 @@ export const company = router()
       .where(and(eq(schema.apiKeys.id, c.req.param("id")), eq(schema.apiKeys.org_id, c.get("agent").org_id), isNull(schema.apiKeys.revoked_at)))
       .returning({ id: schema.apiKeys.id });
     if (done.length === 0) throw new ApiError("not_found", "API key not found");
+    // Sockets opened with the key close now (S10).
+    await c.env.ORG_HUB.getByName(c.get("agent").org_id).revokeAuth(`key:${done[0]!.id}`);
     return c.json({ id: done[0]!.id, revoked: true });
   })
   .post("/agents", async (c) => {

@@ -40,12 +40,12 @@ export const sockets = router()
     requireUpgrade(c);
     const agent = await agentForSocket(c);
     const ref = await conversationForAgent(c.env, agent.org_id, c.req.param("id"));
-    return forward(c.req.raw, roomFor(c.env, ref), agentPrincipal(agent), ref);
+    return forward(c.req.raw, roomFor(c.env, ref), agentPrincipal(agent), ref, agent.auth_ref);
   })
   .get("/org", async (c) => {
     requireUpgrade(c);
     const agent = await agentForSocket(c);
-    return forward(c.req.raw, c.env.ORG_HUB.getByName(agent.org_id), agentPrincipal(agent), null);
+    return forward(c.req.raw, c.env.ORG_HUB.getByName(agent.org_id), agentPrincipal(agent), null, agent.auth_ref);
   });
 
 function requireUpgrade(c: Context) {
@@ -59,10 +59,12 @@ async function agentForSocket(c: Context<AppEnv>) {
   return agent;
 }
 
-function forward(req: Request, stub: { fetch(r: Request): Promise<Response> }, principal: Principal, ref: ConversationRef | null) {
+/** `authRef`: what authenticated an agent's socket, so logout or revocation can close it. */
+function forward(req: Request, stub: { fetch(r: Request): Promise<Response> }, principal: Principal, ref: ConversationRef | null, authRef?: string) {
   const headers = new Headers();
   for (const [k, v] of req.headers) if (!k.startsWith("x-parley-") && !k.startsWith("x-partykit-")) headers.set(k, v);
   headers.set("x-parley-principal", JSON.stringify(principal));
   if (ref) headers.set("x-parley-ref", JSON.stringify(ref));
+  if (authRef) headers.set("x-parley-auth", authRef);
   return stub.fetch(new Request(req.url, { method: "GET", headers }));
 }

@@ -74,6 +74,8 @@ interface SocketState {
   org_id: string | null;
   /** Authenticated by a secret key (servers, connectors): not an agent's presence. */
   via_key: boolean;
+  /** The session or key that authenticated an agent (see Agent.auth_ref): revoking it ends this. */
+  auth_ref?: string | undefined;
   /** Explicit DISCONNECT: the state is not recoverable. */
   disconnected: boolean;
   recovered_by: string | null;
@@ -406,6 +408,7 @@ export class SocketIoSession extends Server<Env> {
       principal: identity.principal,
       org_id: identity.org_id,
       via_key: identity.via_key ?? false,
+      auth_ref: identity.auth_ref,
       disconnected: false,
       recovered_by: null,
     };
@@ -414,6 +417,7 @@ export class SocketIoSession extends Server<Env> {
     this.saveSocket(socket);
     const pid = socket.pid;
     if (socket.principal?.type === "agent" && socket.org_id && !socket.via_key) await this.env.ORG_HUB.getByName(socket.org_id).remoteOnline(this.name, socket.principal.id);
+    if (socket.auth_ref && socket.org_id) await this.env.ORG_HUB.getByName(socket.org_id).trackRemoteAuth(this.name, socket.auth_ref);
     this.sendSio({ type: PacketType.CONNECT, nsp: "/", data: { sid: socket.id, pid } });
     if (recovered) {
       for (const topic of recovered.org_topics) await this.subscribeOrg(topic);
@@ -427,7 +431,7 @@ export class SocketIoSession extends Server<Env> {
   /** Who the CONNECT is, from the handshake (cookie, query) and the CONNECT's auth payload. */
   private async authenticate(
     auth: Record<string, unknown>,
-  ): Promise<{ error: string } | { principal: Principal | null; org_id: string | null; visitor?: ConversationRef; via_key?: boolean }> {
+  ): Promise<{ error: string } | { principal: Principal | null; org_id: string | null; visitor?: ConversationRef; via_key?: boolean; auth_ref?: string }> {
     const hs = this.engine()!.handshake;
     const param = (k: string) => (typeof auth[k] === "string" ? (auth[k] as string) : hs.query[k]);
     const apiKey = param("apiKey") ?? param("key");
@@ -436,7 +440,7 @@ export class SocketIoSession extends Server<Env> {
         if (hs.browser) return { error: "secret keys are for servers; browsers use a session or a public key" };
         const agent = await agentFromSecretKey(this.env, apiKey, new Headers());
         if (!agent) return { error: "invalid api key" };
-        return { principal: agentPrincipal(agent), org_id: agent.org_id, via_key: true };
+        return { principal: agentPrincipal(agent), org_id: agent.org_id, via_key: true, auth_ref: agent.auth_ref };
       }
       if (apiKey || param("embed_token")) {
         const channel = await channelForVisitor(this.env, { publicKey: apiKey, embedToken: param("embed_token") }, hs.origin ?? undefined);
@@ -450,7 +454,7 @@ export class SocketIoSession extends Server<Env> {
         return { principal: { type: "end_user", id: ref.end_user.external_id, name: ref.end_user.display_name }, org_id: ref.org_id, visitor: ref };
       }
       if (hs.cross_site_cookie) return { error: "cross-site connection refused" };
-      if (hs.agent) return { principal: agentPrincipal({ ...hs.agent, session_token: null }), org_id: hs.agent.org_id };
+      if (hs.agent) return { principal: agentPrincipal({ ...hs.agent, session_token: null }), org_id: hs.agent.org_id, auth_ref: hs.agent.auth_ref };
       return { principal: null, org_id: null }; // a seed 001 end user, checked by external_id on join
     } catch (err) {
       if (err instanceof ApiError) return { error: err.message };
@@ -508,6 +512,14 @@ export class SocketIoSession extends Server<Env> {
     if (st.status === "open") await this.closeEngine("replaced by a recovered connection");
     this.saveSocket({ ...socket, recovered_by: "next" });
     return { socket, memberships: this.memberships(), org_topics: this.ctx.storage.kv.get<("queue" | "presence")[]>("org_topics") ?? [] };
+  }
+
+  /** RPC from the org hub: the session or key behind this connection was revoked. No recovery. */
+  async end(reason: string): Promise<void> {
+    const socket = this.socket();
+    if (socket) this.saveSocket({ ...socket, disconnected: true });
+    if (this.socket()) this.sendSio({ type: PacketType.DISCONNECT, nsp: "/" });
+    await this.closeEngine(reason);
   }
 
   /** RPC from the last holder of this anchor's pid, when it ends for good: forget the pid. */
