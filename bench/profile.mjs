@@ -52,9 +52,13 @@ try {
     if (m.id && pending.has(m.id)) pending.get(m.id)(m), pending.delete(m.id);
   });
   const call = (method, params = {}) => new Promise((r) => (pending.set(++id, r), ws.send(JSON.stringify({ id, method, params }))));
-  await call("Profiler.enable");
-  await call("Profiler.setSamplingInterval", { interval: 200 });
-  await call("Profiler.start");
+  // PROFILE_SAMPLE=0: only measure CPU per message (no sampling overhead).
+  const sample = process.env.PROFILE_SAMPLE !== "0";
+  if (sample) {
+    await call("Profiler.enable");
+    await call("Profiler.setSamplingInterval", { interval: 200 });
+    await call("Profiler.start");
+  }
   const perProc = () =>
     new Map(
       treePids(server.pid).map((pid) => {
@@ -81,7 +85,8 @@ try {
   }
   const until = performance.now() + 5000;
   while (received < total && performance.now() < until) await sleep(20);
-  const { result } = await call("Profiler.stop");
+  await sleep(Number(process.env.PROFILE_TAIL_MS ?? 1500)); // the flush's D1 writes land after the last message
+  const { result } = sample ? await call("Profiler.stop") : { result: { profile: { nodes: [], samples: [] } } };
   const procs1 = perProc();
   for (const [pid, p] of procs1) console.log(`cpu ${String(p.ms - (procs0.get(pid)?.ms ?? 0)).padStart(6)} ms  pid ${pid} ${p.cmd}`);
   ws.close();

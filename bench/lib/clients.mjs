@@ -244,6 +244,9 @@ export function relayTarget(server) {
 
 // ---- Parley ------------------------------------------------------------------------------------
 
+const REST_TIMEOUT_MS = 30_000;
+const timed = (ms = REST_TIMEOUT_MS) => AbortSignal.timeout(ms);
+
 async function json(res, what) {
   const text = await res.text();
   if (!res.ok) throw new Error(`${what}: HTTP ${res.status} ${text.slice(0, 300)}`);
@@ -254,6 +257,7 @@ async function json(res, what) {
 export async function parleyOrg(baseUrl, name) {
   const email = `bench-${randomUUID()}@bench.parley.test`;
   const res = await fetch(`${baseUrl}/auth/signup`, {
+    signal: timed(),
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ organization_name: name, name: "Bench Agent", email, password: `pw-${randomUUID()}` }),
@@ -265,7 +269,7 @@ export async function parleyOrg(baseUrl, name) {
     .find((c) => c.startsWith("session="));
   const headers = { "content-type": "application/json", cookie, "x-csrftoken": body.csrf_token };
   const key = async (kind) =>
-    (await json(await fetch(`${baseUrl}/api/company/api-keys`, { method: "POST", headers, body: JSON.stringify({ name: `bench ${kind}`, kind }) }), "api key")).key;
+    (await json(await fetch(`${baseUrl}/api/company/api-keys`, { method: "POST", headers, body: JSON.stringify({ name: `bench ${kind}`, kind }), signal: timed() }), "api key")).key;
   return { cookie, csrf: body.csrf_token, pk: await key("public"), sk: await key("secret"), orgId: body.organization.id };
 }
 
@@ -285,7 +289,7 @@ function parleyCommon(server, org) {
             const i = next++;
             const ext = `${tag}-${i}-${randomUUID().slice(0, 8)}`;
             const body = await json(
-              await fetch(`${base}/chat-widget/session`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ key: org.pk, session_id: ext }) }),
+              await fetch(`${base}/chat-widget/session`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ key: org.pk, session_id: ext }), signal: timed() }),
               "chat-widget/session",
             );
             convs[i] = { id: body.conversation_id, ext };
@@ -412,13 +416,14 @@ export function parleyRest(server, org) {
   return {
     poll(ext, lastTimestamp, waitS, signal) {
       const q = new URLSearchParams({ apiKey: org.pk, visitorId: ext, lastTimestamp: String(lastTimestamp), wait: String(waitS) });
-      return fetch(`${base}/api/chat/poll?${q}`, { signal }).then((r) => json(r, "poll"));
+      return fetch(`${base}/api/chat/poll?${q}`, { signal: AbortSignal.any([signal, timed(waitS * 1000 + 30_000)]) }).then((r) => json(r, "poll"));
     },
     visitorSend(ext, message, clientMessageId) {
       return fetch(`${base}/api/chat/send`, {
         method: "POST",
         headers: { "content-type": "application/json" },
         body: JSON.stringify({ apiKey: org.pk, visitorId: ext, message, clientMessageId }),
+        signal: timed(),
       }).then((r) => json(r, "chat/send"));
     },
     agentSend(conversationId, content, clientMsgId) {
@@ -426,10 +431,11 @@ export function parleyRest(server, org) {
         method: "POST",
         headers: { "content-type": "application/json", authorization: `Bearer ${org.sk}` },
         body: JSON.stringify({ content, client_msg_id: clientMsgId }),
+        signal: timed(),
       }).then((r) => json(r, "agent send"));
     },
     me() {
-      return fetch(`${base}/auth/me`, { headers: { cookie: org.cookie } }).then((r) => json(r, "me"));
+      return fetch(`${base}/auth/me`, { headers: { cookie: org.cookie }, signal: timed() }).then((r) => json(r, "me"));
     },
   };
 }

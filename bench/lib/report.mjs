@@ -86,7 +86,7 @@ function stepTable(v) {
   const rows = ["| offered/s | received/s | p50 ms | p99 ms | max ms | server CPU µs/msg | loadgen CPU ms | generator lag p99 ms | lost | dup | reord | refused/timeouts | pass |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"];
   for (const s of v.steps ?? []) {
     rows.push(
-      `| ${s.offered_msgs_s} | ${fmt(s.achieved_msgs_s, 0)} | ${fmt(s.latency_ms.p50)} | ${fmt(s.latency_ms.p99)} | ${fmt(s.latency_ms.max)} | ${fmt(s.server_cpu_us_per_msg, 0)} | ${fmt(s.loadgen_cpu_ms, 0)} | ${fmt(s.generator_lag_ms?.p99)} | ${s.lost} | ${s.duplicated} | ${s.reordered} | ${s.refused}/${s.ack_timeouts} | ${ok(s.pass)} |`,
+      `| ${s.offered_msgs_s}${s.retry_of ? ` (retry; first try p99 ${fmt(s.retry_of.latency_ms.p99)} ms)` : ""} | ${fmt(s.achieved_msgs_s, 0)} | ${fmt(s.latency_ms.p50)} | ${fmt(s.latency_ms.p99)} | ${fmt(s.latency_ms.max)} | ${fmt(s.server_cpu_us_per_msg, 0)} | ${fmt(s.loadgen_cpu_ms, 0)} | ${fmt(s.generator_lag_ms?.p99)} | ${s.lost} | ${s.duplicated} | ${s.reordered} | ${s.refused}/${s.ack_timeouts} | ${ok(s.pass)} |`,
     );
   }
   return rows.join("\n");
@@ -130,7 +130,7 @@ export function writeReport(dir, meta, results) {
   L.push(`Runtimes: Parley and the relay under \`wrangler dev\` ${meta.versions.wrangler} (workerd ${meta.versions.workerd}) with \`X_LOCAL_OBSERVABILITY=false X_LOCAL_EXPLORER=false CLOUDFLARE_CF_FETCH_ENABLED=false\`, local D1 and Durable Object state in fresh temp dirs; the peer is socket.io ${meta.versions["socket.io"]} on Node ${meta.versions.node} (one process, SQLite WAL, synchronous=NORMAL). `
     + `One load generator (this Node process, socket.io-client ${meta.versions["socket.io-client"]}, ws, fetch) drives all three over 127.0.0.1 and shares the two cores with them: its own CPU is in the tables (loadgen CPU).`);
   L.push("");
-  L.push("Latency is from the send call on one side to the receipt on the other side of the conversation (an end user and an agent per conversation). A step is *sustained* when its p99 is under 50 ms and every message was acknowledged and received once, in order.");
+  L.push("Latency is from the send call on one side to the receipt on the other side of the conversation (an end user and an agent per conversation). A step is *sustained* when its p99 is under 50 ms and every message was acknowledged and received once, in order; a step that fails on latency alone is retried once (both tries are reported). Each scenario and Parley surface runs in its own organisation (S5: organisations of 50 conversations), because Parley's org hub keeps every unassigned session in its routing queue and leftovers would slow the next scenario.");
   L.push("");
 
   // ---- targets
@@ -231,7 +231,8 @@ export function writeReport(dir, meta, results) {
     L.push("");
     if (s5.error) L.push(`Not measured: ${s5.error}`);
     else {
-      L.push(`${s5.waiting_before_sends} polls were waiting; the server tree used ${fmt(s5.idle_server_cpu_ms_per_s)} ms of CPU per second while they waited (${fmt(s5.baseline_server_cpu_ms_per_s)} ms/s with none; the load generator ${fmt(s5.idle_loadgen_cpu_ms_per_s)} ms/s). `
+      L.push(`Each conversation first got one agent message (opening its support session; ${fmt(s5.setup_seconds)} s for all), then its visitor long-polled from that message's timestamp. `
+        + `${s5.waiting_before_sends} polls were waiting; the server tree used ${fmt(s5.idle_server_cpu_ms_per_s)} ms of CPU per second while they waited (${fmt(s5.baseline_server_cpu_ms_per_s)} ms/s with none; the load generator ${fmt(s5.idle_loadgen_cpu_ms_per_s)} ms/s). `
         + `Then an agent wrote one message to each conversation over REST (\`POST /api/conversations/:id/messages\`, Bearer sk_) at ${results.S5.config.send_rate}/s: `
         + `send-to-return p50 ${fmt(s5.send_to_return_ms.p50)} ms, p99 ${fmt(s5.send_to_return_ms.p99)} ms, max ${fmt(s5.send_to_return_ms.max)} ms (the REST send itself: p50 ${fmt(s5.send_ack_ms.p50)}, p99 ${fmt(s5.send_ack_ms.p99)} ms); `
         + `${s5.returned_with_the_message}/${s5.polls} polls returned with exactly their message, ${s5.early_returns} returned early. Server CPU ${fmt(s5.server_cpu_us_per_msg, 0)} µs per message. ${d1Text(s5.correctness)}`);
