@@ -21,6 +21,8 @@ import { DEFAULT_CAPACITY, loadRouting, queueByName, type RoutingConfig } from "
 import { isOpen } from "../routing/hours";
 import { estimateWaitS, pickAgent } from "../routing/pick";
 
+const CLOSED_MESSAGE = "We are closed right now. Leave a message and we will reply when we are back.";
+
 /** Routing configuration is re-read from D1 at most this often (ms), or at once after an admin change. */
 const ROUTING_TTL_MS = 10_000;
 
@@ -169,11 +171,12 @@ export class OrgHub extends Server<Env> {
     const sql = this.ctx.storage.sql;
     const online = this.onlineAgents();
     const waiting = sql.exec<{ session_id: string; conversation_id: string; queue_id: string | null; ref: string }>("SELECT * FROM waiting ORDER BY enqueued_ms").toArray();
+    // Each agent's open conversations, read once and kept current as this pass assigns.
+    const load = new Map<string, { open: number; last: number }>();
+    for (const a of sql.exec<{ agent_id: string; n: number; last: number }>("SELECT agent_id, COUNT(*) AS n, MAX(assigned_ms) AS last FROM assigned GROUP BY agent_id")) load.set(a.agent_id, { open: a.n, last: a.last });
     for (const w of waiting) {
       const queue = w.queue_id ? cfg.queues.get(w.queue_id) : undefined;
       if (!queue?.auto_assign || !isOpen(queue.hours, new Date())) continue;
-      const load = new Map<string, { open: number; last: number }>();
-      for (const a of sql.exec<{ agent_id: string; n: number; last: number }>("SELECT agent_id, COUNT(*) AS n, MAX(assigned_ms) AS last FROM assigned GROUP BY agent_id")) load.set(a.agent_id, { open: a.n, last: a.last });
       const candidates = [...(cfg.skills.get(queue.id) ?? [])]
         .filter((id) => online.has(id) && cfg.names.has(id))
         .map((id) => ({ agent_id: id, open: load.get(id)?.open ?? 0, capacity: cfg.capacity.get(id) ?? DEFAULT_CAPACITY, last_assigned_ms: load.get(id)?.last ?? 0 }));
@@ -181,7 +184,10 @@ export class OrgHub extends Server<Env> {
       if (!agentId) continue;
       const ref = JSON.parse(w.ref) as ConversationRef;
       const result = await this.env.CONVERSATION.getByName(ref.id).assign(ref, { type: "agent", id: agentId, name: cfg.names.get(agentId) ?? null });
-      if (result.ok) await this.assignedNotice(w.session_id, w.conversation_id, agentId);
+      if (result.ok) {
+        await this.assignedNotice(w.session_id, w.conversation_id, agentId);
+        load.set(agentId, { open: (load.get(agentId)?.open ?? 0) + 1, last: Date.now() });
+      }
       else sql.exec("DELETE FROM waiting WHERE session_id = ?", w.session_id); // claimed meanwhile, or ended
     }
     await this.notifyPositions();
@@ -201,19 +207,41 @@ export class OrgHub extends Server<Env> {
       estimated_wait_s: estimateWaitS(position, waits),
       queue: queue?.name ?? null,
       open,
-      closed_message: open ? null : (queue?.closed_message ?? "We are closed right now. Leave a message and we will reply when we are back."),
+      closed_message: open ? null : (queue?.closed_message ?? CLOSED_MESSAGE),
       agents_available: agentsAvailable,
     };
   }
 
-  /** Tells waiting customers whose place in line changed. */
+  /**
+   * Tells waiting customers whose place in line changed. One ordered pass over the waiting
+   * sessions (positions counted per queue), so an enqueue costs O(waiting), and only customers
+   * whose position moved get a message.
+   */
   private async notifyPositions() {
     const cfg = await this.config();
     const sql = this.ctx.storage.sql;
-    for (const w of sql.exec<{ session_id: string; ref: string; last_position: number | null }>("SELECT session_id, ref, last_position FROM waiting").toArray()) {
-      const status = this.statusOf(w.session_id, cfg);
-      if (status.position === w.last_position) continue;
-      sql.exec("UPDATE waiting SET last_position = ? WHERE session_id = ?", status.position, w.session_id);
+    const waits = sql.exec<{ wait_ms: number }>("SELECT wait_ms FROM recent_waits").toArray().map((r) => r.wait_ms);
+    const agentsAvailable = this.onlineAgents().size > 0;
+    const now = new Date();
+    const seen = new Map<string, number>();
+    const rows = sql
+      .exec<{ session_id: string; queue_id: string | null; ref: string; last_position: number | null }>("SELECT session_id, queue_id, ref, last_position FROM waiting ORDER BY enqueued_ms")
+      .toArray();
+    for (const w of rows) {
+      const position = (seen.get(w.queue_id ?? "") ?? 0) + 1;
+      seen.set(w.queue_id ?? "", position);
+      if (position === w.last_position) continue;
+      sql.exec("UPDATE waiting SET last_position = ? WHERE session_id = ?", position, w.session_id);
+      const queue = w.queue_id ? (cfg.queues.get(w.queue_id) ?? null) : null;
+      const open = isOpen(queue?.hours ?? null, now);
+      const status: QueueStatus = {
+        position,
+        estimated_wait_s: estimateWaitS(position, waits),
+        queue: queue?.name ?? null,
+        open,
+        closed_message: open ? null : (queue?.closed_message ?? CLOSED_MESSAGE),
+        agents_available: agentsAvailable,
+      };
       const ref = JSON.parse(w.ref) as ConversationRef;
       this.ctx.waitUntil(
         this.env.CONVERSATION.getByName(ref.id)
