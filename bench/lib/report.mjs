@@ -15,6 +15,7 @@ const COLORS = { peer: "#d9822b", relay: "#555555", "parley-ws": "#1f6feb", "par
 
 const fmt = (x, d = 1) => (x === null || x === undefined || Number.isNaN(x) ? "–" : typeof x === "number" ? String(round(x, d)) : String(x));
 const ratio = (a, b, d = 2) => (typeof a === "number" && typeof b === "number" && b !== 0 ? round(a / b, d) : null);
+const fmt2 = (x) => fmt(x, 2);
 const ok = (b) => (b === null || b === undefined ? "–" : b ? "yes" : "**no**");
 
 function get(results, scenario, target) {
@@ -53,7 +54,7 @@ export function chartSvg(results, scenario, title) {
     el.push(`<line x1="${m.l}" x2="${m.l + pw}" y1="${Y(y)}" y2="${Y(y)}" stroke="${y === 50 ? "#cf222e" : "#e5e5e5"}" stroke-width="${y === 50 ? 1.5 : 1}"${y === 50 ? ' stroke-dasharray="6 4"' : ""}/>`);
     el.push(`<text x="${m.l - 8}" y="${Y(y) + 4}" font-size="11" text-anchor="end">${y}</text>`);
   }
-  el.push(`<text x="${m.l + pw - 4}" y="${Y(50) - 5}" font-size="11" text-anchor="end" fill="#cf222e">p99 limit 50 ms</text>`);
+  el.push(`<text x="${m.l + 6}" y="${Y(50) - 5}" font-size="11" text-anchor="start" fill="#cf222e">p99 limit 50 ms</text>`);
   const step = xMax > 4000 ? 1000 : xMax > 1500 ? 500 : xMax > 600 ? 200 : 100;
   for (let x = 0; x <= xMax; x += step) {
     el.push(`<line x1="${X(x)}" x2="${X(x)}" y1="${m.t}" y2="${m.t + ph}" stroke="#f0f0f0"/>`);
@@ -146,11 +147,11 @@ export function writeReport(dir, meta, results) {
   L.push("|---|---|---|---|");
   const relayS2 = sus("S2", "relay");
   const relayS3 = sus("S3", "relay");
-  L.push(`| S2 native WS / relay | ${fmt(sus("S2", "parley-ws"), 0)} / ${fmt(relayS2, 0)} msg/s = ${fmt(ratio(sus("S2", "parley-ws"), relayS2))}x | ≥ 0.8x | ${ok(ratio(sus("S2", "parley-ws"), relayS2) >= 0.8)} |`);
-  L.push(`| S3 native WS / relay | ${fmt(sus("S3", "parley-ws"), 0)} / ${fmt(relayS3, 0)} msg/s = ${fmt(ratio(sus("S3", "parley-ws"), relayS3))}x | ≥ 0.8x | ${ok(ratio(sus("S3", "parley-ws"), relayS3) >= 0.8)} |`);
-  L.push(`| S2 Socket.IO / relay | ${fmt(sus("S2", "parley-sio"), 0)} / ${fmt(relayS2, 0)} msg/s = ${fmt(ratio(sus("S2", "parley-sio"), relayS2))}x | ≥ 0.7x | ${ok(ratio(sus("S2", "parley-sio"), relayS2) >= 0.7)} |`);
-  L.push(`| S3 Socket.IO / relay | ${fmt(sus("S3", "parley-sio"), 0)} / ${fmt(relayS3, 0)} msg/s = ${fmt(ratio(sus("S3", "parley-sio"), relayS3))}x | ≥ 0.7x | ${ok(ratio(sus("S3", "parley-sio"), relayS3) >= 0.7)} |`);
-  L.push(`| S4 memory per idle connection, native WS / relay | ${fmt(mem("parley-ws"))} / ${fmt(mem("relay"))} KB = ${fmt(ratio(mem("parley-ws"), mem("relay")))}x | ≤ 1.2x | ${ok(ratio(mem("parley-ws"), mem("relay")) <= 1.2)} |`);
+  L.push(`| S2 native WS / relay | ${fmt(sus("S2", "parley-ws"), 0)} / ${fmt(relayS2, 0)} msg/s = ${fmt2(ratio(sus("S2", "parley-ws"), relayS2))}x | ≥ 0.8x | ${ok(ratio(sus("S2", "parley-ws"), relayS2) >= 0.8)} |`);
+  L.push(`| S3 native WS / relay | ${fmt(sus("S3", "parley-ws"), 0)} / ${fmt(relayS3, 0)} msg/s = ${fmt2(ratio(sus("S3", "parley-ws"), relayS3))}x | ≥ 0.8x | ${ok(ratio(sus("S3", "parley-ws"), relayS3) >= 0.8)} |`);
+  L.push(`| S2 Socket.IO / relay | ${fmt(sus("S2", "parley-sio"), 0)} / ${fmt(relayS2, 0)} msg/s = ${fmt2(ratio(sus("S2", "parley-sio"), relayS2))}x | ≥ 0.7x | ${ok(ratio(sus("S2", "parley-sio"), relayS2) >= 0.7)} |`);
+  L.push(`| S3 Socket.IO / relay | ${fmt(sus("S3", "parley-sio"), 0)} / ${fmt(relayS3, 0)} msg/s = ${fmt2(ratio(sus("S3", "parley-sio"), relayS3))}x | ≥ 0.7x | ${ok(ratio(sus("S3", "parley-sio"), relayS3) >= 0.7)} |`);
+  L.push(`| S4 memory per idle connection, native WS / relay | ${fmt(mem("parley-ws"))} / ${fmt(mem("relay"))} KB = ${fmt2(ratio(mem("parley-ws"), mem("relay")))}x | ≤ 1.2x | ${ok(ratio(mem("parley-ws"), mem("relay")) <= 1.2)} |`);
   for (const p of parleys) L.push(`| S1 p99, ${LABELS[p]} vs peer | ${fmt(s1(p, "p99"))} vs ${fmt(s1("peer", "p99"))} ms | no worse than the peer | ${ok(s1(p, "p99") !== undefined && s1("peer", "p99") !== undefined ? s1(p, "p99") <= s1("peer", "p99") : null)} |`);
   const s5 = T("S5", "parley-poll");
   if (s5 && !s5.error) {
@@ -174,7 +175,7 @@ export function writeReport(dir, meta, results) {
   L.push("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
   const row = (name, f, d = 1) => {
     const v = { peer: f("peer"), relay: f("relay"), ws: f("parley-ws"), sio: f("parley-sio") };
-    L.push(`| ${name} | ${fmt(v.peer, d)} | ${fmt(v.relay, d)} | ${fmt(v.ws, d)} | ${fmt(v.sio, d)} | ${fmt(ratio(v.ws, v.peer))} | ${fmt(ratio(v.ws, v.relay))} | ${fmt(ratio(v.sio, v.peer))} | ${fmt(ratio(v.sio, v.relay))} |`);
+    L.push(`| ${name} | ${fmt(v.peer, d)} | ${fmt(v.relay, d)} | ${fmt(v.ws, d)} | ${fmt(v.sio, d)} | ${fmt2(ratio(v.ws, v.peer))} | ${fmt2(ratio(v.ws, v.relay))} | ${fmt2(ratio(v.sio, v.peer))} | ${fmt2(ratio(v.sio, v.relay))} |`);
   };
   row("S2 sustained msg/s, 100 conversations", (t) => sus("S2", t), 0);
   row("S3 sustained msg/s, one conversation", (t) => sus("S3", t), 0);
@@ -224,7 +225,7 @@ export function writeReport(dir, meta, results) {
   if (results.S4) {
     L.push(`## S4: ${results.S4.config.connections} idle connections`);
     L.push("");
-    L.push("One end-user connection per fresh conversation (peer and Parley Socket.IO: a Socket.IO connection; relay and Parley WS: a WebSocket). RSS is the server's whole process tree (for wrangler: its node process and workerd) from /proc, 3 s after the last connection opened, minus the same 2 s before the first.");
+    L.push("One end-user connection per fresh conversation (peer and Parley Socket.IO: a Socket.IO connection; relay and Parley WS: a WebSocket). Each target's server is restarted (same state) and left to settle first. RSS is the server's whole process tree (for wrangler: its node process and workerd) from /proc, 3 s after the last connection opened, minus the same just before the first; idle CPU is the next 5 s.");
     L.push("");
     L.push("| target | opened | alive after 8 s | open time s | RSS before MiB | RSS after MiB | KB per connection | server CPU ms/s while idle | closed while idle |");
     L.push("|---|---:|---:|---:|---:|---:|---:|---:|---|");
