@@ -5,13 +5,13 @@
 // receiver following docs/webhooks.md would), and nothing may be lost.
 // .dev.vars gives the server ALLOW_LOCAL_WEBHOOKS=true and WEBHOOK_BACKOFF_BASE_SECONDS=1
 // (retries after 1 s, 4 s, 16 s, ... instead of 10 s, 40 s, 160 s, ...).
-import { createHmac, timingSafeEqual } from "node:crypto";
 import { once } from "node:events";
 import { createServer, type Server } from "node:http";
 import { afterAll, describe, expect, it } from "vitest";
 import { freePort } from "../../scripts/lib/wrangler.mjs";
 import { dostiVisitor, listed, newOrg, sent, visitorId } from "./fixtures.ts";
 import { expectStatus, waitFor } from "./harness.ts";
+import { verifySignature } from "./webhook-signature.ts";
 
 interface Received {
   id: string;
@@ -19,19 +19,6 @@ interface Received {
   signature: string;
   body: string;
   json: any;
-}
-
-/** Standard Webhooks verification, as in docs/webhooks.md. */
-function verifySignature(secret: string, r: Received, toleranceSeconds = 300): boolean {
-  if (Math.abs(Date.now() / 1000 - Number(r.timestamp)) > toleranceSeconds) return false;
-  const key = Buffer.from(secret.replace(/^whsec_/, ""), "base64");
-  const expected = createHmac("sha256", key).update(`${r.id}.${r.timestamp}.${r.body}`).digest();
-  return r.signature.split(" ").some((part) => {
-    const [version, value] = part.split(",", 2);
-    if (version !== "v1" || !value) return false;
-    const given = Buffer.from(value, "base64");
-    return given.length === expected.length && timingSafeEqual(given, expected);
-  });
 }
 
 let server: Server | undefined;
