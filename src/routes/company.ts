@@ -1,4 +1,12 @@
-/** `/api/company`: API keys and agents of the caller's organisation. Owners and admins. */
+/**
+ * `/api/company`: API keys and agents of the caller's organisation. Owners and admins, except the
+ * teammates list (every agent: names and presence).
+ *
+ * Disabling an agent (`PATCH /agents/:id {disabled: true}`) ends every cookie session of theirs
+ * and closes every socket those sessions or their secret keys opened (conversation rooms, the
+ * inbox, Socket.IO) with 1008 through the org hub's `revokeAuth` (S10). Afterwards their logins
+ * and secret keys are refused: `http/auth.ts` checks `users.disabled` on every request.
+ */
 import { and, eq, isNull } from "drizzle-orm";
 import { z } from "zod";
 import { hashPassword, MAX_PASSWORD_BYTES, randomToken, sha256Hex } from "../core/crypto";
@@ -16,12 +24,51 @@ const NewAgent = z.object({
   password: z.string().min(8).refine((p) => new TextEncoder().encode(p).byteLength <= MAX_PASSWORD_BYTES, { message: `at most ${MAX_PASSWORD_BYTES} bytes` }),
   role: z.enum(["admin", "agent"]).default("agent"),
 });
+/** Ownership is not transferable here: `owner` is never a target role. */
+const AgentChange = z
+  .strictObject({
+    name: safeText(200).pipe(z.string().trim().min(1)).optional(),
+    role: z.enum(["admin", "agent"]).optional(),
+    disabled: z.boolean().optional(),
+  })
+  .refine((b) => b.name !== undefined || b.role !== undefined || b.disabled !== undefined, { message: "send name, role and/or disabled" });
+
+const agentColumns = {
+  id: schema.users.id,
+  name: schema.users.name,
+  email: schema.users.email,
+  role: schema.users.role,
+  disabled: schema.users.disabled,
+  created_at: schema.users.created_at,
+};
+
+/**
+ * Ends every way in of one user: their cookie sessions (deleted) and the sockets those sessions
+ * and their secret keys opened (closed with 1008). Called after `disabled` is set, so that a
+ * login or key use racing this sees the flag and is refused.
+ */
+async function revokeEverything(env: Env, orgId: string, userId: string): Promise<number> {
+  const db = database(env.DB);
+  const sessions = await db
+    .delete(schema.authSessions)
+    .where(and(eq(schema.authSessions.user_id, userId), eq(schema.authSessions.org_id, orgId)))
+    .returning({ id_hash: schema.authSessions.id_hash });
+  const keys = await db
+    .select({ id: schema.apiKeys.id })
+    .from(schema.apiKeys)
+    .where(and(eq(schema.apiKeys.created_by, userId), eq(schema.apiKeys.org_id, orgId), eq(schema.apiKeys.kind, "secret"), isNull(schema.apiKeys.revoked_at)))
+    .all();
+  const hub = env.ORG_HUB.getByName(orgId);
+  const refs = [...sessions.map((s) => s.id_hash), ...keys.map((k) => `key:${k.id}`)];
+  await Promise.all(refs.map((ref) => hub.revokeAuth(ref)));
+  return refs.length;
+}
 
 export const company = router()
   // Every agent sees teammates (names for assignments, presence); the rest is for owners and admins.
   .get("/agents", requireAgent(), async (c) => {
     const rows = await database(c.env.DB)
-      .select({ id: schema.users.id, name: schema.users.name, email: schema.users.email, role: schema.users.role })
+      .select(agentColumns)
       .from(schema.users)
       .where(eq(schema.users.org_id, c.get("agent").org_id))
       .all();
@@ -71,5 +118,34 @@ export const company = router()
     }
     const user = { id: crypto.randomUUID(), org_id: c.get("agent").org_id, name: body.name, email: body.email, role: body.role };
     await db.insert(schema.users).values({ ...user, password_hash: await hashPassword(body.password) });
-    return c.json(user, 201);
+    return c.json({ ...user, disabled: false }, 201);
+  })
+  .patch("/agents/:id", async (c) => {
+    const body = await readJson(c, AgentChange);
+    const caller = c.get("agent");
+    const db = database(c.env.DB);
+    const target = await db
+      .select(agentColumns)
+      .from(schema.users)
+      .where(and(eq(schema.users.id, c.req.param("id")), eq(schema.users.org_id, caller.org_id)))
+      .get();
+    if (!target) throw new ApiError("not_found", "agent not found");
+    const self = target.id === caller.user_id;
+    if (self && body.disabled === true) throw new ApiError("forbidden", "you cannot disable yourself");
+    if (self && body.role !== undefined && body.role !== target.role) throw new ApiError("forbidden", "you cannot change your own role");
+    if (target.role === "owner" && !self) throw new ApiError("forbidden", "only the owner changes the owner's account; the owner cannot be demoted or disabled");
+    const set: Partial<typeof schema.users.$inferInsert> = {};
+    if (body.name !== undefined) set.name = body.name;
+    if (body.role !== undefined && !self) set.role = body.role;
+    if (body.disabled !== undefined) set.disabled = body.disabled;
+    const updated =
+      Object.keys(set).length === 0
+        ? target
+        : (await db
+            .update(schema.users)
+            .set(set)
+            .where(and(eq(schema.users.id, target.id), eq(schema.users.org_id, caller.org_id)))
+            .returning(agentColumns))[0]!;
+    const closed = body.disabled === true ? await revokeEverything(c.env, caller.org_id, target.id) : 0;
+    return c.json({ ...updated, revoked_sessions: closed });
   });

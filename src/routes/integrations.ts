@@ -63,6 +63,16 @@ export const integrations = router()
     await db.batch([db.insert(schema.channels).values(channel), db.insert(schema.embedTokens).values(embed)]);
     return c.json({ id: embed.id, channel_id: channel.id, token, identity_secret: channel.identity_secret }, 201);
   })
+  // Another embed token for an existing webchat channel (the first one is shown only at creation;
+  // tokens are stored hashed). Older tokens keep working.
+  .post("/:id/embed-tokens", async (c) => {
+    const channel = await channelOfOrg(c.env, c.get("agent").org_id, c.req.param("id"));
+    if (channel.kind !== "webchat") throw new ApiError("validation_failed", "embed tokens belong to a webchat channel");
+    const token = `ew_${randomToken(24)}`;
+    const embed = { id: crypto.randomUUID(), org_id: channel.org_id, channel_id: channel.id, token_hash: await sha256Hex(token) };
+    await database(c.env.DB).insert(schema.embedTokens).values(embed);
+    return c.json({ id: embed.id, channel_id: channel.id, token }, 201);
+  })
   .post("/mobile", async (c) => {
     const body = await readJson(c, Mobile);
     const channel = await createChannel(c.get("agent").org_id, { kind: "mobile_sdk", ...body });

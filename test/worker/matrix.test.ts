@@ -45,6 +45,8 @@ interface Ctx {
   /** Org A's routing queue and one of its agents. */
   queueA: string;
   agentIdA: string;
+  /** An agent of org A that the PATCH row changes (idempotently: role agent, enabled). */
+  targetAgentA: string;
   /** A conversation of org A with one message, made for routes that change its state. */
   freshConversation(): Promise<string>;
   /** A throwaway public key of org A, for the revoke route. */
@@ -103,6 +105,7 @@ const TABLE: Row[] = [
   // ---- /api/company
   { route: "GET /api/company/agents", req: () => ({ method: "GET", path: "/api/company/agents" }), expect: AGENT_READ },
   { route: "POST /api/company/agents", req: () => ({ method: "POST", path: "/api/company/agents", body: { name: "New agent", email: `ag-${crypto.randomUUID()}@example.test`, password: "agent password" } }), expect: ADMIN_CREATE },
+  { route: "PATCH /api/company/agents/:id", req: (ctx) => ({ method: "PATCH", path: `/api/company/agents/${ctx.targetAgentA}`, body: { role: "agent", disabled: false } }), expect: ADMIN_WRITE },
   { route: "GET /api/company/api-keys", req: () => ({ method: "GET", path: "/api/company/api-keys" }), expect: ADMIN_READ },
   { route: "POST /api/company/api-keys", req: () => ({ method: "POST", path: "/api/company/api-keys", body: { name: "k", kind: "public" } }), expect: ADMIN_CREATE },
   { route: "DELETE /api/company/api-keys/:id", req: async (ctx) => ({ method: "DELETE", path: `/api/company/api-keys/${await ctx.freshKeyId()}` }),
@@ -110,6 +113,9 @@ const TABLE: Row[] = [
   // ---- /api/integrations
   { route: "GET /api/integrations", req: () => ({ method: "GET", path: "/api/integrations" }), expect: ADMIN_READ },
   { route: "POST /api/integrations/webchat", req: () => ({ method: "POST", path: "/api/integrations/webchat", body: { name: "w", allowed_origins: ["https://shop.example"] } }), expect: ADMIN_CREATE },
+  { route: "POST /api/integrations/:id/embed-tokens", req: (ctx) => ({ method: "POST", path: `/api/integrations/${ctx.a.webchat.channel_id}/embed-tokens` }),
+    expect: "401  401  401  401  403  201  201  201  403  403  404  401  401  401",
+    check: (res) => (/^ew_[\w-]{20,}$/.test(res.body.token) ? null : "no new embed token") },
   { route: "POST /api/integrations/mobile", req: () => ({ method: "POST", path: "/api/integrations/mobile", body: { name: "m" } }), expect: ADMIN_CREATE },
   { route: "GET /api/integrations/:id/identity-secret", req: (ctx) => ({ method: "GET", path: `/api/integrations/${ctx.a.webchat.channel_id}/identity-secret` }),
     expect: "401  401  401  401  403  200  200  200  200  403  404  401  401  401",
@@ -283,6 +289,7 @@ beforeAll(async () => {
 
   const agentA = await addAgent(a, "agent");
   const adminA = await addAgent(a, "admin");
+  const targetA = await addAgent(a, "agent");
   const agentB = await addAgent(b, "agent");
   const adminB = await addAgent(b, "admin");
   const revokedSk = (await a.agent.call("/api/company/api-keys", { body: { name: "old", kind: "secret" } })).body;
@@ -307,6 +314,7 @@ beforeAll(async () => {
     mobileA,
     queueA: queue.body.id,
     agentIdA: agentA.user.id,
+    targetAgentA: targetA.user.id,
     async freshConversation() {
       const visitorId = `fresh-${crypto.randomUUID()}`;
       await call("/api/chat/send", { body: { apiKey: a.pk, visitorId, message: "hello" } });
