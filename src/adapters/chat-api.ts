@@ -20,7 +20,8 @@ import type { Context } from "hono";
 import { z } from "zod";
 import { randomToken, sha256Hex } from "../core/crypto";
 import { ApiError, unwrap } from "../core/errors";
-import { safeText, type Message, type Principal } from "../core/message";
+import type { Message, Principal } from "../core/message";
+import { displayName } from "../core/names";
 import type { BotOutcome } from "../conversation/room";
 import { openForVisitor, roomFor, type Channel } from "../conversation/directory";
 import { database, schema } from "../db/client";
@@ -43,7 +44,7 @@ export const chatApiIntegration = router()
     const body = await readJson(
       c,
       z.object({
-        name: safeText(200).pipe(z.string().trim().min(1)),
+        name: displayName(200),
         webhook_url: z.string().max(2048).optional(),
         disable_text_input_with_buttons: z.boolean().default(false),
       }),

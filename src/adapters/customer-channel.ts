@@ -16,6 +16,7 @@ import type { Context } from "hono";
 import { z } from "zod";
 import { ApiError, unwrap } from "../core/errors";
 import { safeText } from "../core/message";
+import { displayName } from "../core/names";
 import { renderPdf, type PdfLine } from "../core/pdf";
 import { channelForVisitor, connectorChannel, conversationOfSession, openForVisitor, roomFor, requestOrigin } from "../conversation/directory";
 import { router } from "../http/app";
@@ -30,8 +31,8 @@ const optText = (max: number) => safeText(max).optional();
 const Init = z
   .object({
     apiKey: z.string().max(200).optional(),
-    firstName: optText(200),
-    lastName: optText(200),
+    firstName: displayName(200).optional(),
+    lastName: displayName(200).optional(),
     Email: z.email().max(254).optional(),
     Phone: z.string().max(50).regex(/^[+\d\s().-]*$/, "digits, spaces and + ( ) . - only").optional(),
     Channel: z.enum(["web", "fb", "sms", "twitter"]),

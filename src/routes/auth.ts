@@ -3,7 +3,7 @@ import { and, count, eq, gt } from "drizzle-orm";
 import { z } from "zod";
 import { hashPassword, MAX_PASSWORD_BYTES, verifyPassword } from "../core/crypto";
 import { ApiError, isUniqueViolation } from "../core/errors";
-import { safeText } from "../core/message";
+import { displayName } from "../core/names";
 import { database, schema } from "../db/client";
 import { router } from "../http/app";
 import { csrfToken, endSession, requireAgent, startSession } from "../http/auth";
@@ -16,7 +16,7 @@ export const LOGIN_WINDOW_MS = 15 * 60 * 1000;
 
 const email = z.string().trim().toLowerCase().pipe(z.email().max(254));
 const password = z.string().min(8).refine((p) => new TextEncoder().encode(p).byteLength <= MAX_PASSWORD_BYTES, { message: `at most ${MAX_PASSWORD_BYTES} bytes` });
-const name = safeText(200).pipe(z.string().trim().min(1));
+const name = displayName(200);
 
 export const Signup = z.object({ organization_name: name, name, email, password });
 const Login = z.object({ email, password: z.string().min(1).max(MAX_PASSWORD_BYTES) });

@@ -12,6 +12,7 @@ import { z } from "zod";
 import { hashPassword, MAX_PASSWORD_BYTES, randomToken, sha256Hex } from "../core/crypto";
 import { ApiError } from "../core/errors";
 import { safeText } from "../core/message";
+import { displayName } from "../core/names";
 import { database, schema } from "../db/client";
 import { router } from "../http/app";
 import { requireAgent } from "../http/auth";
@@ -19,7 +20,7 @@ import { readJson } from "../http/body";
 
 const NewKey = z.object({ name: safeText(200).pipe(z.string().trim().min(1)), kind: z.enum(["public", "secret"]) });
 const NewAgent = z.object({
-  name: safeText(200).pipe(z.string().trim().min(1)),
+  name: displayName(200),
   email: z.string().trim().toLowerCase().pipe(z.email().max(254)),
   password: z.string().min(8).refine((p) => new TextEncoder().encode(p).byteLength <= MAX_PASSWORD_BYTES, { message: `at most ${MAX_PASSWORD_BYTES} bytes` }),
   role: z.enum(["admin", "agent"]).default("agent"),

@@ -7,6 +7,7 @@
 import { z } from "zod";
 import { unwrap } from "../core/errors";
 import { MessageInput, messageView } from "../core/message";
+import { displayName } from "../core/names";
 import { connectorChannel, openForVisitor, roomFor } from "../conversation/directory";
 import { router } from "../http/app";
 import { agentPrincipal, requireAgent } from "../http/auth";
@@ -15,7 +16,7 @@ import { parse, readJson } from "../http/body";
 export const connectors = router()
   .use(requireAgent("owner", "admin"))
   .post("/:channel/messages", async (c) => {
-    const b = await readJson(c, z.object({ refId: z.string().min(1).max(200), text: z.string(), name: z.string().max(200).optional(), client_msg_id: z.string().optional() }));
+    const b = await readJson(c, z.object({ refId: z.string().min(1).max(200), text: z.string(), name: displayName(200).optional(), client_msg_id: z.string().optional() }));
     const agent = c.get("agent");
     const channel = await connectorChannel(c.env, agent.org_id, c.req.param("channel").toLowerCase());
     const ref = await openForVisitor(c.env, channel, { external_id: b.refId, display_name: b.name });

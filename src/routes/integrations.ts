@@ -2,7 +2,7 @@
 import { and, eq } from "drizzle-orm";
 import { z } from "zod";
 import { randomToken, sha256Hex } from "../core/crypto";
-import { safeText } from "../core/message";
+import { displayName } from "../core/names";
 import { database, schema } from "../db/client";
 import { router } from "../http/app";
 import { requireAgent } from "../http/auth";
@@ -20,12 +20,12 @@ const origin = z
   .refine((o) => URL.canParse(o) && new URL(o).origin === o && /^https?:$/.test(new URL(o).protocol), { message: "must be an exact origin like https://shop.example" });
 
 const Webchat = z.object({
-  name: safeText(200).pipe(z.string().trim().min(1)),
+  name: displayName(200),
   allowed_origins: z.array(origin).max(50).default([]),
-  title: safeText(200).optional(),
+  title: displayName(200).optional(),
   require_identity: z.boolean().default(false),
 });
-const Mobile = z.object({ name: safeText(200).pipe(z.string().trim().min(1)), require_identity: z.boolean().default(false) });
+const Mobile = z.object({ name: displayName(200), require_identity: z.boolean().default(false) });
 
 /** Webhook bot secrets are write-only. */
 function botView(row: { channel_id: string; kind: string; config: string; enabled: boolean; updated_at: string }) {

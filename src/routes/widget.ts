@@ -5,11 +5,13 @@
 import { z } from "zod";
 import { unwrap } from "../core/errors";
 import { safeText, messageView } from "../core/message";
+import { displayName } from "../core/names";
 import { channelForVisitor, conversationForEndUser, openForVisitor, roomFor, requestOrigin } from "../conversation/directory";
 import { router } from "../http/app";
 import { parse, readJson } from "../http/body";
 
-export const visitorName = safeText(200).pipe(z.string().trim().min(1));
+/** A visitor's or customer's name (core/names.ts: NFKC, no bidi or invisible characters). */
+export const visitorName = displayName(200);
 
 const OpenSession = z.object({
   embed_token: z.string().max(200).optional(),
