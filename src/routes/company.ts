@@ -28,7 +28,7 @@ const NewAgent = z.object({
 /** Ownership is not transferable here: `owner` is never a target role. */
 const AgentChange = z
   .strictObject({
-    name: safeText(200).pipe(z.string().trim().min(1)).optional(),
+    name: displayName(200).optional(),
     role: z.enum(["admin", "agent"]).optional(),
     disabled: z.boolean().optional(),
   })
