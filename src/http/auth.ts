@@ -1,8 +1,14 @@
 /**
  * Agent authentication for REST and sockets.
  *
- * - Browser sessions: an HttpOnly `session` cookie (SameSite=Lax; Secure on https). Only its
- *   SHA-256 is stored. Every state-changing cookie call needs `X-CSRFToken`, an HMAC of the
+ * - Browser sessions: an HttpOnly cookie, SameSite=Lax, Path=/, no Domain. On https it is
+ *   `__Host-session` with Secure (the prefix makes the browser refuse one set by a sibling
+ *   subdomain or over http), and a plain `session` cookie is ignored there. On plain http, which
+ *   only local development and tests use (`wrangler dev`), it is `session` without Secure: a
+ *   Secure or `__Host-` cookie set over http://127.0.0.1 is dropped by some browsers and never sent
+ *   by Node clients' cookie jars. Only the cookie's SHA-256 is stored. A session ends after 12 h
+ *   without use (sliding: the stored expiry moves forward at most once per 5 minutes, so reading
+ *   it is not a D1 write per request) and 7 days after login whatever its use. Every state-changing cookie call needs `X-CSRFToken`, an HMAC of the
  *   session bound to the server secret, compared in constant time; a cross-site Origin or
  *   `Sec-Fetch-Site: cross-site` is refused as well. (Hono's stock csrf() lets JSON through.)
  * - Servers and bots: `Authorization: Bearer sk_...` (a secret API key, stored hashed), acting
@@ -18,8 +24,19 @@ import type { Principal } from "../core/message";
 import { database, schema } from "../db/client";
 import type { AppEnv } from "./app";
 
+/** The session cookie's name on plain http (local development) and on https. */
 export const SESSION_COOKIE = "session";
+export const SECURE_SESSION_COOKIE = "__Host-session";
+/** Absolute lifetime: a session ends this long after login, used or not. */
 export const SESSION_TTL_MS = 7 * 24 * 3600 * 1000;
+/** Idle lifetime: a session unused this long ends. Stored as `auth_sessions.expires_at`. */
+export const SESSION_IDLE_MS = 12 * 3600 * 1000;
+/** The idle expiry is moved forward at most this often (one D1 write per session per interval). */
+export const SESSION_TOUCH_MS = 5 * 60 * 1000;
+
+const isHttps = (url: string) => url.startsWith("https:");
+/** The cookie name a request on this URL uses. */
+export const sessionCookieName = (url: string) => (isHttps(url) ? SECURE_SESSION_COOKIE : SESSION_COOKIE);
 
 export type Role = "owner" | "admin" | "agent";
 
@@ -45,11 +62,12 @@ export async function startSession(c: Context<AppEnv>, userId: string, orgId: st
   const token = randomToken(32);
   await database(c.env.DB)
     .insert(schema.authSessions)
-    .values({ id_hash: await sha256Hex(token), user_id: userId, org_id: orgId, expires_at: new Date(Date.now() + SESSION_TTL_MS).toISOString() });
-  setCookie(c, SESSION_COOKIE, token, {
+    .values({ id_hash: await sha256Hex(token), user_id: userId, org_id: orgId, expires_at: new Date(Date.now() + SESSION_IDLE_MS).toISOString() });
+  // The browser keeps the cookie for the absolute lifetime; the server ends it earlier when idle.
+  setCookie(c, sessionCookieName(c.req.url), token, {
     httpOnly: true,
     sameSite: "Lax",
-    secure: new URL(c.req.url).protocol === "https:",
+    secure: isHttps(c.req.url),
     path: "/",
     maxAge: SESSION_TTL_MS / 1000,
   });
@@ -58,8 +76,9 @@ export async function startSession(c: Context<AppEnv>, userId: string, orgId: st
 
 /** Ends the cookie session and closes every socket it opened (S10). */
 export async function endSession(c: Context<AppEnv>, orgId: string): Promise<void> {
-  const token = getCookie(c, SESSION_COOKIE);
-  deleteCookie(c, SESSION_COOKIE, { path: "/" });
+  const name = sessionCookieName(c.req.url);
+  const token = getCookie(c, name);
+  deleteCookie(c, name, { path: "/", secure: isHttps(c.req.url) });
   if (!token) return;
   const idHash = await sha256Hex(token);
   await database(c.env.DB).delete(schema.authSessions).where(eq(schema.authSessions.id_hash, idHash));
@@ -69,24 +88,46 @@ export async function endSession(c: Context<AppEnv>, orgId: string): Promise<voi
 export const csrfToken = (env: Env, sessionToken: string) => hmacSha256Hex(env.SESSION_SECRET, `csrf:${sessionToken}`);
 
 /** Resolves the calling agent, or null. Does not check CSRF (see requireAgent). */
-export const authenticateAgent = (c: Context<AppEnv>) => agentFromHeaders(c.env, c.req.raw.headers);
+export const authenticateAgent = (c: Context<AppEnv>) => agentFromHeaders(c.env, c.req.raw.headers, c.req.url);
 
-/** The same, for callers outside Hono (Socket.IO sessions). */
-export async function agentFromHeaders(env: Env, headers: Headers): Promise<Agent | null> {
+/**
+ * The same, for callers outside Hono (Socket.IO sessions). `url` is the request's: on https only
+ * the `__Host-` cookie counts. Without it (older callers) either name is read, `__Host-` first.
+ */
+export async function agentFromHeaders(env: Env, headers: Headers, url?: string): Promise<Agent | null> {
   const db = database(env.DB);
   const bearer = headers.get("authorization")?.match(/^Bearer\s+(sk_[\w-]+)$/)?.[1];
   if (bearer) return agentFromSecretKey(env, bearer, headers);
-  const token = parseCookie(headers.get("cookie") ?? "")[SESSION_COOKIE];
+  const cookies = parseCookie(headers.get("cookie") ?? "");
+  const token = url === undefined ? (cookies[SECURE_SESSION_COOKIE] ?? cookies[SESSION_COOKIE]) : cookies[sessionCookieName(url)];
   if (!token) return null;
   const idHash = await sha256Hex(token);
+  const now = Date.now();
   const row = await db
-    .select({ user: schema.users })
+    .select({ user: schema.users, created_at: schema.authSessions.created_at, expires_at: schema.authSessions.expires_at })
     .from(schema.authSessions)
     .innerJoin(schema.users, eq(schema.users.id, schema.authSessions.user_id))
-    .where(and(eq(schema.authSessions.id_hash, idHash), gt(schema.authSessions.expires_at, new Date().toISOString())))
+    .where(
+      and(
+        eq(schema.authSessions.id_hash, idHash),
+        gt(schema.authSessions.expires_at, new Date(now).toISOString()),
+        gt(schema.authSessions.created_at, new Date(now - SESSION_TTL_MS).toISOString()),
+      ),
+    )
     .get();
   if (!row || row.user.disabled) return null;
+  await touchSession(env, idHash, row, now);
   return toAgent(row.user, "cookie", token, idHash);
+}
+
+/**
+ * Slides the idle expiry to now + SESSION_IDLE_MS (never past the absolute end) when that moves
+ * it by at least SESSION_TOUCH_MS, i.e. at most once per 5 minutes of use. Otherwise no write.
+ */
+async function touchSession(env: Env, idHash: string, s: { created_at: string; expires_at: string }, now: number): Promise<void> {
+  const end = Math.min(now + SESSION_IDLE_MS, Date.parse(s.created_at) + SESSION_TTL_MS);
+  if (end - Date.parse(s.expires_at) < SESSION_TOUCH_MS) return;
+  await database(env.DB).update(schema.authSessions).set({ expires_at: new Date(end).toISOString() }).where(eq(schema.authSessions.id_hash, idHash));
 }
 
 export async function agentFromSecretKey(env: Env, key: string, headers: Headers): Promise<Agent | null> {

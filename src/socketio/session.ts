@@ -311,7 +311,7 @@ export class SocketIoSession extends Server<Env> {
     const crossSite = request.headers.has("cookie") && !sameOrigin(request);
     let agent: Agent | null = null;
     try {
-      agent = crossSite ? null : await agentFromHeaders(this.env, request.headers);
+      agent = crossSite ? null : await agentFromHeaders(this.env, request.headers, request.url);
     } catch (err) {
       if (!(err instanceof ApiError)) throw err;
     }

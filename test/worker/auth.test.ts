@@ -16,7 +16,7 @@ describe("agent auth", () => {
     const login = await call("/auth/login", { body: { email: o.email, password: "correct horse battery" } });
     expect(login.status).toBe(200);
     const setCookie = login.headers.get("set-cookie")!;
-    expect(setCookie).toMatch(/^session=/);
+    expect(setCookie).toMatch(/^__Host-session=/);
     expect(setCookie).toMatch(/HttpOnly/i);
     expect(setCookie).toMatch(/SameSite=Lax/i);
     expect(setCookie).toMatch(/Secure/i); // https request

@@ -14,6 +14,9 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { sha256Hex } from "../../src/core/crypto";
 import { BASE, call, newOrg, openSocket, type Res } from "./helpers";
 
+/** The session cookie on https (the tests speak https://parley.test): `__Host-session=<token>`. */
+const SESSION_PREFIX = "__Host-session=";
+
 type Headers_ = Record<string, string>;
 type Org = Awaited<ReturnType<typeof newOrg>>;
 
@@ -299,7 +302,7 @@ beforeAll(async () => {
   const loggedOut = await login(agentA.email, "agent password");
   await call("/auth/logout", { method: "POST", headers: loggedOut });
   const expired = await login(agentA.email, "agent password");
-  const expiredToken = expired.cookie!.slice("session=".length);
+  const expiredToken = expired.cookie!.slice(SESSION_PREFIX.length);
   await env.DB.prepare("UPDATE auth_sessions SET expires_at = ? WHERE id_hash = ?").bind(new Date(Date.now() - 1000).toISOString(), await sha256Hex(expiredToken)).run();
   const owner = { cookie: a.cookie, "x-csrftoken": a.csrf };
   const mobileA = (await a.agent.call("/api/integrations/mobile", { body: { name: "app" } })).body.channel_id as string;
@@ -346,9 +349,9 @@ beforeAll(async () => {
     "org B secret key": b.sk,
     "revoked secret key": revokedSk.key,
     "org A embed token": a.webchat.token,
-    "owner session token": a.cookie.slice("session=".length),
-    "agent session token": agentA.headers.cookie!.slice("session=".length),
-    "org B agent session token": agentB.headers.cookie!.slice("session=".length),
+    "owner session token": a.cookie.slice(SESSION_PREFIX.length),
+    "agent session token": agentA.headers.cookie!.slice(SESSION_PREFIX.length),
+    "org B agent session token": agentB.headers.cookie!.slice(SESSION_PREFIX.length),
     "expired session token": expiredToken,
     "org A identity secret": a.webchat.identity_secret,
     "a password hash": "pbkdf2-sha256$",
@@ -560,7 +563,7 @@ describe("browser rules", () => {
     for (const r of [first, second]) {
       const c = r.headers.get("set-cookie")!;
       const attrs = c.split(";").map((s) => s.trim().toLowerCase());
-      expect(attrs[0]).toMatch(/^session=[\w-]{40,}$/);
+      expect(attrs[0]).toMatch(/^__host-session=[\w-]{40,}$/);
       expect(attrs).toEqual(expect.arrayContaining(["httponly", "samesite=lax", "secure", "path=/"]));
       expect(attrs.some((a) => a.startsWith("domain="))).toBe(false);
       expect(attrs.some((a) => a.startsWith("max-age="))).toBe(true);
@@ -571,10 +574,10 @@ describe("browser rules", () => {
     expect(first.body.csrf_token).not.toBe(second.body.csrf_token);
     const out = await call("/auth/logout", { method: "POST", headers: { cookie: c1, "x-csrftoken": first.body.csrf_token } });
     expect(out.status).toBe(200);
-    expect(out.headers.get("set-cookie")).toMatch(/^session=;.*max-age=0/i);
+    expect(out.headers.get("set-cookie")).toMatch(/^__Host-session=;.*max-age=0/i);
     expect((await call("/auth/me", { headers: { cookie: c1 } })).status).toBe(401);
     expect((await call("/auth/me", { headers: { cookie: c2 } })).status).toBe(200);
-    expect(await env.DB.prepare("SELECT 1 FROM auth_sessions WHERE id_hash = ?").bind(await sha256Hex(c1.slice(8))).first()).toBeNull();
+    expect(await env.DB.prepare("SELECT 1 FROM auth_sessions WHERE id_hash = ?").bind(await sha256Hex(c1.slice(SESSION_PREFIX.length))).first()).toBeNull();
     // An http (local) request gets the same cookie without Secure.
     const local = await exports.default.fetch(new Request("http://localhost/auth/login", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email: ctx.a.email, password: "correct horse battery" }) }));
     expect(local.headers.get("set-cookie")).not.toMatch(/secure/i);
@@ -600,7 +603,7 @@ describe("browser rules", () => {
     expect(hashes.has(await sha256Hex(ctx.a.sk))).toBe(true);
     expect(hashes.has(await sha256Hex(ctx.a.pk))).toBe(true);
     for (const k of keys.results) expect(k.key_prefix.length).toBeLessThanOrEqual(7);
-    const token = ctx.a.cookie.slice("session=".length);
+    const token = ctx.a.cookie.slice(SESSION_PREFIX.length);
     expect(await env.DB.prepare("SELECT 1 FROM auth_sessions WHERE id_hash = ?").bind(await sha256Hex(token)).first()).not.toBeNull();
     expect(await env.DB.prepare("SELECT 1 FROM embed_tokens WHERE token_hash = ?").bind(await sha256Hex(ctx.a.webchat.token)).first()).not.toBeNull();
 
