@@ -39,7 +39,7 @@ export function backoffDelay(attempt) {
  * States reported to onState(state, info):
  *   "connecting"  info.attempt         a socket is opening (attempt 0: the first since ready)
  *   "open"                             the socket is usable (the caller decides when: markReady)
- *   "waiting"   info.retryInMs, info.attempt   closed; the next attempt is scheduled
+ *   "waiting"   info.retryInMs, info.attempt, info.code   closed; the next attempt is scheduled
  *   "failed"    info.code, info.reason         closed for good (forbidden); call start() to retry
  *   "stopped"                          stop() was called
  */
@@ -124,7 +124,7 @@ export class ReconnectingSocket {
         this.setState("failed", { code: event.code, reason: event.reason });
         return;
       }
-      this.scheduleReconnect();
+      this.scheduleReconnect(event.code);
     });
   }
 
@@ -145,11 +145,12 @@ export class ReconnectingSocket {
     this.scheduleReconnect();
   }
 
-  scheduleReconnect() {
+  /** `code`: the close code that ended the last socket, if one did (1008: the session ended). */
+  scheduleReconnect(code) {
     if (this.stopped) return;
     this.attempt += 1;
     const retryInMs = backoffDelay(this.attempt);
-    this.setState("waiting", { retryInMs, attempt: this.attempt, at: Date.now() + retryInMs });
+    this.setState("waiting", { retryInMs, attempt: this.attempt, at: Date.now() + retryInMs, code });
     clearTimeout(this.timer);
     this.timer = setTimeout(() => this.connectNow(), retryInMs);
   }

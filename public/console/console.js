@@ -1,13 +1,17 @@
 /**
  * The agent console: log in, the inbox (unassigned / mine / all; REST lists refreshed live from
  * /ws/org events), one conversation at a time over /ws/conversations/:id (resume, resync), claim,
- * reply (text or quick buttons), typing both ways, resolve with tags, log out.
+ * reply (text or quick buttons), typing both ways, resolve with tags, log out; the team's presence,
+ * the visitor's details beside the conversation, a sound and a desktop notification when a
+ * conversation arrives in the unassigned inbox (mutable), and for owners and admins the settings
+ * screens (admin.js).
  *
  * The session is an HttpOnly cookie; the CSRF token lives in memory only and goes with every
  * POST as X-CSRFToken.
  */
-import { formatTime, h, messageItem, pendingItem, pendingKey, setChildren, syncList } from "/shared/dom.js";
+import { formatTime, h, messageItem, pendingItem, pendingKey, setChildren, storage, syncList } from "/shared/dom.js";
 import { ConversationClient, ReconnectingSocket, socketUrl, TypingSender, TypingWatcher } from "/console/agent-client.js";
+import { createSettings } from "/console/admin.js";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -15,6 +19,18 @@ const ui = {
   whoami: $("whoami"),
   orgConn: $("org-conn"),
   logout: $("logout"),
+  mainNav: $("main-nav"),
+  navInbox: $("nav-inbox"),
+  navSettings: $("nav-settings"),
+  alerts: $("alerts"),
+  desktopAlerts: null,
+  settings: $("settings"),
+  teamList: $("team-list"),
+  details: $("details"),
+  detailsStatus: $("details-status"),
+  detailsList: $("details-list"),
+  detailsAttrsTitle: $("details-attrs-title"),
+  detailsAttrs: $("details-attrs"),
   login: $("login"),
   loginForm: $("login-form"),
   email: $("login-email"),
@@ -52,6 +68,7 @@ let conversations = [];
 let orgSocket = null;
 let onlineAgents = new Set();
 const agentNames = new Map();
+let team = []; // teammates from GET /api/company/agents (every agent may list them)
 const previews = new Map(); // conversation id -> last content seen in a live event
 const unread = new Set();
 let current = null; // { id, conv, client, session }
@@ -147,6 +164,11 @@ function enter(session) {
   ui.app.hidden = false;
   ui.logout.hidden = false;
   ui.whoami.textContent = `${session.user.name} · ${session.organization.name}`;
+  ui.mainNav.hidden = false;
+  ui.navSettings.hidden = !isAdmin();
+  ui.alerts.hidden = false;
+  renderAlerts();
+  showScreen("inbox");
   agentNames.set(session.user.id, session.user.name);
   void loadAgentNames();
   connectOrg();
@@ -162,6 +184,14 @@ function sessionEnded() {
 
 function teardown() {
   closeConversation();
+  showScreen("inbox");
+  settings.clear();
+  ui.mainNav.hidden = true;
+  ui.alerts.hidden = true;
+  if (ui.desktopAlerts) ui.desktopAlerts.hidden = true;
+  team = [];
+  ui.teamList.replaceChildren();
+  alerted.clear();
   orgSocket?.stop();
   orgSocket = null;
   me = null;
@@ -184,14 +214,162 @@ async function checkSession() {
   }
 }
 
-/** Agents' names for "assigned to …" (owners and admins may list them; others see ids' names from events). */
+/** Teammates: names for "assigned to …" and the presence list. */
 async function loadAgentNames() {
   try {
-    for (const a of await api("GET", "/api/company/agents")) agentNames.set(a.id, a.name);
+    team = await api("GET", "/api/company/agents");
+    for (const a of team) agentNames.set(a.id, a.name);
     renderInbox();
+    renderTeam();
     if (current) renderSession();
   } catch {
-    // 403 for plain agents: names then come from assignment events.
+    // Offline or logged out meanwhile: names then come from assignment events.
+  }
+}
+
+// ---- screens: the inbox, the settings (owners and admins) --------------------------------------
+
+const isAdmin = () => me?.user.role === "owner" || me?.user.role === "admin";
+
+const settings = createSettings({
+  root: ui.settings,
+  api: (method, path, body) => api(method, path, body),
+  me: () => me,
+  isOnline: (id) => onlineAgents.has(id),
+  onTeamChanged: () => void loadAgentNames(),
+});
+
+function showScreen(name) {
+  const inSettings = name === "settings" && isAdmin();
+  ui.app.hidden = !me || inSettings;
+  ui.settings.hidden = !inSettings;
+  ui.navInbox.setAttribute("aria-current", inSettings ? "false" : "page");
+  ui.navSettings.setAttribute("aria-current", inSettings ? "page" : "false");
+  if (inSettings) void settings.load();
+}
+
+ui.navInbox.addEventListener("click", () => showScreen("inbox"));
+ui.navSettings.addEventListener("click", () => showScreen("settings"));
+
+// ---- teammates' presence -----------------------------------------------------------------------
+
+function renderTeam() {
+  const people = team.filter((a) => !a.disabled);
+  for (const id of onlineAgents) if (!people.some((a) => a.id === id)) people.push({ id, name: agentNames.get(id) ?? "An agent", role: "agent" });
+  people.sort((a, b) => Number(onlineAgents.has(b.id)) - Number(onlineAgents.has(a.id)) || a.name.localeCompare(b.name));
+  setChildren(
+    ui.teamList,
+    people.map((a) => {
+      const online = onlineAgents.has(a.id);
+      return h(
+        "li",
+        { class: online ? "online" : "offline", "data-agent-id": a.id },
+        h("span", { class: "dot", "aria-hidden": "true" }),
+        h("span", { class: "team-name", text: a.id === me?.user.id ? `${a.name} (you)` : a.name }),
+        h("span", { class: "team-state", text: online ? "online" : "offline" }),
+      );
+    }),
+  );
+  settings.presenceChanged();
+}
+
+// ---- alerts: a sound and a desktop notification for new unassigned conversations ---------------
+
+const prefs = storage("localStorage");
+let alertsOn = prefs.get("parley_console_alerts") !== "off";
+const alerted = new Set(); // conversation:session pairs already announced
+let audio = null;
+
+/** Browsers start audio only after a user gesture: the context is made (or resumed) on one. */
+function unlockAudio() {
+  try {
+    audio ??= new AudioContext();
+    if (audio.state === "suspended") void audio.resume();
+  } catch {
+    audio = null; // no Web Audio here: alerts stay silent
+  }
+}
+document.addEventListener("pointerdown", unlockAudio, { capture: true });
+document.addEventListener("keydown", unlockAudio, { capture: true });
+
+function chime() {
+  if (!audio) return;
+  const t = audio.currentTime;
+  const gain = audio.createGain();
+  gain.gain.setValueAtTime(0.0001, t);
+  gain.gain.exponentialRampToValueAtTime(0.2, t + 0.02);
+  gain.gain.exponentialRampToValueAtTime(0.0001, t + 0.45);
+  gain.connect(audio.destination);
+  for (const [freq, at] of [[880, 0], [1320, 0.12]]) {
+    const osc = audio.createOscillator();
+    osc.type = "sine";
+    osc.frequency.setValueAtTime(freq, t + at);
+    osc.connect(gain);
+    osc.start(t + at);
+    osc.stop(t + at + 0.3);
+  }
+}
+
+function renderAlerts() {
+  ui.alerts.textContent = alertsOn ? "Alerts on" : "Alerts muted";
+  ui.alerts.setAttribute("aria-pressed", String(alertsOn));
+  ui.alerts.title = alertsOn ? "A sound and a desktop notification for each new conversation. Click to mute." : "Muted. Click to turn sound and desktop notifications on.";
+  const askable = alertsOn && "Notification" in window && Notification.permission === "default";
+  if (askable && !ui.desktopAlerts) {
+    ui.desktopAlerts = h("button", { type: "button", id: "desktop-alerts", class: "alerts", text: "Allow desktop notifications", onclick: () => void askPermission() });
+    ui.alerts.after(ui.desktopAlerts);
+  }
+  if (ui.desktopAlerts) ui.desktopAlerts.hidden = !askable || !me;
+}
+
+async function askPermission() {
+  try {
+    await Notification.requestPermission();
+  } catch {
+    // Old callback-only implementations, or refused outright: the sound still plays.
+  }
+  renderAlerts();
+}
+
+ui.alerts.addEventListener("click", () => {
+  alertsOn = !alertsOn;
+  prefs.set("parley_console_alerts", alertsOn ? "on" : "off");
+  if (alertsOn) {
+    unlockAudio();
+    if ("Notification" in window && Notification.permission === "default") void askPermission();
+  }
+  renderAlerts();
+});
+
+/**
+ * A conversation may have just arrived in the unassigned inbox (a visitor opened a session, or a
+ * bot handed one off). The conversation object is the authority: alert only when its session is
+ * open and nobody has it, once per session.
+ */
+async function maybeAlert(conversationId, sessionId, preview) {
+  const key = `${conversationId}:${sessionId ?? ""}`;
+  if (!alertsOn || !me || alerted.has(key)) return;
+  alerted.add(key);
+  let conv;
+  try {
+    conv = await api("GET", `/api/conversations/${encodeURIComponent(conversationId)}`);
+  } catch {
+    return; // gone, or no access: nothing to announce
+  }
+  const s = conv.active_session;
+  if (!alertsOn || !s || s.status !== "open" || s.assigned_agent_id) return;
+  chime();
+  if (!("Notification" in window) || Notification.permission !== "granted") return;
+  try {
+    const n = new Notification("New conversation", { body: preview ? `${visitorName(conv)}: ${preview}` : visitorName(conv), tag: key });
+    n.onclick = () => {
+      window.focus();
+      showScreen("inbox");
+      openConversation(conv);
+      n.close();
+    };
+  } catch {
+    // Notifications only from a service worker here (some mobile browsers): the sound is enough.
   }
 }
 
@@ -206,7 +384,8 @@ function connectOrg() {
       if (state === "open") setOrgConn("Live", "");
       else if (state === "waiting") {
         setOrgConn(`Inbox offline, retrying in ${Math.max(1, Math.round(info.retryInMs / 1000))} s`, "warn");
-        if (info.attempt >= 2) void checkSession();
+        // 1008: the server closed it because our session ended (logout elsewhere, disabled).
+        if (info.attempt >= 2 || info.code === 1008) void checkSession();
       } else if (state === "failed") setOrgConn("Inbox connection refused", "warn");
       else if (state === "connecting") setOrgConn("Connecting…", "warn");
     },
@@ -226,17 +405,26 @@ function onOrgEvent(event) {
       orgSocket.markReady();
       onlineAgents = new Set(event.online_agents ?? []);
       setOrgConn("Live", "");
+      renderTeam();
       void loadInbox(); // anything missed while disconnected
       return;
     case "agent_status_changed":
       if (event.status === "online") onlineAgents.add(event.agent_id);
       else onlineAgents.delete(event.agent_id);
       if (orgSocket?.isOpen) setOrgConn("Live", "");
+      if (event.status === "online" && !agentNames.has(event.agent_id)) void loadAgentNames(); // a new teammate
+      renderTeam();
       return;
     case "conversation_updated":
       previews.set(event.conversation_id, { content: event.content, content_type: event.content_type, sender_type: event.sender_type });
       if (event.conversation_id !== current?.id && event.sender_type === "end_user") unread.add(event.conversation_id);
       if (event.new_session) overrideSession(event.conversation_id, { status: "open", assigned_agent_id: null, tags: [] });
+      if (event.new_session && event.sender_type === "end_user") void maybeAlert(event.conversation_id, event.session_id, event.content);
+      scheduleInboxRefresh();
+      return;
+    case "conversation_handoff":
+      overrideSession(event.conversation_id, { status: "open", assigned_agent_id: null });
+      void maybeAlert(event.conversation_id, event.session_id, "asked for a person");
       scheduleInboxRefresh();
       return;
     case "conversation_assigned":
@@ -421,6 +609,55 @@ function openConversation(conv) {
   renderSession();
   renderInbox();
   client.start();
+  void loadDetails(id);
+}
+
+// ---- the visitor's details, beside the conversation ----------------------------------------------
+
+/** Attribute names that hold the page the visitor was on (the widget, seed 002's `Url`). */
+const PAGE_URL_KEYS = ["page_url", "url", "page", "current_url"];
+
+async function loadDetails(id) {
+  ui.details.hidden = false;
+  ui.detailsStatus.textContent = "Loading…";
+  ui.detailsList.replaceChildren();
+  ui.detailsAttrs.replaceChildren();
+  ui.detailsAttrsTitle.hidden = true;
+  let conv;
+  try {
+    conv = await api("GET", `/api/conversations/${encodeURIComponent(id)}`);
+  } catch (err) {
+    if (current?.id === id) ui.detailsStatus.textContent = `Could not load the visitor's details: ${err.message}`;
+    return;
+  }
+  if (current?.id !== id) return;
+  ui.detailsStatus.textContent = "";
+  const u = conv.end_user ?? {};
+  const attrs = u.attributes && typeof u.attributes === "object" ? u.attributes : {};
+  const pageKey = PAGE_URL_KEYS.find((k) => typeof attrs[k] === "string" && attrs[k]);
+  const pageUrl = pageKey ? attrs[pageKey] : null;
+  const row = (label, value) => (value ? [h("dt", { text: label }), h("dd", { "data-field": label.toLowerCase().replace(/\W+/g, "-") }, value)] : []);
+  const link = (url) => {
+    const a = h("a", { href: url, target: "_blank", rel: "noopener noreferrer nofollow", text: url });
+    return a.hasAttribute("href") ? a : h("span", { text: url }); // not http(s): shown, never followed
+  };
+  setChildren(
+    ui.detailsList,
+    row("Name", u.display_name || visitorName(conv)),
+    row("Email", u.email ? h("span", { text: u.email }) : null),
+    row("Phone", u.phone),
+    row("Identity", u.verified ? "verified (signed by your site)" : "not verified"),
+    row("Visitor id", u.external_id),
+    row("Page URL", pageUrl ? link(pageUrl) : null),
+    row("Channel", conv.channel ? `${conv.channel.name} · ${conv.channel.kind}` : null),
+    row("First seen", conv.created_at ? formatTime(conv.created_at) : null),
+  );
+  const others = Object.entries(attrs).filter(([k]) => k !== pageKey);
+  ui.detailsAttrsTitle.hidden = others.length === 0;
+  setChildren(
+    ui.detailsAttrs,
+    others.flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { text: typeof v === "string" ? v : JSON.stringify(v) })]),
+  );
 }
 
 function closeConversation() {
@@ -434,6 +671,7 @@ function closeConversation() {
   ui.messages.replaceChildren();
   ui.viewBody.hidden = true;
   ui.viewEmpty.hidden = false;
+  ui.details.hidden = true;
 }
 
 function renderMessages(sorted, pending) {

@@ -1,0 +1,626 @@
+/**
+ * The console's settings screens, for owners and admins (plain agents never see them, and the
+ * routes answer them 403): the team (add, change role, disable/enable), API keys (create, the
+ * secret shown once, revoke), channels (webchat with allowed origins and the snippet to paste,
+ * mobile apps), and per channel its bot (GET/PUT/DELETE /api/integrations/:id/bot) and, for
+ * mobile channels, its push credentials (…/push; stored secrets are never shown back).
+ *
+ * Everything is built with h() and textContent: names, origins and keys from the server never
+ * become markup.
+ */
+import { h, setChildren } from "/shared/dom.js";
+
+const splitList = (text) => [...new Set(text.split(",").map((s) => s.trim()).filter(Boolean))];
+const lines = (text) => [...new Set(text.split(/[\s,]+/).map((s) => s.trim()).filter(Boolean))];
+
+/** The snippets customers paste: seed 000's script tag with a public key, seed 001's with an embed token. */
+export const widgetSnippet = (origin, publicKey) => `<script src="${origin}/widget.js" data-key="${publicKey}"></script>`;
+export const embedSnippet = (origin, embedToken) => `<script src="${origin}/chat-widget/embed.js" data-embed-token="${embedToken}"></script>`;
+
+let ids = 0;
+const uid = (p) => `${p}-${++ids}`;
+
+/** A labelled control: returns [label, control]. */
+function field(labelText, control, hint) {
+  control.id ||= uid("f");
+  return h("div", { class: "field" }, h("label", { htmlFor: control.id, text: labelText }), control, hint ? h("span", { class: "hint", text: hint }) : null);
+}
+
+/** A block of text to copy (a secret shown once, a snippet). */
+function copyBox(label, text, cls = "") {
+  const code = h("code", { text });
+  const status = h("span", { class: "hint", role: "status" });
+  return h(
+    "div",
+    { class: `copy-box ${cls}` },
+    h("p", { class: "copy-label", text: label }),
+    h("pre", {}, code),
+    h("button", {
+      type: "button",
+      class: "secondary",
+      text: "Copy",
+      onclick: async () => {
+        try {
+          await navigator.clipboard.writeText(text);
+          status.textContent = "Copied.";
+        } catch {
+          status.textContent = "Select the text and copy it by hand.";
+        }
+      },
+    }),
+    status,
+  );
+}
+
+/** A button that asks once more before acting ("Revoke" → "Confirm revoke"). */
+function confirmButton(text, confirmText, action) {
+  let armed = null;
+  const button = h("button", {
+    type: "button",
+    class: "danger",
+    text,
+    onclick: async () => {
+      if (!armed) {
+        button.textContent = confirmText;
+        armed = setTimeout(() => {
+          armed = null;
+          button.textContent = text;
+        }, 5_000);
+        return;
+      }
+      clearTimeout(armed);
+      armed = null;
+      button.disabled = true;
+      try {
+        await action();
+      } finally {
+        button.disabled = false;
+        button.textContent = text;
+      }
+    },
+  });
+  return button;
+}
+
+/**
+ * @param {{ root: HTMLElement, api: (method: string, path: string, body?: unknown) => Promise<any>,
+ *           me: () => any, isOnline: (agentId: string) => boolean, onTeamChanged: () => void }} opts
+ */
+export function createSettings(opts) {
+  const { root, api } = opts;
+  const origin = location.origin;
+
+  const teamList = h("tbody");
+  const teamStatus = h("p", { class: "error", role: "alert" });
+  const keysList = h("tbody");
+  const keysStatus = h("p", { class: "error", role: "alert" });
+  const keyResult = h("div", { id: "key-result", "aria-live": "polite" });
+  const channelsList = h("tbody");
+  const channelsStatus = h("p", { class: "error", role: "alert" });
+  const channelResult = h("div", { id: "channel-result", "aria-live": "polite" });
+  const channelPanel = h("section", { id: "channel-panel", class: "channel-panel", hidden: true, "aria-labelledby": "channel-panel-title" });
+
+  // ---- the team ------------------------------------------------------------------------------
+  const agentName = h("input", { id: "agent-name", required: true, maxLength: 200 });
+  const agentEmail = h("input", { id: "agent-email", type: "email", required: true, maxLength: 254, autocomplete: "off" });
+  const agentPassword = h("input", { id: "agent-password", type: "password", required: true, autocomplete: "new-password" });
+  const agentRole = h("select", { id: "agent-role" }, h("option", { value: "agent", text: "Agent" }), h("option", { value: "admin", text: "Admin" }));
+  const agentForm = h(
+    "form",
+    { id: "agent-form", class: "inline-form", onsubmit: (e) => void addAgent(e) },
+    field("Name", agentName),
+    field("Email", agentEmail),
+    field("Temporary password", agentPassword, "at least 8 characters; tell them to keep it safe"),
+    field("Role", agentRole),
+    h("button", { type: "submit", text: "Add agent" }),
+  );
+
+  async function addAgent(event) {
+    event.preventDefault();
+    teamStatus.textContent = "";
+    try {
+      await api("POST", "/api/company/agents", { name: agentName.value, email: agentEmail.value, password: agentPassword.value, role: agentRole.value });
+      agentForm.reset();
+      await loadTeam();
+      opts.onTeamChanged();
+    } catch (err) {
+      teamStatus.textContent = err.code === "email_taken" ? "An account with this email exists already." : `Could not add the agent: ${err.message}`;
+    }
+  }
+
+  let team = [];
+  async function loadTeam() {
+    try {
+      team = await api("GET", "/api/company/agents");
+      renderTeam();
+    } catch (err) {
+      teamStatus.textContent = `Could not load the team: ${err.message}`;
+    }
+  }
+
+  function renderTeam() {
+    const me = opts.me();
+    const rows = team.map((a) => {
+      const self = a.id === me?.user.id;
+      const locked = self || a.role === "owner";
+      let roleCell;
+      if (locked) roleCell = h("span", { text: roleLabel(a.role) });
+      else {
+        const select = h(
+          "select",
+          { "aria-label": `Role of ${a.name}`, onchange: (e) => void patchAgent(a, { role: e.currentTarget.value }) },
+          h("option", { value: "agent", text: "Agent" }),
+          h("option", { value: "admin", text: "Admin" }),
+        );
+        select.value = a.role;
+        roleCell = select;
+      }
+      const status = a.disabled ? "Disabled" : opts.isOnline(a.id) ? "Online" : "Offline";
+      const action = locked
+        ? h("span", { class: "hint", text: self ? "you" : "" })
+        : a.disabled
+          ? h("button", { type: "button", class: "secondary", text: "Enable", "aria-label": `Enable ${a.name}`, onclick: () => void patchAgent(a, { disabled: false }) })
+          : h("button", { type: "button", class: "danger", text: "Disable", "aria-label": `Disable ${a.name}`, onclick: () => void patchAgent(a, { disabled: true }) });
+      return h(
+        "tr",
+        { "data-agent-id": a.id, class: a.disabled ? "disabled" : "" },
+        h("td", { text: a.name }),
+        h("td", { text: a.email }),
+        h("td", {}, roleCell),
+        h("td", { class: "agent-status", text: status }),
+        h("td", {}, action),
+      );
+    });
+    setChildren(teamList, rows);
+  }
+
+  async function patchAgent(agent, change) {
+    teamStatus.textContent = "";
+    try {
+      await api("PATCH", `/api/company/agents/${encodeURIComponent(agent.id)}`, change);
+    } catch (err) {
+      teamStatus.textContent = `Could not change ${agent.name}: ${err.message}`;
+    }
+    await loadTeam();
+    opts.onTeamChanged();
+  }
+
+  // ---- API keys ------------------------------------------------------------------------------
+  const keyName = h("input", { id: "key-name", required: true, maxLength: 200, placeholder: "e.g. Website, CRM sync" });
+  const keyKind = h(
+    "select",
+    { id: "key-kind" },
+    h("option", { value: "public", text: "Public (pk_…, for the widget on your site)" }),
+    h("option", { value: "secret", text: "Secret (sk_…, for your servers only)" }),
+  );
+  const keyForm = h("form", { id: "key-form", class: "inline-form", onsubmit: (e) => void createKey(e) }, field("Name", keyName), field("Kind", keyKind), h("button", { type: "submit", text: "Create key" }));
+
+  async function createKey(event) {
+    event.preventDefault();
+    keysStatus.textContent = "";
+    try {
+      const key = await api("POST", "/api/company/api-keys", { name: keyName.value, kind: keyKind.value });
+      keyForm.reset();
+      setChildren(
+        keyResult,
+        h("div", { class: "once" }, h("strong", { text: `Key “${key.name}” created.` }), " It is shown only now: copy it somewhere safe."),
+        copyBox(key.kind === "secret" ? "Secret key (servers only: Authorization: Bearer …)" : "Public key", key.key, "key-secret"),
+        key.kind === "public" ? copyBox("Paste this before </body> on your site (seed 000’s widget tag):", widgetSnippet(origin, key.key), "snippet") : null,
+      );
+      await loadKeys();
+    } catch (err) {
+      keysStatus.textContent = `Could not create the key: ${err.message}`;
+    }
+  }
+
+  async function loadKeys() {
+    try {
+      const keys = await api("GET", "/api/company/api-keys");
+      setChildren(
+        keysList,
+        keys.length === 0
+          ? h("tr", {}, h("td", { colspan: "5", class: "hint", text: "No keys yet." }))
+          : keys.map((k) =>
+              h(
+                "tr",
+                { "data-key-id": k.id },
+                h("td", { text: k.name }),
+                h("td", { text: k.kind }),
+                h("td", {}, h("code", { text: `${k.prefix}…` })),
+                h("td", { text: k.created_at ? new Date(k.created_at.replace(" ", "T") + (k.created_at.includes("Z") ? "" : "Z")).toLocaleString() : "" }),
+                h(
+                  "td",
+                  {},
+                  confirmButton("Revoke", "Confirm revoke", async () => {
+                    try {
+                      await api("DELETE", `/api/company/api-keys/${encodeURIComponent(k.id)}`);
+                      keyResult.replaceChildren();
+                    } catch (err) {
+                      keysStatus.textContent = `Could not revoke: ${err.message}`;
+                    }
+                    await loadKeys();
+                  }),
+                ),
+              ),
+            ),
+      );
+    } catch (err) {
+      keysStatus.textContent = `Could not load the keys: ${err.message}`;
+    }
+  }
+
+  // ---- channels ------------------------------------------------------------------------------
+  const chName = h("input", { id: "channel-name", required: true, maxLength: 200, placeholder: "e.g. Shop" });
+  const chOrigins = h("textarea", { id: "channel-origins", rows: 3, placeholder: "https://shop.example\nhttps://www.shop.example" });
+  const chTitle = h("input", { id: "channel-title", maxLength: 200, placeholder: "Chat with us" });
+  const chKind = h("select", { id: "channel-kind" }, h("option", { value: "webchat", text: "Website (webchat)" }), h("option", { value: "mobile", text: "Mobile app" }));
+  const webOnly = h("div", { class: "web-only" }, field("Allowed origins (one per line; empty: any site)", chOrigins), field("Widget title", chTitle));
+  chKind.addEventListener("change", () => (webOnly.hidden = chKind.value !== "webchat"));
+  const channelForm = h("form", { id: "channel-form", class: "stack-form", onsubmit: (e) => void createChannel(e) }, field("Kind", chKind), field("Name", chName), webOnly, h("button", { type: "submit", text: "Create channel" }));
+
+  async function createChannel(event) {
+    event.preventDefault();
+    channelsStatus.textContent = "";
+    try {
+      if (chKind.value === "webchat") {
+        const body = { name: chName.value, allowed_origins: lines(chOrigins.value) };
+        if (chTitle.value.trim()) body.title = chTitle.value.trim();
+        const made = await api("POST", "/api/integrations/webchat", body);
+        showEmbed(chName.value, made.token);
+      } else {
+        await api("POST", "/api/integrations/mobile", { name: chName.value });
+        channelResult.replaceChildren(h("p", { class: "once", text: `Mobile channel “${chName.value}” created. Set its push credentials with “Configure”.` }));
+      }
+      channelForm.reset();
+      webOnly.hidden = false;
+      await loadChannels();
+    } catch (err) {
+      channelsStatus.textContent = `Could not create the channel: ${err.message}`;
+    }
+  }
+
+  function showEmbed(name, token) {
+    setChildren(
+      channelResult,
+      h("div", { class: "once" }, h("strong", { text: `Snippet for “${name}”.` }), " Its embed token is shown only now (you can make another later)."),
+      copyBox("Paste this before </body> on the allowed sites (seed 001’s embed tag):", embedSnippet(origin, token), "snippet"),
+    );
+  }
+
+  let channels = [];
+  async function loadChannels() {
+    try {
+      channels = await api("GET", "/api/integrations");
+      setChildren(
+        channelsList,
+        channels.map((ch) =>
+          h(
+            "tr",
+            { "data-channel-id": ch.id },
+            h("td", { text: ch.name }, ch.is_default ? h("span", { class: "hint", text: " (default: public keys open it)" }) : null),
+            h("td", { text: kindLabel(ch.kind) }),
+            h("td", { text: ch.kind === "webchat" ? (ch.allowed_origins.length ? ch.allowed_origins.join(", ") : "any site") : "" }),
+            h(
+              "td",
+              { class: "actions" },
+              ch.kind === "webchat"
+                ? h("button", {
+                    type: "button",
+                    class: "secondary",
+                    text: "Get snippet",
+                    "aria-label": `Get the snippet for ${ch.name}`,
+                    onclick: async () => {
+                      try {
+                        const made = await api("POST", `/api/integrations/${encodeURIComponent(ch.id)}/embed-tokens`);
+                        showEmbed(ch.name, made.token);
+                      } catch (err) {
+                        channelsStatus.textContent = `Could not make a snippet: ${err.message}`;
+                      }
+                    },
+                  })
+                : null,
+              h("button", { type: "button", class: "secondary", text: "Configure", "aria-label": `Configure ${ch.name}`, onclick: () => void openChannel(ch) }),
+            ),
+          ),
+        ),
+      );
+    } catch (err) {
+      channelsStatus.textContent = `Could not load the channels: ${err.message}`;
+    }
+  }
+
+  // ---- one channel: its bot, its push credentials ---------------------------------------------
+  async function openChannel(ch) {
+    channelPanel.hidden = false;
+    const bot = await botEditor(ch);
+    const push = ch.kind === "mobile_sdk" ? await pushEditor(ch) : null;
+    setChildren(
+      channelPanel,
+      h("h3", { id: "channel-panel-title", text: `${ch.name} · ${kindLabel(ch.kind)}` }),
+      h("button", { type: "button", class: "link-button", text: "Close", onclick: () => (channelPanel.hidden = true) }),
+      bot,
+      push,
+    );
+    channelPanel.scrollIntoView({ block: "nearest" });
+  }
+
+  async function botEditor(ch) {
+    const base = `/api/integrations/${encodeURIComponent(ch.id)}/bot`;
+    let current = null;
+    const status = h("p", { class: "form-status", role: "status" });
+    try {
+      current = await api("GET", base);
+    } catch (err) {
+      if (err.status !== 404) status.textContent = `Could not load the bot: ${err.message}`;
+    }
+    const kind = h("select", { id: "bot-kind" }, h("option", { value: "none", text: "No bot" }), h("option", { value: "flow", text: "Flow bot (built in)" }), h("option", { value: "webhook", text: "External bot (webhook)" }));
+    kind.value = current?.kind ?? "none";
+    const enabled = h("input", { type: "checkbox", id: "bot-enabled", checked: current ? current.enabled : true });
+    const flow = current?.kind === "flow" ? current.config : {};
+    const hook = current?.kind === "webhook" ? current.config : {};
+
+    const greeting = h("textarea", { id: "bot-greeting", rows: 2, value: flow.greeting?.content ?? "" });
+    const greetingButtons = h("input", { id: "bot-greeting-buttons", value: buttonsOf(flow.greeting), placeholder: "Quick buttons, comma-separated (optional)" });
+    const intents = h("div", { id: "bot-intents", class: "intents" });
+    const addIntent = (intent = {}) => {
+      const row = h(
+        "fieldset",
+        { class: "intent" },
+        h("legend", { text: "Intent" }),
+        field("Name", h("input", { class: "intent-name", value: intent.name ?? "", maxLength: 100 })),
+        field("Keywords (comma-separated)", h("input", { class: "intent-keywords", value: (intent.keywords ?? []).join(", ") })),
+        field("Reply", h("textarea", { class: "intent-reply", rows: 2, value: intent.reply?.content ?? "" })),
+        field("Quick buttons (comma-separated, optional)", h("input", { class: "intent-buttons", value: buttonsOf(intent.reply) })),
+        h("button", { type: "button", class: "link-button", text: "Remove intent", onclick: () => row.remove() }),
+      );
+      intents.append(row);
+    };
+    for (const i of flow.intents ?? []) addIntent(i);
+    const fallback = h("input", { id: "bot-fallback", value: flow.fallback?.content ?? "Sorry, I did not understand that.", maxLength: 16000 });
+    const handoffKeywords = h("input", { id: "bot-handoff-keywords", value: (flow.handoff_keywords ?? ["agent", "human", "operator"]).join(", ") });
+    const handoffAfter = h("input", { id: "bot-handoff-after", type: "number", min: "1", max: "10", value: String(flow.handoff_after_misses ?? 2) });
+    const handoffMessage = h("input", { id: "bot-handoff-message", value: flow.handoff_message ?? "Connecting you to an agent…", maxLength: 1000 });
+    const noAgent = h("input", { id: "bot-no-agent", value: flow.no_agent_message ?? "No agent is available right now. Leave a message and we will get back to you.", maxLength: 1000 });
+    const flowFields = h(
+      "div",
+      { class: "bot-flow" },
+      field("Greeting (sent when a conversation starts; optional)", greeting),
+      field("Greeting quick buttons", greetingButtons),
+      h("h4", { text: "Intents (a keyword in the visitor’s message picks the reply)" }),
+      intents,
+      h("button", { type: "button", class: "secondary", id: "bot-add-intent", text: "Add intent", onclick: () => addIntent() }),
+      field("Fallback (no intent matched)", fallback),
+      field("Hand-off keywords (comma-separated)", handoffKeywords),
+      field("Hand off after this many misses", handoffAfter),
+      field("Hand-off message", handoffMessage),
+      field("When no agent is online", noAgent),
+    );
+    const url = h("input", { id: "bot-url", type: "url", value: hook.url ?? "", placeholder: "https://bot.example/parley" });
+    const secret = h("input", { id: "bot-secret", type: "password", autocomplete: "new-password", placeholder: current?.kind === "webhook" ? "A secret is stored: type it (or a new one) to save" : "16 characters or more" });
+    const timeout = h("input", { id: "bot-timeout", type: "number", min: "500", max: "10000", value: String(hook.timeout_ms ?? 3000) });
+    const hookFields = h(
+      "div",
+      { class: "bot-webhook" },
+      field("URL (Parley POSTs each visitor message here)", url),
+      field("Signing secret (X-Parley-Signature: HMAC-SHA256)", secret, "write-only: Parley never shows it again"),
+      field("Timeout (ms)", timeout),
+    );
+    const sync = () => {
+      flowFields.hidden = kind.value !== "flow";
+      hookFields.hidden = kind.value !== "webhook";
+      enabledField.hidden = kind.value === "none";
+    };
+    const enabledField = h("div", { class: "check" }, enabled, h("label", { htmlFor: "bot-enabled", text: "Enabled" }));
+    kind.addEventListener("change", sync);
+
+    const form = h(
+      "form",
+      {
+        id: "bot-form",
+        class: "stack-form",
+        onsubmit: async (event) => {
+          event.preventDefault();
+          status.textContent = "";
+          status.className = "form-status";
+          try {
+            if (kind.value === "none") {
+              await api("DELETE", base);
+              status.textContent = "No bot on this channel.";
+              return;
+            }
+            const body =
+              kind.value === "flow"
+                ? {
+                    kind: "flow",
+                    enabled: enabled.checked,
+                    config: {
+                      ...(greeting.value.trim() ? { greeting: reply(greeting.value, greetingButtons.value) } : {}),
+                      intents: [...intents.querySelectorAll(".intent")].map((row) => ({
+                        name: row.querySelector(".intent-name").value.trim(),
+                        keywords: splitList(row.querySelector(".intent-keywords").value),
+                        reply: reply(row.querySelector(".intent-reply").value, row.querySelector(".intent-buttons").value),
+                      })),
+                      fallback: { content: fallback.value },
+                      handoff_keywords: splitList(handoffKeywords.value),
+                      handoff_after_misses: Number(handoffAfter.value),
+                      handoff_message: handoffMessage.value,
+                      no_agent_message: noAgent.value,
+                    },
+                  }
+                : { kind: "webhook", enabled: enabled.checked, config: { url: url.value.trim(), secret: secret.value, timeout_ms: Number(timeout.value) } };
+            const saved = await api("PUT", base, body);
+            secret.value = "";
+            status.textContent = `Saved (${saved.kind === "flow" ? "flow bot" : "external bot"}, ${saved.enabled ? "enabled" : "disabled"}).`;
+          } catch (err) {
+            status.className = "form-status error";
+            status.textContent = `Could not save the bot: ${err.message}`;
+          }
+        },
+      },
+      field("Bot", kind),
+      enabledField,
+      flowFields,
+      hookFields,
+      h("button", { type: "submit", text: "Save bot" }),
+      status,
+    );
+    sync();
+    return h("section", { class: "bot-editor", "aria-labelledby": "bot-title" }, h("h4", { id: "bot-title", text: "Bot" }), form);
+  }
+
+  async function pushEditor(ch) {
+    const base = `/api/integrations/${encodeURIComponent(ch.id)}/push`;
+    const status = h("p", { class: "form-status", role: "status" });
+    const state = h("dl", { id: "push-state", class: "details-list" });
+    const show = (d) => {
+      const line = (p, label) => {
+        const s = d?.[p];
+        const text = !s?.configured
+          ? "not set"
+          : !s.readable
+            ? "set (cannot be opened with this server's PUSH_ENCRYPTION_KEY: enter it again)"
+            : p === "fcm"
+              ? `set · project ${s.project_id} · ${s.client_email}`
+              : `set · team ${s.team_id} · key ${s.key_id} · ${s.bundle_id} · ${s.environment}`;
+        return [h("dt", { text: label }), h("dd", { "data-platform": p, text })];
+      };
+      setChildren(state, line("fcm", "FCM (Android)"), line("apns", "APNs (iOS)"));
+    };
+    try {
+      show(await api("GET", base));
+    } catch (err) {
+      status.textContent = `Could not load the push settings: ${err.message}`;
+    }
+    const fcmJson = h("textarea", { id: "push-fcm", rows: 4, placeholder: '{"type":"service_account","project_id":"…","client_email":"…","private_key":"-----BEGIN PRIVATE KEY-----…"}' });
+    const apnsTeam = h("input", { id: "push-apns-team", maxLength: 10, placeholder: "ABCDE12345" });
+    const apnsKey = h("input", { id: "push-apns-key", maxLength: 10, placeholder: "KEY1234567" });
+    const apnsBundle = h("input", { id: "push-apns-bundle", maxLength: 255, placeholder: "com.example.app" });
+    const apnsEnv = h("select", { id: "push-apns-env" }, h("option", { value: "production", text: "Production" }), h("option", { value: "sandbox", text: "Sandbox" }));
+    const apnsPem = h("textarea", { id: "push-apns-pem", rows: 4, placeholder: "-----BEGIN PRIVATE KEY-----…" });
+    const save = async (body, done) => {
+      status.textContent = "";
+      status.className = "form-status";
+      try {
+        show(await api("PUT", base, body));
+        done();
+        status.textContent = "Saved. Stored encrypted; the keys are never shown again.";
+      } catch (err) {
+        status.className = "form-status error";
+        status.textContent = `Could not save: ${err.message}`;
+      }
+    };
+    const remove = (platform) =>
+      confirmButton(`Remove ${platform === "fcm" ? "FCM" : "APNs"}`, "Confirm remove", async () => {
+        try {
+          show(await api("DELETE", `${base}?platform=${platform}`));
+          status.textContent = "Removed.";
+        } catch (err) {
+          status.textContent = `Could not remove: ${err.message}`;
+        }
+      });
+    const fcmForm = h(
+      "form",
+      {
+        id: "push-fcm-form",
+        class: "stack-form",
+        onsubmit: (event) => {
+          event.preventDefault();
+          let account;
+          try {
+            account = JSON.parse(fcmJson.value);
+          } catch {
+            status.className = "form-status error";
+            status.textContent = "Paste the service account JSON file's whole content.";
+            return;
+          }
+          const fcm = { project_id: account?.project_id, client_email: account?.client_email, private_key: account?.private_key, ...(account?.private_key_id ? { private_key_id: account.private_key_id } : {}) };
+          void save({ fcm }, () => (fcmJson.value = ""));
+        },
+      },
+      field("FCM service account (JSON from Firebase → Project settings → Service accounts)", fcmJson),
+      h("div", { class: "row" }, h("button", { type: "submit", text: "Save FCM" }), remove("fcm")),
+    );
+    const apnsForm = h(
+      "form",
+      {
+        id: "push-apns-form",
+        class: "stack-form",
+        onsubmit: (event) => {
+          event.preventDefault();
+          const apns = { team_id: apnsTeam.value.trim(), key_id: apnsKey.value.trim(), bundle_id: apnsBundle.value.trim(), environment: apnsEnv.value, private_key: apnsPem.value };
+          void save({ apns }, () => (apnsPem.value = ""));
+        },
+      },
+      field("Team ID", apnsTeam),
+      field("Key ID", apnsKey),
+      field("Bundle ID", apnsBundle),
+      field("Environment", apnsEnv),
+      field("Auth key (.p8)", apnsPem),
+      h("div", { class: "row" }, h("button", { type: "submit", text: "Save APNs" }), remove("apns")),
+    );
+    return h("section", { class: "push-editor", "aria-labelledby": "push-title" }, h("h4", { id: "push-title", text: "Push notifications" }), state, fcmForm, apnsForm, status);
+  }
+
+  // ---- layout --------------------------------------------------------------------------------
+  const table = (caption, head, body) => h("table", { class: "admin-table" }, h("caption", { class: "visually-hidden", text: caption }), h("thead", {}, h("tr", {}, head.map((t) => h("th", { scope: "col", text: t })))), body);
+  setChildren(
+    root,
+    h(
+      "section",
+      { class: "admin-section", "aria-labelledby": "team-admin-title" },
+      h("h2", { id: "team-admin-title", text: "Team" }),
+      table("Agents", ["Name", "Email", "Role", "Status", ""], teamList),
+      h("h3", { text: "Add an agent" }),
+      agentForm,
+      teamStatus,
+    ),
+    h(
+      "section",
+      { class: "admin-section", "aria-labelledby": "keys-admin-title" },
+      h("h2", { id: "keys-admin-title", text: "API keys" }),
+      table("API keys", ["Name", "Kind", "Key", "Created", ""], keysList),
+      h("h3", { text: "Create a key" }),
+      keyForm,
+      keyResult,
+      keysStatus,
+    ),
+    h(
+      "section",
+      { class: "admin-section", "aria-labelledby": "channels-admin-title" },
+      h("h2", { id: "channels-admin-title", text: "Channels" }),
+      table("Channels", ["Name", "Kind", "Allowed origins", ""], channelsList),
+      h("h3", { text: "Create a channel" }),
+      channelForm,
+      channelResult,
+      channelsStatus,
+      channelPanel,
+    ),
+  );
+
+  return {
+    async load() {
+      await Promise.all([loadTeam(), loadKeys(), loadChannels()]);
+    },
+    /** Presence changed: re-render the team's status column. */
+    presenceChanged() {
+      if (team.length) renderTeam();
+    },
+    clear() {
+      root.replaceChildren();
+    },
+  };
+}
+
+function reply(text, buttonsCsv) {
+  const labels = splitList(buttonsCsv ?? "");
+  if (labels.length === 0) return { content: text };
+  return { content: text, content_type: "quick_button", rich_media: { buttons: labels.map((label) => ({ label, value: label })) } };
+}
+
+function buttonsOf(message) {
+  const buttons = message?.content_type === "quick_button" ? message.rich_media?.buttons : null;
+  return Array.isArray(buttons) ? buttons.map((b) => b.label).join(", ") : "";
+}
+
+const roleLabel = (role) => (role === "owner" ? "Owner" : role === "admin" ? "Admin" : "Agent");
+const kindLabel = (kind) => ({ webchat: "Website", mobile_sdk: "Mobile app", chat_api: "Chat API", connector: "Connector" })[kind] ?? kind;
