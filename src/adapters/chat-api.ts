@@ -25,6 +25,7 @@ import { displayName } from "../core/names";
 import type { BotOutcome } from "../conversation/room";
 import { openForVisitor, roomFor, type Channel } from "../conversation/directory";
 import { database, schema } from "../db/client";
+import { limitNewConversation } from "../http/abuse";
 import { router } from "../http/app";
 import { requireAgent } from "../http/auth";
 import { MAX_BODY_BYTES, parse, readJson } from "../http/body";
@@ -89,7 +90,9 @@ async function channelOf(c: Context): Promise<Channel> {
 
 async function clientConversation(c: Context, id: string) {
   const channel = await channelOf(c);
-  const ref = await openForVisitor(c.env, channel, { external_id: parse(clientId, id) });
+  const externalId = parse(clientId, id);
+  await limitNewConversation(c.env, c.req.raw, channel.id, externalId);
+  const ref = await openForVisitor(c.env, channel, { external_id: externalId });
   const who: Principal = { type: "end_user", id: ref.end_user.external_id, name: ref.end_user.display_name };
   return { channel, ref, room: roomFor(c.env, ref), who };
 }

@@ -19,6 +19,7 @@ import { safeText } from "../core/message";
 import { displayName } from "../core/names";
 import { renderPdf, type PdfLine } from "../core/pdf";
 import { channelForVisitor, connectorChannel, conversationOfSession, openForVisitor, roomFor, requestOrigin } from "../conversation/directory";
+import { limitNewConversation } from "../http/abuse";
 import { router } from "../http/app";
 import { agentFromSecretKey } from "../http/auth";
 import { readJson } from "../http/body";
@@ -58,6 +59,7 @@ export const customerChannel = router()
     if (!key) throw new ApiError("unauthorized", "send the organisation's public key as apiKey or Authorization: Bearer pk_...");
     const web = await channelForVisitor(c.env, { publicKey: key }, requestOrigin(c.req.raw));
     const channel = b.Channel === "web" ? web : await connectorChannel(c.env, web.org_id, b.Channel);
+    await limitNewConversation(c.env, c.req.raw, channel.id, b.refId ?? b.Phone ?? b.Email);
     const name = [b.firstName, b.lastName].filter(Boolean).join(" ") || undefined;
     const attributes = Object.fromEntries(
       Object.entries({ channel: b.Channel, language: b.Language, ref_id: b.refId, url: b.Url, comment: b.Comment, subject: b.Subject }).filter(

@@ -13,6 +13,7 @@ import { unwrap } from "../core/errors";
 import { MessageInput, type Message } from "../core/message";
 import { channelForVisitor, openForVisitor, roomFor, requestOrigin } from "../conversation/directory";
 import { MAX_POLL_WAIT_MS } from "../conversation/room";
+import { limitNewConversation } from "../http/abuse";
 import { router } from "../http/app";
 import { parse, readJson } from "../http/body";
 import { visitorName } from "../routes/widget";
@@ -41,6 +42,7 @@ const dostiMessage = (m: Message) => ({
 
 async function conversationOf(c: Context, v: { apiKey: string; visitorId: string; visitorName?: string | undefined; identityHash?: string | undefined }) {
   const channel = await channelForVisitor(c.env, { publicKey: v.apiKey }, requestOrigin(c.req.raw));
+  await limitNewConversation(c.env, c.req.raw, channel.id, v.visitorId);
   const ref = await openForVisitor(c.env, channel, { external_id: v.visitorId, identity_hash: v.identityHash, display_name: v.visitorName });
   return { ref, room: roomFor(c.env, ref) };
 }

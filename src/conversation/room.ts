@@ -44,6 +44,7 @@ import { emitWebhookEvents } from "../webhooks/events";
 import { RateLimiter } from "./rate-limit";
 import { endUserLive } from "../push/presence";
 import { pushIfOffline } from "../push/send";
+import { MAX_END_USER_SOCKETS } from "../core/limits";
 
 /** Long-poll waits are capped here (ms) and per object in count. */
 export const MAX_POLL_WAIT_MS = 30_000;
@@ -456,6 +457,12 @@ export class ConversationRoom extends Server<Env> {
     const ref = JSON.parse(ctx.request.headers.get("x-parley-ref") ?? "null") as ConversationRef | null;
     if (!principal || !ref || this.adopt(ref)) {
       conn.close(4403, "forbidden");
+      return;
+    }
+    // S15: a cap on one visitor's open sockets (this one is already counted).
+    if (principal.type === "end_user" && [...this.getConnections("end_user")].length > MAX_END_USER_SOCKETS) {
+      this.sendError(conn, "rate_limited", `at most ${MAX_END_USER_SOCKETS} open sockets per visitor; close one first`);
+      conn.close(4008, "rate_limited");
       return;
     }
     conn.setState({ principal });

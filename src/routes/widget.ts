@@ -7,6 +7,7 @@ import { unwrap } from "../core/errors";
 import { safeText, messageView } from "../core/message";
 import { displayName } from "../core/names";
 import { channelForVisitor, conversationForEndUser, openForVisitor, roomFor, requestOrigin } from "../conversation/directory";
+import { limitNewConversation } from "../http/abuse";
 import { router } from "../http/app";
 import { parse, readJson } from "../http/body";
 
@@ -31,6 +32,7 @@ export const widget = router()
   .post("/session", async (c) => {
     const body = await readJson(c, OpenSession);
     const channel = await channelForVisitor(c.env, { embedToken: body.embed_token, publicKey: body.key }, requestOrigin(c.req.raw));
+    await limitNewConversation(c.env, c.req.raw, channel.id, body.session_id);
     const ref = await openForVisitor(c.env, channel, {
       external_id: body.session_id,
       identity_hash: body.identity_hash,
