@@ -330,10 +330,14 @@ export function createSettings(opts) {
   }
 
   // ---- one channel: its bot, its push credentials ---------------------------------------------
+  let panelFor = 0;
   async function openChannel(ch) {
+    const mine = ++panelFor;
     channelPanel.hidden = false;
+    setChildren(channelPanel, h("p", { class: "hint", text: `Loading ${ch.name}…` }));
     const bot = await botEditor(ch);
     const push = ch.kind === "mobile_sdk" ? await pushEditor(ch) : null;
+    if (mine !== panelFor) return; // another channel was opened meanwhile
     setChildren(
       channelPanel,
       h("h3", { id: "channel-panel-title", text: `${ch.name} · ${kindLabel(ch.kind)}` }),
@@ -599,6 +603,8 @@ export function createSettings(opts) {
 
   return {
     async load() {
+      panelFor += 1;
+      channelPanel.hidden = true;
       await Promise.all([loadTeam(), loadKeys(), loadChannels()]);
     },
     /** Presence changed: re-render the team's status column. */
