@@ -58,6 +58,12 @@ const ui = {
   quick: $("reply-quick"),
   private: $("reply-private"),
   buttons: $("reply-buttons"),
+  choicesAs: $("reply-choices-as"),
+  cards: $("reply-cards"),
+  cardsEditor: $("reply-cards-editor"),
+  cardsText: $("reply-cards-text"),
+  uploadFile: $("upload-file"),
+  uploadStatus: $("upload-status"),
 };
 
 /** Logged-in state; null when logged out. */
@@ -672,6 +678,7 @@ function closeConversation() {
   ui.viewBody.hidden = true;
   ui.viewEmpty.hidden = false;
   ui.details.hidden = true;
+  ui.uploadStatus.textContent = "";
 }
 
 function renderMessages(sorted, pending) {
@@ -777,8 +784,80 @@ ui.private.addEventListener("change", () => {
 });
 
 ui.quick.addEventListener("change", () => {
-  ui.buttons.hidden = !ui.quick.checked;
-  if (ui.quick.checked) ui.buttons.focus();
+  ui.buttons.hidden = ui.choicesAs.hidden = !ui.quick.checked;
+  if (ui.quick.checked) {
+    ui.cards.checked = false;
+    ui.cardsEditor.hidden = true;
+    ui.buttons.focus();
+  }
+});
+
+ui.cards.addEventListener("change", () => {
+  ui.cardsEditor.hidden = !ui.cards.checked;
+  if (ui.cards.checked) {
+    ui.quick.checked = false;
+    ui.buttons.hidden = ui.choicesAs.hidden = true;
+    ui.cardsText.focus();
+  }
+});
+
+/** "Title | subtitle | image URL | Button A, Button B" per line -> seed 001's carousel cards. */
+function parseCards(text) {
+  const cards = [];
+  for (const [i, line] of text.split("\n").entries()) {
+    if (!line.trim()) continue;
+    const [title = "", subtitle = "", image = "", buttons = ""] = line.split("|").map((p) => p.trim());
+    if (!title) throw new Error(`card ${i + 1} needs a title`);
+    if (image && !/^https?:\/\/\S+$/i.test(image)) throw new Error(`card ${i + 1}: the image must be an http(s) URL`);
+    const labels = splitList(buttons);
+    if (labels.length > 10) throw new Error(`card ${i + 1}: at most 10 buttons`);
+    cards.push({ title, ...(subtitle ? { subtitle } : {}), ...(image ? { image_url: image } : {}), ...(labels.length ? { buttons: labels.map((label) => ({ label, value: label })) } : {}) });
+  }
+  if (cards.length === 0) throw new Error("write at least one card (one per line)");
+  if (cards.length > 20) throw new Error("at most 20 cards");
+  return cards;
+}
+
+function resetComposer() {
+  ui.buttons.value = "";
+  ui.quick.checked = false;
+  ui.buttons.hidden = ui.choicesAs.hidden = true;
+  ui.cardsText.value = "";
+  ui.cards.checked = false;
+  ui.cardsEditor.hidden = true;
+}
+
+// ---- files and images: init, PUT the bytes, finish (src/uploads/routes.ts) ----------------------
+
+ui.uploadFile.addEventListener("change", async () => {
+  const file = ui.uploadFile.files?.[0];
+  ui.uploadFile.value = "";
+  if (!file || !current) return;
+  if (ui.private.checked) return showError("Files cannot be private notes: untick “Private note” to send one.");
+  const { id } = current;
+  const caption = ui.reply.value.trim();
+  ui.uploadStatus.className = "upload-status";
+  ui.uploadStatus.textContent = `Uploading ${file.name}…`;
+  try {
+    const slot = await api("POST", `/api/conversations/${encodeURIComponent(id)}/uploads`);
+    if (file.size > slot.max_bytes) throw new HttpError(413, "payload_too_large", `files are limited to ${Math.round(slot.max_bytes / 1024 / 1024)} MiB`);
+    let res;
+    try {
+      res = await fetch(slot.url, { method: "PUT", body: file, headers: { "Content-Type": file.type || "application/octet-stream", "X-Filename": encodeURIComponent(file.name) }, credentials: "same-origin" });
+    } catch (err) {
+      throw new HttpError(0, "network", `could not reach the server (${err.message})`);
+    }
+    if (!res.ok) {
+      const body = await res.json().catch(() => null);
+      throw new HttpError(res.status, body?.error?.code ?? "http", body?.error?.message ?? `HTTP ${res.status}`);
+    }
+    await api("POST", `/api/conversations/${encodeURIComponent(id)}/uploads/${encodeURIComponent(slot.token)}/finish`, caption ? { caption } : {});
+    if (current?.id === id && caption) ui.reply.value = "";
+    ui.uploadStatus.textContent = "";
+  } catch (err) {
+    ui.uploadStatus.className = "upload-status error";
+    ui.uploadStatus.textContent = `${file.name} was not sent: ${err.message}`;
+  }
 });
 
 ui.replyForm.addEventListener("submit", (event) => {
@@ -787,18 +866,30 @@ ui.replyForm.addEventListener("submit", (event) => {
   const content = ui.reply.value;
   if (ui.quick.checked) {
     const labels = splitList(ui.buttons.value);
-    if (labels.length === 0) return showError("Add at least one button label (comma-separated), or untick “Add quick buttons”.");
-    if (labels.length > 20) return showError("At most 20 quick buttons.");
-    if (ui.private.checked) return showError("A private note cannot carry quick buttons: the visitor would never see them.");
-    current.client.send({ content, content_type: "quick_button", rich_media: { buttons: labels.map((label) => ({ label, value: label })) } });
-    ui.buttons.value = "";
-    ui.quick.checked = false;
-    ui.buttons.hidden = true;
+    const dropdown = ui.choicesAs.value === "dropdown";
+    if (labels.length === 0) return showError("Add at least one choice (comma-separated), or untick “Add choices”.");
+    if (labels.length > (dropdown ? 100 : 20)) return showError(dropdown ? "At most 100 options." : "At most 20 quick buttons.");
+    if (ui.private.checked) return showError("A private note cannot carry choices: the visitor would never see them.");
+    const options = labels.map((label) => ({ label, value: label }));
+    if (dropdown) current.client.send({ content, content_type: "dropdown", rich_media: { placeholder: "Choose…", options } });
+    else current.client.send({ content, content_type: "quick_button", rich_media: { buttons: options } });
+    resetComposer();
+  } else if (ui.cards.checked) {
+    let cards;
+    try {
+      cards = parseCards(ui.cardsText.value);
+    } catch (err) {
+      return showError(`Cards: ${err.message}.`);
+    }
+    if (ui.private.checked) return showError("A private note cannot carry cards: the visitor would never see them.");
+    current.client.send({ content, content_type: "carousel", rich_media: { cards } });
+    resetComposer();
   } else {
     if (!content.trim()) return;
     current.client.send({ content, private: ui.private.checked });
   }
   showError("");
+  ui.uploadStatus.textContent = "";
   typingOut.stop(false);
   ui.private.checked = false;
   ui.replyForm.classList.remove("private"); // one note at a time: never leave "private" on by accident (or the reverse)
