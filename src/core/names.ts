@@ -37,6 +37,13 @@ export function normalizeName(raw: string): string {
     .trim();
 }
 
+/** An optional name from outside a schema (a handshake parameter): the normalized name, or the error. */
+export function optionalDisplayName(raw: string | undefined, max = 200): { ok: true; name: string | undefined } | { ok: false; message: string } {
+  if (raw === undefined) return { ok: true, name: undefined };
+  const parsed = displayName(max).safeParse(raw);
+  return parsed.success ? { ok: true, name: parsed.data } : { ok: false, message: parsed.error.issues[0]?.message ?? "invalid name" };
+}
+
 /** A display name of at most `max` bytes of UTF-8 (counted after normalization too). */
 export const displayName = (max = 200) =>
   safeText(max)

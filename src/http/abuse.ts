@@ -60,8 +60,11 @@ function expandIpv6(ip: string): number[] | null {
  * opened NEW_CONVERSATIONS_PER_MINUTE already. `externalId`: the visitor id the request names
  * (none: a new visitor, so a new conversation).
  */
-export async function limitNewConversation(env: Env, req: Request, channelId: string, externalId: string | undefined): Promise<void> {
-  const key = clientIpKey(req);
+export const limitNewConversation = (env: Env, req: Request, channelId: string, externalId: string | undefined) =>
+  limitNewConversationFor(env, clientIpKey(req), channelId, externalId);
+
+/** The same, with the client's key taken earlier (a Socket.IO session keeps its handshake's). */
+export async function limitNewConversationFor(env: Env, key: string | null, channelId: string, externalId: string | undefined): Promise<void> {
   if (key === null) return;
   if (externalId !== undefined && (await conversationExists(env, channelId, externalId))) return;
   const { success } = await env.NEW_CONVERSATIONS.limit({ key });

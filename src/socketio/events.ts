@@ -8,6 +8,8 @@ import { z } from "zod";
 import { ApiError, unwrap } from "../core/errors";
 import { MessageInput } from "../core/message";
 import { channelForVisitor, connectorChannel, openForVisitor, roomFor } from "../conversation/directory";
+import { limitNewConversationFor } from "../http/abuse";
+import { displayName } from "../core/names";
 import { activity, chatbotMessage, chatMessage, dostiMessage, type Dialect, type Membership } from "./dialects";
 import type { SocketIoSession } from "./session";
 
@@ -62,9 +64,10 @@ const handlers: Record<string, Handler> = {
       m = await membershipFor(s, p.conversation_id, "chatbot", p.sender_type === "agent" ? undefined : p.external_id, p.identity_hash);
     } else {
       // Parley addition: an end user opens a new conversation natively with an embed token or key.
-      const o = z.object({ embed_token: z.string().optional(), key: z.string().optional(), external_id: id, customer_name: z.string().max(200).optional() }).parse(payload);
+      const o = z.object({ embed_token: z.string().optional(), key: z.string().optional(), external_id: id, customer_name: displayName(200).optional() }).parse(payload);
       const hs = s.handshakeParams();
       const channel = await channelForVisitor(env, { embedToken: o.embed_token ?? hs.embed_token, publicKey: o.key ?? hs.apiKey ?? hs.key }, s.handshakeOrigin());
+      await limitNewConversationFor(env, s.handshakeClientKey(), channel.id, o.external_id);
       const ref = await openForVisitor(env, channel, { external_id: o.external_id, display_name: o.customer_name, identity_hash: p.identity_hash });
       m = await s.join(ref, { type: "end_user", id: ref.end_user.external_id, name: ref.end_user.display_name }, "chatbot", null);
     }
@@ -136,7 +139,7 @@ const handlers: Record<string, Handler> = {
   },
   /** Parley's addition for connectors: a customer's inbound message, by refId (e.g. a phone number). */
   async customerMessage({ s, env }, payload) {
-    const p = z.object({ refId: z.string().min(1).max(200), text: z.string(), name: z.string().max(200).optional(), clientMessageId: z.string().optional() }).parse(payload);
+    const p = z.object({ refId: z.string().min(1).max(200), text: z.string(), name: displayName(200).optional(), clientMessageId: z.string().optional() }).parse(payload);
     const channelName = s.connectorChannel();
     const org = s.socket()?.org_id;
     if (!channelName || !org) throw new ApiError("forbidden", "registerConnector first");

@@ -24,6 +24,8 @@ import { audienceOf, type Message, type Principal } from "../core/message";
 import { channelForVisitor, conversationForAgent, conversationForEndUser, openForVisitor, requestOrigin, roomFor } from "../conversation/directory";
 import type { ServerFrame } from "../conversation/protocol";
 import { agentFromHeaders, agentFromSecretKey, agentPrincipal, sameOrigin, type Agent } from "../http/auth";
+import { clientIpKey, limitNewConversationFor } from "../http/abuse";
+import { optionalDisplayName } from "../core/names";
 import { handleEvent } from "./events";
 import { renderFrame, renderMessage, renderOrgEvent, type Dialect, type Emission, type Membership } from "./dialects";
 import {
@@ -63,6 +65,8 @@ interface Handshake {
   cross_site_cookie: boolean;
   /** A browser made the handshake (it sends Sec-Fetch-Site): secret keys are refused. */
   browser: boolean;
+  /** The client's key for the new-conversation limit (http/abuse.ts); absent in older sessions. */
+  client_key?: string | null;
 }
 
 interface SocketState {
@@ -323,7 +327,7 @@ export class SocketIoSession extends Server<Env> {
       closed_at: null,
       ping_sent_at: null,
       next_ping_at: now + PING_INTERVAL_MS,
-      handshake: { query, origin: requestOrigin(request) ?? null, agent: agent ? (agentInfo as Omit<Agent, "session_token">) : null, cross_site_cookie: crossSite, browser: request.headers.has("sec-fetch-site") },
+      handshake: { query, origin: requestOrigin(request) ?? null, agent: agent ? (agentInfo as Omit<Agent, "session_token">) : null, cross_site_cookie: crossSite, browser: request.headers.has("sec-fetch-site"), client_key: clientIpKey(request) },
     });
     await this.ctx.storage.setAlarm(Math.min(now + PING_INTERVAL_MS, now + CONNECT_TIMEOUT_MS));
   }
@@ -446,10 +450,13 @@ export class SocketIoSession extends Server<Env> {
         const channel = await channelForVisitor(this.env, { publicKey: apiKey, embedToken: param("embed_token") }, hs.origin ?? undefined);
         const visitorId = param("visitorId") ?? param("external_id");
         if (!visitorId) return { error: "visitorId is required with a public key" };
+        const name = optionalDisplayName(param("visitorName") ?? param("name"));
+        if (!name.ok) return { error: `visitorName: ${name.message}` };
+        await limitNewConversationFor(this.env, hs.client_key ?? null, channel.id, visitorId);
         const ref = await openForVisitor(this.env, channel, {
           external_id: visitorId,
           identity_hash: param("identityHash") ?? param("identity_hash"),
-          display_name: param("visitorName") ?? param("name"),
+          display_name: name.name,
         });
         return { principal: { type: "end_user", id: ref.end_user.external_id, name: ref.end_user.display_name }, org_id: ref.org_id, visitor: ref };
       }
@@ -581,6 +588,10 @@ export class SocketIoSession extends Server<Env> {
 
   handshakeOrigin(): string | undefined {
     return this.engine()?.handshake.origin ?? undefined;
+  }
+
+  handshakeClientKey(): string | null {
+    return this.engine()?.handshake.client_key ?? null;
   }
 
   /** Finds a conversation for this session's principal or the given end user. */
