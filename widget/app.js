@@ -31,7 +31,8 @@ const identity = {
   externalId: params.get("session_id") || store.get(sidKey) || null,
   name: params.get("customer_name")?.trim().slice(0, 200) || null,
   email: null,
-  attributes: null,
+  // The host page's URL (from the loader), shown to agents beside the conversation.
+  attributes: /^https?:\/\//i.test(params.get("page_url") ?? "") ? { page_url: params.get("page_url").slice(0, 1000) } : null,
 };
 
 /** @type {import("../sdk/src/index.ts").ParleyClient | null} */

@@ -54,6 +54,8 @@
     if (value) query.set(name, value);
   }
   query.set("parent_origin", location.origin);
+  // The page the visitor is on, for the agents (without the fragment, which may hold app state).
+  query.set("page_url", location.href.split("#")[0].slice(0, 1000));
   query.set("launcher", "1");
   const src = `${parleyOrigin}/chat-widget?${query}`;
 

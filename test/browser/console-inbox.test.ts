@@ -4,16 +4,19 @@
 import type { Browser, BrowserContext } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { api, signupOrg } from "../e2e/harness.ts";
-import { consolePage, launch, parleyOrigin, screenshot, waitFor, xssSentinels } from "./browser.ts";
+import { consolePage, hostPage, hostSite, launch, openWidget, parleyOrigin, screenshot, visitorSends, waitFor, xssSentinels, type HostSite } from "./browser.ts";
 
 let browser: Browser;
+let site: HostSite;
 
 beforeAll(async () => {
   browser = await launch();
+  site = await hostSite();
 });
 
 afterAll(async () => {
   await browser?.close();
+  await site?.close();
 });
 
 /**
@@ -156,6 +159,22 @@ describe("the console around the conversation", () => {
       message: "the notification after unmuting",
     });
     expect(convId).toBeTruthy();
+    await context.close();
+  });
+
+  it("shows the page the widget's visitor is on (from the loader), without its fragment", async () => {
+    const owner = await signupOrg("Page Co");
+    const pk = (await owner.createKey("public")).key;
+    const url = site.page("/shop/anvils", hostPage(`<script src="${parleyOrigin()}/widget.js" data-key="${pk}"></script>`));
+    const visitor = await (await browser.newContext()).newPage();
+    await visitor.goto(`${url}?size=50kg#reviews`);
+    await visitorSends(await openWidget(visitor), "Is the 50 kg anvil in stock?");
+    const { context, page } = await consolePage(browser, owner);
+    await page.locator("#inbox-list button").first().click();
+    await page.waitForSelector("#details dd[data-field='page-url'] a", { timeout: 10_000 });
+    expect(await page.getAttribute("#details dd[data-field='page-url'] a", "href")).toBe(`${url}?size=50kg`);
+    expect(await page.textContent("dd[data-field='channel']")).toBe("Website · webchat");
+    await visitor.context().close();
     await context.close();
   });
 });
