@@ -3,7 +3,7 @@
 // (wrangler dev -c bench/relay/wrangler.toml) and the Node Socket.IO peer.
 import { execFileSync, spawn } from "node:child_process";
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, symlinkSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { freePort, root, runWrangler, stopWranglerDev, waitForHealthy, wranglerEnv } from "../../scripts/lib/wrangler.mjs";
 
@@ -38,6 +38,7 @@ function spawnWrangler(o) {
   // A pre-built bundle: nothing for wrangler's watcher to rebuild (a teammate's npm install in the
   // shared node_modules reloaded the server mid-run, closing every socket).
   if (o.script) args.push(o.script, "--no-bundle");
+  mkdirSync(dirname(o.logPath), { recursive: true });
   const log = openSync(o.logPath, "a");
   const child = spawn(wranglerBin, [...args, "--inspector-port", String(o.inspectorPort)], {
     cwd: o.cwd,

@@ -14,6 +14,12 @@ import type { Session } from "./sessions";
 
 /** Rows per flush round. One message is one statement of 14 bound parameters (D1 allows 100). */
 export const FLUSH_BATCH_ROWS = 50;
+/**
+ * At most one flush per this many ms per conversation while traffic lasts: the first message after
+ * a quiet interval flushes at once, the ones behind it wait and go in one batch (or sooner, once
+ * FLUSH_BATCH_ROWS are waiting). `FLUSH_INTERVAL_MS` overrides it (0: a flush per message).
+ */
+export const FLUSH_INTERVAL_MS = 1_000;
 export const FLUSH_BACKOFF_BASE_MS = 1_000;
 export const FLUSH_BACKOFF_MAX_MS = 60_000;
 /** After this many consecutive failures the flush logs `flush_stalled` (it keeps retrying). */
@@ -58,4 +64,9 @@ export async function flushOnce(store: OutboxStore, sink: OutboxSink): Promise<F
 
 export function backoffMs(failures: number): number {
   return Math.min(FLUSH_BACKOFF_MAX_MS, FLUSH_BACKOFF_BASE_MS * 2 ** Math.max(0, failures - 1));
+}
+
+export function flushIntervalMs(env: { FLUSH_INTERVAL_MS?: string }): number {
+  const n = Number(env.FLUSH_INTERVAL_MS);
+  return env.FLUSH_INTERVAL_MS !== undefined && env.FLUSH_INTERVAL_MS !== "" && Number.isFinite(n) && n >= 0 ? n : FLUSH_INTERVAL_MS;
 }

@@ -81,8 +81,19 @@ export class MessageLog {
     }
   }
 
+  /** The newest seq and created_ms, read once per object lifetime: this object is the only writer. */
+  private tip: { seq: number; ms: number } | null = null;
+
+  private last(): { seq: number; ms: number } {
+    if (!this.tip) {
+      const row = this.sql.exec<{ seq: number | null; ms: number | null }>("SELECT MAX(seq) AS seq, MAX(created_ms) AS ms FROM messages").one();
+      this.tip = { seq: row.seq ?? 0, ms: row.ms ?? 0 };
+    }
+    return this.tip;
+  }
+
   head(): number {
-    return this.sql.exec<{ s: number | null }>("SELECT MAX(seq) AS s FROM messages").one().s ?? 0;
+    return this.last().seq;
   }
 
   /** A sender's earlier message under this client id (ids are scoped per sender). */
@@ -94,9 +105,9 @@ export class MessageLog {
   }
 
   append(draft: MessageDraft, sender: Principal, sessionId: string, fingerprint: string | null, nowMs: number): Message {
-    const last = this.sql.exec<{ seq: number | null; ms: number | null }>("SELECT MAX(seq) AS seq, MAX(created_ms) AS ms FROM messages").one();
+    const last = this.last();
     const row: Row = {
-      seq: (last.seq ?? 0) + 1,
+      seq: last.seq + 1,
       id: crypto.randomUUID(),
       session_id: sessionId,
       sender_type: sender.type,
@@ -107,7 +118,7 @@ export class MessageLog {
       rich_media: draft.rich_media === null ? null : JSON.stringify(draft.rich_media),
       client_msg_id: draft.client_msg_id ?? null,
       fingerprint,
-      created_ms: Math.max(nowMs, (last.ms ?? 0) + 1),
+      created_ms: Math.max(nowMs, last.ms + 1),
       status: "SENT",
       private: draft.private ? 1 : 0,
     };
@@ -117,6 +128,7 @@ export class MessageLog {
       row.seq, row.id, row.session_id, row.sender_type, row.sender_id, row.sender_name, row.content_type, row.content,
       row.rich_media, row.client_msg_id, row.fingerprint, row.created_ms, row.status, row.private,
     );
+    this.tip = { seq: row.seq, ms: row.created_ms };
     return this.toMessage(row);
   }
 

@@ -25,7 +25,7 @@ import {
   type SenderType,
 } from "../core/message";
 import { d1Sink } from "./d1-sink";
-import { flushOnce, FLUSH_STALL_REPORT_AFTER, type OutboxSink, type OutboxStore } from "./flush";
+import { backoffMs, FLUSH_BATCH_ROWS, flushIntervalMs, flushOnce, FLUSH_STALL_REPORT_AFTER, type OutboxSink, type OutboxStore } from "./flush";
 import { MessageLog } from "./log";
 import { ClientFrame, MAX_FRAME_BYTES, MAX_REPLAY, PING_FRAME, PONG_FRAME, type ServerFrame } from "./protocol";
 import { SessionStore, type Session } from "./sessions";
@@ -40,7 +40,8 @@ import { database, schema } from "../db/client";
 import { chatMessage } from "../socketio/dialects";
 import { botTurn, loadBot } from "../bots/runtime";
 import type { HubEvent, QueueStatus } from "../org/hub";
-import { emitWebhookEvents } from "../webhooks/events";
+import { draftsFor, mayHaveEndpoints, sendEvents, type Draft } from "../webhooks/events";
+import { WebhookOutbox } from "./webhook-outbox";
 import { RateLimiter } from "./rate-limit";
 import { endUserLive } from "../push/presence";
 import { pushIfOffline } from "../push/send";
@@ -83,13 +84,22 @@ export class ConversationRoom extends Server<Env> {
   private readonly sessions: SessionStore;
   private readonly subscribers: Subscribers;
   private readonly uploads: UploadStore;
+  private readonly webhooks: WebhookOutbox;
   private readonly fanout: RemoteFanout;
   private readonly typing = new TypingState();
   private readonly rate = new RateLimiter();
   private waiters: Waiter[] = [];
   /** Replaced only by fault-injection tests, which wrap the real D1 binding. */
   sink: OutboxSink | null = null;
+  /** Replaced only by fault-injection tests, which wrap the real WEBHOOKS queue. */
+  webhookQueue: Queue | null = null;
   private flushing: Promise<void> | null = null;
+  private readonly metaCache = new Map<string, string | null>();
+  private refCache: ConversationRef | null = null;
+  /** The alarm as last set or read; undefined when unknown (after it fired, or a fresh object). */
+  private alarmAt: number | null | undefined = undefined;
+  /** When the last flush to D1 started (this object's lifetime only: a fresh object flushes at once). */
+  private lastFlushAt = 0;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -99,6 +109,7 @@ export class ConversationRoom extends Server<Env> {
     this.sessions = new SessionStore(sql);
     this.subscribers = new Subscribers(sql);
     this.uploads = new UploadStore(sql);
+    this.webhooks = new WebhookOutbox(sql);
     this.fanout = new RemoteFanout(ctx, env);
     if (this.meta("epoch") === null) this.setMeta("epoch", crypto.randomUUID());
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING_FRAME, PONG_FRAME));
@@ -539,8 +550,10 @@ export class ConversationRoom extends Server<Env> {
   }
 
   override async onAlarm(): Promise<void> {
+    this.alarmAt = undefined; // this one fired; whatever runs below may set the next
     for (const who of this.typing.expire(Date.now())) this.broadcastTyping(who, false, null);
     await this.flush();
+    if (this.meta("ref")) await this.drainWebhooks();
   }
 
   // ---- internals ----------------------------------------------------------------------------
@@ -553,6 +566,7 @@ export class ConversationRoom extends Server<Env> {
       const existing = this.log.byClientId(sender, draft.client_msg_id);
       if (existing) {
         if (existing.fingerprint !== fingerprint) return fail("idempotency_conflict", "client_msg_id was already used for a different message");
+        this.reannounce(existing.message);
         beforeBroadcast?.(existing.message, true);
         return { ok: true, message: existing.message, duplicate: true, new_session: false };
       }
@@ -571,28 +585,66 @@ export class ConversationRoom extends Server<Env> {
     session ??= this.sessions.latest()!;
     if (!session.first_message_at) session = this.sessions.update(session.id, { first_message_at: now.toISOString() });
     const message = this.log.append(draft, sender, session.id, fingerprint, now.getTime());
-    // Durable from here on (same synchronous block; the output gate holds replies until commit).
-    beforeBroadcast?.(message, false);
-    this.emit({ type: "message", message }, { staffOnly: message.private });
-    pushIfOffline(this.env, this.ctx, this.ref(), message, () => endUserLive(this.getConnections("end_user"), this.subscribers.list()));
-    if (opened) this.emit({ type: "session", session });
-    if (opened && session.status === "open") this.enqueueForAgents(session.id);
-    if (sender.type !== "end_user" && !message.private) this.forwardToConnector(message);
-    if (this.typing.clear(sender)) this.broadcastTyping(sender, false, null);
-    this.wakeWaiters();
+    const updated = this.updatedEvent(message, opened);
+    this.recordWebhooks(updated);
     this.scheduleFlush();
-    this.publish({
+    // Durable from here on (same synchronous block; the output gate holds replies until commit).
+    // Whatever the ack callback does, the others hear of the message.
+    try {
+      beforeBroadcast?.(message, false);
+    } finally {
+      this.announce(message, session, opened, updated);
+    }
+    return { ok: true, message, duplicate: false, new_session: opened };
+  }
+
+  /**
+   * Everything the others hear of a stored message: sockets, subscribers, waiting polls, push, the
+   * router, the connector, the live inbox. Not durable itself: a throw part way records the seq, and
+   * the sender's retry (same client id) announces it again (F2).
+   */
+  private announce(message: Message, session: Session, opened: boolean, updated: HubEvent) {
+    try {
+      this.emit({ type: "message", message }, { staffOnly: message.private });
+      pushIfOffline(this.env, this.ctx, this.ref(), message, () => endUserLive(this.getConnections("end_user"), this.subscribers.list()));
+      if (opened) this.emit({ type: "session", session });
+      if (opened && session.status === "open") this.enqueueForAgents(session.id);
+      if (message.sender_type !== "end_user" && !message.private) this.forwardToConnector(message);
+      const sender: Principal = { type: message.sender_type, id: message.sender_id, name: message.sender_name };
+      if (this.typing.clear(sender)) this.broadcastTyping(sender, false, null);
+      this.wakeWaiters();
+      this.publishLive(updated);
+    } catch (err) {
+      this.setMeta("unannounced", JSON.stringify([...this.unannounced(), { seq: message.seq, opened }].slice(-100)));
+      throw err;
+    }
+  }
+
+  private unannounced(): { seq: number; opened: boolean }[] {
+    return JSON.parse(this.meta("unannounced") ?? "[]") as { seq: number; opened: boolean }[];
+  }
+
+  /** A retried send of a message whose announcement failed: announce it now. */
+  private reannounce(message: Message) {
+    const missed = this.unannounced();
+    const entry = missed.find((m) => m.seq === message.seq);
+    if (!entry) return;
+    this.setMeta("unannounced", JSON.stringify(missed.filter((m) => m !== entry)));
+    this.announce(message, this.sessions.find(message.session_id)!, entry.opened, this.updatedEvent(message, entry.opened));
+  }
+
+  private updatedEvent(message: Message, opened: boolean): HubEvent {
+    return {
       type: "conversation_updated",
       conversation_id: message.conversation_id,
-      session_id: session.id,
+      session_id: message.session_id,
       sender_type: message.sender_type,
       content_type: message.content_type,
       content: message.content,
       seq: message.seq,
       created_at: message.created_at,
       new_session: opened,
-    });
-    return { ok: true, message, duplicate: false, new_session: opened };
+    };
   }
 
   // ---- connectors (seed 002: SMS, fb, twitter channels served by an external connector) -------
@@ -718,10 +770,50 @@ export class ConversationRoom extends Server<Env> {
     return [...this.getConnections("end_user")].map((c) => c.id);
   }
 
-  /** Queue events for the org's agents. Live notifications only: D1 stays the inbox's truth. */
+  /** A durable change the org hears of: the live inbox now, webhooks through the outbox. */
   private publish(event: HubEvent) {
+    this.recordWebhooks(event);
+    this.publishLive(event);
+  }
+
+  /** Queue events for the org's agents. Live notifications only: D1 stays the inbox's truth. */
+  private publishLive(event: HubEvent) {
     this.ctx.waitUntil(this.hub().publish(event).catch((err: unknown) => logError("conversation.publish", err)));
-    emitWebhookEvents(this.env, this.ctx, event, { ref: this.ref(), message: (seq) => this.log.after(seq - 1, 1, "staff")[0] ?? null, session: (id) => (id ? this.sessions.find(id) : this.sessions.latest()) });
+  }
+
+  /** Webhook events for a change, into the outbox in the same synchronous block as the change. */
+  private recordWebhooks(event: HubEvent) {
+    const ref = this.ref();
+    if (!mayHaveEndpoints(ref.org_id)) return;
+    let drafts: Draft[];
+    try {
+      drafts = draftsFor(event, { ref, message: (seq) => this.log.after(seq - 1, 1, "staff")[0] ?? null, session: (id) => (id ? this.sessions.find(id) : this.sessions.latest()) });
+    } catch (err) {
+      return logError("webhooks.draft", err);
+    }
+    if (drafts.length === 0) return;
+    this.webhooks.add(drafts);
+    this.scheduleFlush();
+  }
+
+  /** Hands the webhook outbox to the queue, oldest first; on failure retries with backoff. */
+  private async drainWebhooks(): Promise<void> {
+    for (;;) {
+      const entries = this.webhooks.oldest(FLUSH_BATCH_ROWS);
+      if (entries.length === 0) return;
+      try {
+        const env = this.webhookQueue ? { ...this.env, WEBHOOKS: this.webhookQueue } : this.env;
+        const sent = await sendEvents(env, this.ref().org_id, entries.map((e) => e.draft));
+        this.webhooks.sent(entries[sent - 1]!.id);
+        this.setMeta("webhook_failures", "0");
+      } catch (err) {
+        const failures = Number(this.meta("webhook_failures") ?? 0) + 1;
+        this.setMeta("webhook_failures", String(failures));
+        console.error(JSON.stringify({ at: "webhooks.enqueue_failed", conversation: this.ref().id, failures, waiting: this.webhooks.size(), error: String(err) }));
+        this.scheduleAlarm(Date.now() + backoffMs(failures));
+        return;
+      }
+    }
   }
 
   /** Registers this room for account-status changes and returns the current status. */
@@ -748,6 +840,7 @@ export class ConversationRoom extends Server<Env> {
   private async flushRounds(): Promise<void> {
     const ref = this.meta("ref");
     if (!ref) return;
+    this.lastFlushAt = Date.now();
     const sink = this.sink ?? d1Sink(this.env.DB, this.ref());
     for (;;) {
       const outcome = await flushOnce(this.outbox(), sink);
@@ -784,15 +877,31 @@ export class ConversationRoom extends Server<Env> {
    * traffic must not turn the backoff into a retry per message).
    */
   private scheduleFlush() {
-    this.scheduleAlarm(Math.max(Date.now(), Number(this.meta("flush_retry_at") ?? 0)));
+    const now = Date.now();
+    const backlog = this.log.head() - Number(this.meta("flushed_seq") ?? 0);
+    const batched = backlog >= FLUSH_BATCH_ROWS ? now : Math.max(now, this.lastFlushAt + flushIntervalMs(this.env));
+    this.scheduleAlarm(Math.max(batched, Number(this.meta("flush_retry_at") ?? 0)));
   }
 
-  /** One alarm: the earliest of pending flush and typing expiry. `force` replaces a sooner one (backoff). */
+  /**
+   * One alarm: the earliest of pending flush and typing expiry. `force` replaces a sooner one
+   * (backoff). The alarm's time is kept in memory, so a burst of sends costs one setAlarm.
+   */
   private scheduleAlarm(at: number, force = false) {
+    if (!force && typeof this.alarmAt === "number" && this.alarmAt <= at) return;
+    const unknown = !force && this.alarmAt === undefined;
+    this.alarmAt = at; // once the work below is done, the alarm is at `at` or sooner
     this.ctx.waitUntil(
       (async () => {
-        const current = await this.ctx.storage.getAlarm();
-        if (force || current === null || at < current) await this.ctx.storage.setAlarm(at);
+        if (unknown) {
+          const current = await this.ctx.storage.getAlarm();
+          if (this.alarmAt !== at) return; // a sooner one was set meanwhile
+          if (current !== null && current <= at) {
+            this.alarmAt = current;
+            return;
+          }
+        }
+        await this.ctx.storage.setAlarm(at);
       })(),
     );
   }
@@ -815,19 +924,28 @@ export class ConversationRoom extends Server<Env> {
   }
 
   private ref(): ConversationRef {
-    return JSON.parse(this.meta("ref") ?? "null") as ConversationRef;
+    this.refCache ??= JSON.parse(this.meta("ref") ?? "null") as ConversationRef;
+    return this.refCache;
   }
 
   private epoch(): string {
     return this.meta("epoch")!;
   }
 
+  /** The meta table through a write-through cache: this object is the only writer of its SQLite. */
   private meta(key: string): string | null {
-    return this.ctx.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = ?", key).toArray()[0]?.value ?? null;
+    const cached = this.metaCache.get(key);
+    if (cached !== undefined) return cached;
+    const value = this.ctx.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = ?", key).toArray()[0]?.value ?? null;
+    this.metaCache.set(key, value);
+    return value;
   }
 
   private setMeta(key: string, value: string) {
+    if (this.metaCache.get(key) === value) return;
     this.ctx.storage.sql.exec("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", key, value);
+    this.metaCache.set(key, value);
+    if (key === "ref") this.refCache = null;
   }
 
   /** Sends a frame to this room's sockets and its remote subscribers. */

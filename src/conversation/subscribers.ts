@@ -14,19 +14,25 @@ export interface Subscriber {
 }
 
 export class Subscribers {
+  /** The table, read once per object lifetime: this object is its only writer. */
+  private cache: Subscriber[] | null = null;
+
   constructor(private readonly sql: SqlStorage) {
     sql.exec("CREATE TABLE IF NOT EXISTS subscribers (name TEXT PRIMARY KEY, audience TEXT NOT NULL)");
   }
 
   add(s: Subscriber): void {
+    this.cache = null;
     this.sql.exec("INSERT INTO subscribers (name, audience) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET audience = excluded.audience", s.name, s.audience);
   }
 
   remove(name: string): void {
+    this.cache = null;
     this.sql.exec("DELETE FROM subscribers WHERE name = ?", name);
   }
 
-  list(): Subscriber[] {
-    return this.sql.exec<{ name: string; audience: string }>("SELECT name, audience FROM subscribers").toArray() as Subscriber[];
+  list(): readonly Subscriber[] {
+    this.cache ??= this.sql.exec<{ name: string; audience: string }>("SELECT name, audience FROM subscribers").toArray() as Subscriber[];
+    return this.cache;
   }
 }

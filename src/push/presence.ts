@@ -6,7 +6,7 @@
  */
 import type { Subscriber } from "../conversation/subscribers";
 
-export function endUserLive(endUserSockets: Iterable<unknown>, subscribers: Subscriber[]): boolean {
+export function endUserLive(endUserSockets: Iterable<unknown>, subscribers: readonly Subscriber[]): boolean {
   for (const _ of endUserSockets) return true;
   return subscribers.some((s) => s.audience === "end_user");
 }

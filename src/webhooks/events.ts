@@ -2,11 +2,11 @@
  * Webhook events: what a conversation object emits after a durable change, and the queue
  * messages that carry them.
  *
- * `ConversationRoom.publish()` calls `emitWebhookEvents` for every queue event it publishes.
- * The payloads are built synchronously, from the object's own state, in the same turn as the
- * write (so they describe exactly what was stored), and sent to the `WEBHOOKS` queue through the
- * object's output gate, which holds the send until the write is durable. One queue message per
- * event; the consumer (consumer.ts) expands it into one message per (event, endpoint).
+ * A conversation object builds the drafts (`draftsFor`) synchronously, from its own state, in the
+ * same turn as the write (so they describe exactly what was stored), and keeps them in its durable
+ * outbox (src/conversation/webhook-outbox.ts) until its alarm has handed them to the `WEBHOOKS`
+ * queue (`sendEvents`). One queue message per event; the consumer (consumer.ts) expands it into
+ * one message per (event, endpoint).
  *
  * Event ids are derived from what happened (the message id, the session id and version), so an
  * event enqueued twice expands into the same deliveries with the same `webhook-id`s.
@@ -47,22 +47,7 @@ export const MAX_EVENT_BYTES = 96 * 1024;
 /** How long a room trusts its answer to "does this org have any webhook endpoint?" (ms). */
 export const ENDPOINT_CACHE_MS = 10_000;
 
-/**
- * Called from `ConversationRoom.publish()` after a durable change. Never throws: webhooks must
- * not break chat. Sends in the background through `ctx.waitUntil`.
- */
-export function emitWebhookEvents(env: Env, ctx: { waitUntil(promise: Promise<unknown>): void }, hubEvent: HubEvent, room: RoomView): void {
-  let drafts: Draft[];
-  try {
-    drafts = draftsFor(hubEvent, room);
-  } catch (err) {
-    console.error(JSON.stringify({ at: "webhooks.emit", error: String(err), hub_event: hubEvent.type }));
-    return;
-  }
-  if (drafts.length > 0) ctx.waitUntil(enqueueEvents(env, room.ref.org_id, drafts));
-}
-
-interface Draft {
+export interface Draft {
   type: EventType;
   /** What makes this event unique (hashed into its id). */
   key: string;
@@ -113,22 +98,37 @@ export function draftsFor(hubEvent: HubEvent, room: RoomView): Draft[] {
   }
 }
 
-async function enqueueEvents(env: Env, orgId: string, drafts: Draft[]): Promise<void> {
-  if (!(await orgHasEndpoints(env, orgId))) return;
+/** Queues take at most 100 messages and 256 KB a batch. */
+const QUEUE_BATCH_MESSAGES = 100;
+const QUEUE_BATCH_BYTES = 240 * 1024;
+
+/**
+ * Sends a room's outbox entries to the WEBHOOKS queue, in order, and returns how many of them
+ * (a prefix) went out; throws when the queue refused the first batch. Orgs without any endpoint
+ * send nothing (their entries count as done).
+ */
+export async function sendEvents(env: Env, orgId: string, drafts: Draft[]): Promise<number> {
+  if (!(await orgHasEndpoints(env, orgId))) return drafts.length;
   const events = await Promise.all(drafts.map((d) => toEvent(orgId, d)));
-  const messages = events.map((event) => ({ body: { v: 1, kind: "event", event } satisfies QueueBody, contentType: "json" as const }));
-  // A failed send is retried a few times in the background; what still fails is logged with
-  // the full events so an operator can re-enqueue them. (The queue itself is durable.)
-  for (const delayMs of [0, 250, 1_000, 4_000]) {
-    if (delayMs) await new Promise((r) => setTimeout(r, delayMs));
-    try {
-      await env.WEBHOOKS.sendBatch(messages);
-      return;
-    } catch (err) {
-      console.error(JSON.stringify({ at: "webhooks.enqueue_failed", org: orgId, events: events.map((e) => e.id), error: String(err) }));
+  let done = 0;
+  while (done < events.length) {
+    const batch: { body: QueueBody; contentType: "json" }[] = [];
+    let bytes = 0;
+    for (const event of events.slice(done, done + QUEUE_BATCH_MESSAGES)) {
+      const size = byteLength(JSON.stringify(event)) + 100;
+      if (batch.length > 0 && bytes + size > QUEUE_BATCH_BYTES) break;
+      batch.push({ body: { v: 1, kind: "event", event }, contentType: "json" });
+      bytes += size;
     }
+    try {
+      await env.WEBHOOKS.sendBatch(batch);
+    } catch (err) {
+      if (done === 0) throw err;
+      return done;
+    }
+    done += batch.length;
   }
-  console.error(JSON.stringify({ at: "webhooks.events_lost", org: orgId, events }));
+  return done;
 }
 
 export async function toEvent(orgId: string, d: Draft): Promise<WebhookEvent> {
@@ -148,6 +148,15 @@ const byteLength = (s: string) => new TextEncoder().encode(s).byteLength;
 // ---- is anyone listening? ------------------------------------------------------------------
 
 const endpointCache = new Map<string, { has: boolean; until: number }>();
+
+/**
+ * False only when this isolate knows, as of the last 10 s, that the org has no endpoint: rooms
+ * skip writing outbox entries then. Unknown counts as yes (the drain checks again).
+ */
+export function mayHaveEndpoints(orgId: string): boolean {
+  const cached = endpointCache.get(orgId);
+  return !cached || cached.until <= Date.now() || cached.has;
+}
 
 /** Rooms skip the queue for orgs without endpoints; the answer is cached per isolate for 10 s. */
 async function orgHasEndpoints(env: Env, orgId: string): Promise<boolean> {

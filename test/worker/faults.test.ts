@@ -218,6 +218,8 @@ describe("a throw after the insert and before the broadcast (F2)", () => {
     const o = await newOrg();
     const { ref, stub } = await conversationOf(o.pk, "f2");
     const me = { type: "end_user" as const, id: "f2", name: null };
+    const parked = stub.poll(ref, { audience: "staff", after: 0, waitMs: 10_000, limit: 10 });
+    await eventually(async () => (await waiterCount(ref.id)) === 1, "the poll waits in the room");
     const first = await runInDurableObject(stub, (r: ConversationRoom) =>
       r.send(ref, me, { content: "x", client_msg_id: "X" }, () => {
         throw new Error("injected after the insert");
@@ -227,6 +229,9 @@ describe("a throw after the insert and before the broadcast (F2)", () => {
       ),
     );
     expect(first).toContain("injected");
+    // The others heard of it all the same: the waiting poll returns it at once.
+    const woke = await parked;
+    expect(woke.ok && woke.messages.map((m) => m.client_msg_id)).toEqual(["X"]);
     const retry = await stub.send(ref, me, { content: "x", client_msg_id: "X" });
     expect(retry).toMatchObject({ ok: true, duplicate: true, message: { seq: 1, client_msg_id: "X" } });
     const again = await stub.send(ref, me, { content: "x", client_msg_id: "X" });
@@ -235,6 +240,38 @@ describe("a throw after the insert and before the broadcast (F2)", () => {
     expect(next).toMatchObject({ ok: true, duplicate: false, message: { seq: 2 } });
     const log = await assertX1(ref.id);
     expect(log.map((m) => m.client_msg_id)).toEqual(["X", "Y"]);
+  });
+});
+
+describe("a throw while the message is being announced (F2)", () => {
+  it("the retry with the same client id announces it: a waiting poll gets it, once", async () => {
+    const o = await newOrg();
+    const { ref, stub } = await conversationOf(o.pk, "f2-announce");
+    const me = { type: "end_user" as const, id: "f2-announce", name: null };
+    const parked = stub.poll(ref, { audience: "staff", after: 0, waitMs: 10_000, limit: 10 });
+    await eventually(async () => (await waiterCount(ref.id)) === 1, "the poll waits in the room");
+    const first = await runInDurableObject(stub, async (r: ConversationRoom) => {
+      const room = r as unknown as { wakeWaiters(): void };
+      const spy = vi.spyOn(room, "wakeWaiters").mockImplementationOnce(() => {
+        throw new Error("injected while announcing");
+      });
+      try {
+        return await r.send(ref, me, { content: "x", client_msg_id: "X" }).then(() => "answered", (err: unknown) => String(err));
+      } finally {
+        spy.mockRestore();
+      }
+    });
+    expect(first).toContain("injected");
+    expect(await waiterCount(ref.id)).toBe(1); // never woken: the announcement failed
+    const retry = await stub.send(ref, me, { content: "x", client_msg_id: "X" });
+    expect(retry).toMatchObject({ ok: true, duplicate: true, message: { seq: 1 } });
+    const woke = await parked;
+    expect(woke.ok && woke.messages.map((m) => m.client_msg_id)).toEqual(["X"]);
+    // Announced once: a second retry does not announce again.
+    const parkedAgain = stub.poll(ref, { audience: "staff", after: 1, waitMs: 300, limit: 10 });
+    await stub.send(ref, me, { content: "x", client_msg_id: "X" });
+    expect(await parkedAgain).toMatchObject({ ok: true, messages: [] });
+    expect((await assertX1(ref.id)).map((m) => m.client_msg_id)).toEqual(["X"]);
   });
 });
 

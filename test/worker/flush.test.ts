@@ -1,5 +1,14 @@
-/** The outbox core, driven through recording fakes of its two dependencies. */
+/**
+ * The outbox core, driven through recording fakes of its two dependencies; then the room's flush
+ * schedule against the real D1.
+ */
+import { runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { d1Sink } from "../../src/conversation/d1-sink";
+import type { ConversationRoom } from "../../src/conversation/room";
+import { eventually, newOrg } from "./helpers";
+import { assertX1, conversationOf } from "./invariants";
 import type { Message } from "../../src/core/message";
 import { backoffMs, FLUSH_BACKOFF_MAX_MS, FLUSH_BATCH_ROWS, flushOnce, type OutboxSink, type OutboxStore } from "../../src/conversation/flush";
 import type { Session } from "../../src/conversation/sessions";
@@ -72,5 +81,52 @@ describe("flushOnce", () => {
   it("caps the backoff", () => {
     expect(backoffMs(1)).toBe(1000);
     expect(backoffMs(30)).toBe(FLUSH_BACKOFF_MAX_MS);
+  });
+});
+
+describe("the room's flush schedule (FLUSH_INTERVAL_MS 1000)", () => {
+  async function recorded(visitorId: string) {
+    const o = await newOrg();
+    const { ref, stub } = await conversationOf(o.pk, visitorId);
+    const writes: number[][] = [];
+    await runInDurableObject(stub, (r: ConversationRoom) => {
+      const real = d1Sink(env.DB, ref);
+      r.sink = {
+        async write(m, s) {
+          writes.push(m.map((x) => x.seq));
+          return real.write(m, s);
+        },
+      };
+    });
+    const agent = { type: "agent" as const, id: o.user.id as string, name: "Agent" };
+    const alarm = () => runInDurableObject(stub, (_r: ConversationRoom, state) => state.storage.getAlarm());
+    return { ref, stub, writes, agent, alarm };
+  }
+
+  it("a quiet conversation's message goes to D1 at once; the burst behind it waits and goes in one batch", async () => {
+    const { ref, stub, writes, agent, alarm } = await recorded("flush-burst");
+    const before = Date.now();
+    expect(await stub.send(ref, agent, { content: "first" })).toMatchObject({ ok: true });
+    const first = await alarm(); // null: it has fired already
+    expect(first === null || first <= before + 200, `alarm at +${(first ?? 0) - before} ms`).toBe(true);
+    await eventually(async () => writes.length === 1, "the first message flushed at once");
+    const flushedAt = Date.now();
+    for (let i = 2; i <= 11; i++) expect(await stub.send(ref, agent, { content: `burst ${i}` })).toMatchObject({ ok: true });
+    expect(await alarm()).toBeGreaterThan(flushedAt + 500); // the interval, not now
+    await eventually(async () => writes.flat().length === 11, "the burst flushed", 5_000);
+    expect(writes).toEqual([[1], [2, 3, 4, 5, 6, 7, 8, 9, 10, 11]]);
+    expect((await assertX1(ref.id)).map((m) => m.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+  });
+
+  it("a full batch waiting flushes without waiting for the interval", async () => {
+    const { ref, stub, writes, agent, alarm } = await recorded("flush-full");
+    expect(await stub.send(ref, agent, { content: "first" })).toMatchObject({ ok: true });
+    await eventually(async () => writes.length === 1, "the first message flushed");
+    const flushedAt = Date.now();
+    for (let i = 2; i <= FLUSH_BATCH_ROWS + 1; i++) await stub.send(ref, agent, { content: `m ${i}` });
+    const next = await alarm(); // null: it has fired already
+    expect(next === null || next < flushedAt + 900, `alarm at +${(next ?? 0) - flushedAt} ms`).toBe(true);
+    await eventually(async () => writes.flat().length === FLUSH_BATCH_ROWS + 1, "the full batch flushed", 5_000);
+    expect(writes[1]).toHaveLength(FLUSH_BATCH_ROWS);
   });
 });

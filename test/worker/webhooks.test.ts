@@ -8,15 +8,17 @@
  * vitest.config.ts sets WEBHOOK_BACKOFF_BASE_SECONDS=0, so retries on the real queue come at the
  * next batch (about a second locally) instead of after 10 s, 40 s, …
  */
-import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
+import { createExecutionContext, createMessageBatch, evictDurableObject, getQueueResult, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import worker from "../../src/index";
+import type { ConversationRoom } from "../../src/conversation/room";
 import { backoffSeconds, parseRetryAfter } from "../../src/webhooks/deliver";
 import { WEBHOOK_DLQ, WEBHOOK_QUEUE } from "../../src/webhooks/consumer";
 import { sign, verify } from "../../src/webhooks/signature";
 import { checkWebhookUrl } from "../../src/webhooks/url";
 import { asAgent, call, dostiVisitor, eventually, newOrg } from "./helpers";
+import { conversationOf } from "./invariants";
 
 // ---- receivers ------------------------------------------------------------------------------
 
@@ -548,5 +550,37 @@ describe("backoff and Retry-After", () => {
     expect(parseRetryAfter(new Date(Date.now() + 60_000).toUTCString())).toBeGreaterThanOrEqual(59);
     expect(parseRetryAfter("soon")).toBeUndefined();
     expect(parseRetryAfter(null)).toBeUndefined();
+  });
+});
+
+describe("the room's webhook outbox", () => {
+  it("the queue refuses and the object is evicted: the events wait in the room's storage and arrive once each, in order", { timeout: 40_000 }, async () => {
+    const o = await newOrg();
+    const rx = receiver();
+    await endpoint(o, rx.url);
+    const { ref, stub } = await conversationOf(o.pk, "wh-outbox");
+    let refused = 0;
+    await runInDurableObject(stub, (r: ConversationRoom) => {
+      const down = async () => {
+        refused++;
+        throw new Error("Queue send failed: the queue is unavailable");
+      };
+      r.webhookQueue = { send: down, sendBatch: down } as unknown as Queue;
+    });
+    const me = { type: "end_user" as const, id: "wh-outbox", name: null };
+    for (const text of ["one", "two", "three"]) expect(await stub.send(ref, me, { content: text, client_msg_id: text })).toMatchObject({ ok: true });
+    await eventually(async () => refused >= 1, "the queue refused the events");
+    const waiting = () => runInDurableObject(stub, (r: ConversationRoom) => (r as unknown as { webhooks: { size(): number } }).webhooks.size());
+    expect(await waiting()).toBe(4); // conversation.created and three message.created
+    expect(rx.hits).toEqual([]);
+
+    await evictDurableObject(stub); // the refusing queue goes with the instance; the outbox stays
+    await runDurableObjectAlarm(stub);
+    await eventually(async () => rx.ids().size >= 4, "every event delivered", 15_000);
+    const messages = rx.events("message.created").sort((a, b) => a.data.message.seq - b.data.message.seq);
+    expect(messages.map((m) => m.data.message.content)).toEqual(["one", "two", "three"]);
+    expect(rx.events("conversation.created")).toHaveLength(1);
+    expect(rx.hits).toHaveLength(4);
+    expect(await waiting()).toBe(0);
   });
 });
