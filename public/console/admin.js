@@ -574,6 +574,7 @@ export function createSettings(opts) {
       { class: "admin-section", "aria-labelledby": "team-admin-title" },
       h("h2", { id: "team-admin-title", text: "Team" }),
       table("Agents", ["Name", "Email", "Role", "Status", ""], teamList),
+      h("p", { class: "hint", text: "Changing a role or disabling an agent logs them out everywhere at once; with a new role they log in again." }),
       h("h3", { text: "Add an agent" }),
       agentForm,
       teamStatus,

@@ -5,7 +5,8 @@
  * Disabling an agent (`PATCH /agents/:id {disabled: true}`) ends every cookie session of theirs
  * and closes every socket those sessions or their secret keys opened (conversation rooms, the
  * inbox, Socket.IO) with 1008 through the org hub's `revokeAuth` (S10). Afterwards their logins
- * and secret keys are refused: `http/auth.ts` checks `users.disabled` on every request.
+ * and secret keys are refused: `http/auth.ts` checks `users.disabled` on every request. Changing
+ * an agent's role ends their sessions the same way: they log in again, with a new session id.
  */
 import { and, eq, isNull } from "drizzle-orm";
 import { z } from "zod";
@@ -44,25 +45,30 @@ const agentColumns = {
 };
 
 /**
- * Ends every way in of one user: their cookie sessions (deleted) and the sockets those sessions
- * and their secret keys opened (closed with 1008). Called after `disabled` is set, so that a
- * login or key use racing this sees the flag and is refused.
+ * Ends one user's cookie sessions (deleted) and closes the sockets they opened (1008); with
+ * `keys`, also the sockets their secret keys opened. Returns how many sessions ended.
+ *
+ * Disabling calls it with `keys` after `disabled` is set, so that a login or key use racing it
+ * sees the flag and is refused (`http/auth.ts` checks it on every request, which is what refuses
+ * the keys themselves). A role change calls it without: the agent logs in again and gets a new
+ * session id for the new privileges (OWASP: renew the session on a privilege change; S10).
  */
-async function revokeEverything(env: Env, orgId: string, userId: string): Promise<number> {
+async function endAccess(env: Env, orgId: string, userId: string, opts: { keys: boolean }): Promise<number> {
   const db = database(env.DB);
   const sessions = await db
     .delete(schema.authSessions)
     .where(and(eq(schema.authSessions.user_id, userId), eq(schema.authSessions.org_id, orgId)))
     .returning({ id_hash: schema.authSessions.id_hash });
-  const keys = await db
-    .select({ id: schema.apiKeys.id })
-    .from(schema.apiKeys)
-    .where(and(eq(schema.apiKeys.created_by, userId), eq(schema.apiKeys.org_id, orgId), eq(schema.apiKeys.kind, "secret"), isNull(schema.apiKeys.revoked_at)))
-    .all();
+  const keys = opts.keys
+    ? await db
+        .select({ id: schema.apiKeys.id })
+        .from(schema.apiKeys)
+        .where(and(eq(schema.apiKeys.created_by, userId), eq(schema.apiKeys.org_id, orgId), eq(schema.apiKeys.kind, "secret"), isNull(schema.apiKeys.revoked_at)))
+        .all()
+    : [];
   const hub = env.ORG_HUB.getByName(orgId);
-  const refs = [...sessions.map((s) => s.id_hash), ...keys.map((k) => `key:${k.id}`)];
-  await Promise.all(refs.map((ref) => hub.revokeAuth(ref)));
-  return refs.length;
+  await Promise.all([...sessions.map((s) => s.id_hash), ...keys.map((k) => `key:${k.id}`)].map((ref) => hub.revokeAuth(ref)));
+  return sessions.length;
 }
 
 export const company = router()
@@ -147,6 +153,11 @@ export const company = router()
             .set(set)
             .where(and(eq(schema.users.id, target.id), eq(schema.users.org_id, caller.org_id)))
             .returning(agentColumns))[0]!;
-    const closed = body.disabled === true ? await revokeEverything(c.env, caller.org_id, target.id) : 0;
-    return c.json({ ...updated, revoked_sessions: closed });
+    const ended =
+      body.disabled === true
+        ? await endAccess(c.env, caller.org_id, target.id, { keys: true })
+        : set.role !== undefined && set.role !== target.role
+          ? await endAccess(c.env, caller.org_id, target.id, { keys: false })
+          : 0;
+    return c.json({ ...updated, revoked_sessions: ended });
   });

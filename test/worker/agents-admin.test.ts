@@ -116,11 +116,11 @@ describe("PATCH /api/company/agents/:id", () => {
       return [r.status, r.body?.error?.code ?? "ok"];
     };
 
-    // Promote and demote.
-    expect(await status(patch(admin.as, agent.id, { role: "admin" }))).toEqual([200, "ok"]);
-    expect((await call("/auth/me", { headers: { cookie: agent.cookie } })).body.user.role).toBe("admin");
-    expect(await status(patch(o.agent, agent.id, { role: "agent" }))).toEqual([200, "ok"]);
-    expect((await call("/auth/me", { headers: { cookie: agent.cookie } })).body.user.role).toBe("agent");
+    // Promote and demote (each change ends the agent's sessions: see the next test).
+    expect(await status(patch(admin.as, peer.id, { role: "admin" }))).toEqual([200, "ok"]);
+    expect((await call("/auth/me", { headers: { cookie: (await login(peer.email)).cookie } })).body.user.role).toBe("admin");
+    expect(await status(patch(o.agent, peer.id, { role: "agent" }))).toEqual([200, "ok"]);
+    expect((await call("/auth/me", { headers: { cookie: (await login(peer.email)).cookie } })).body.user.role).toBe("agent");
 
     // Plain agents cannot change anyone, themselves included.
     expect(await status(patch(agent.as, peer.id, { disabled: true }))).toEqual([403, "forbidden"]);
@@ -156,6 +156,32 @@ describe("PATCH /api/company/agents/:id", () => {
     const noToken = await call(`/api/company/agents/${agent.id}`, { method: "PATCH", body: { disabled: true }, headers: { cookie: o.cookie } });
     expect([noToken.status, noToken.body.error.code]).toEqual([403, "csrf_failed"]);
     expect((await call("/auth/me", { headers: { cookie: agent.cookie } })).status).toBe(200);
+  });
+
+  it("a role change ends the agent's sessions and closes their sockets (a new session id for the new privileges); a new login has the new role; a name change ends nothing", async () => {
+    const o = await newOrg();
+    const agent = await addAgent(o, "agent");
+    const inbox = await openSocket("/ws/org", { cookie: agent.cookie });
+    await inbox.next((f) => f.type === "ready");
+    const key = await o.agent.call("/api/company/api-keys", { body: { name: "owner's", kind: "secret" } });
+
+    const renamed = await o.agent.call(`/api/company/agents/${agent.id}`, { method: "PATCH", body: { name: "Renamed Agent" } });
+    expect([renamed.status, renamed.body.name, renamed.body.revoked_sessions]).toEqual([200, "Renamed Agent", 0]);
+    const same = await o.agent.call(`/api/company/agents/${agent.id}`, { method: "PATCH", body: { role: "agent" } });
+    expect([same.status, same.body.revoked_sessions]).toEqual([200, 0]); // not a change
+    expect((await call("/auth/me", { headers: { cookie: agent.cookie } })).status).toBe(200);
+    expect(inbox.closed).toBeNull();
+
+    const promoted = await o.agent.call(`/api/company/agents/${agent.id}`, { method: "PATCH", body: { role: "admin" } });
+    expect([promoted.status, promoted.body.role, promoted.body.revoked_sessions]).toEqual([200, "admin", 1]);
+    expect((await inbox.waitClosed()).code).toBe(1008);
+    expect((await call("/auth/me", { headers: { cookie: agent.cookie } })).status).toBe(401);
+    const again = await login(agent.email);
+    expect(again.cookie).not.toBe(agent.cookie);
+    expect((await call("/auth/me", { headers: { cookie: again.cookie } })).body.user).toMatchObject({ name: "Renamed Agent", role: "admin" });
+    // The caller's own session and keys are untouched.
+    expect((await o.agent.call("/auth/me")).status).toBe(200);
+    expect((await withKey(key.body.key).call("/auth/me")).status).toBe(200);
   });
 
   it("POST /api/integrations/:id/embed-tokens: a new working token for a webchat channel; 400 for other kinds; 404 across orgs", async () => {
