@@ -15,6 +15,23 @@ const lines = (text) => [...new Set(text.split(/[\s,]+/).map((s) => s.trim()).fi
 
 /** The snippets customers paste: seed 000's script tag with a public key, seed 001's with an embed token. */
 export const widgetSnippet = (origin, publicKey) => `<script src="${origin}/widget.js" data-key="${publicKey}"></script>`;
+/** Seed 000's React / Next.js variant: the same loader, added (and removed) by an effect. */
+export const reactSnippet = (origin, publicKey) => `import { useEffect } from "react";
+
+export default function ChatWidget() {
+  useEffect(() => {
+    const script = document.createElement("script");
+    script.src = "${origin}/widget.js";
+    script.setAttribute("data-key", "${publicKey}");
+    script.async = true;
+    document.body.appendChild(script);
+    return () => {
+      document.body.removeChild(script);
+    };
+  }, []);
+
+  return null;
+}`;
 export const embedSnippet = (origin, embedToken) => `<script src="${origin}/chat-widget/embed.js" data-embed-token="${embedToken}"></script>`;
 
 let ids = 0;
@@ -206,6 +223,7 @@ export function createSettings(opts) {
         h("div", { class: "once" }, h("strong", { text: `Key “${key.name}” created.` }), " It is shown only now: copy it somewhere safe."),
         copyBox(key.kind === "secret" ? "Secret key (servers only: Authorization: Bearer …)" : "Public key", key.key, "key-secret"),
         key.kind === "public" ? copyBox("Paste this before </body> on your site (seed 000’s widget tag):", widgetSnippet(origin, key.key), "snippet") : null,
+        key.kind === "public" ? copyBox("Or, in a React / Next.js app, render this component once (in a layout):", reactSnippet(origin, key.key), "snippet-react") : null,
       );
       await loadKeys();
     } catch (err) {

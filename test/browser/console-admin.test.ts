@@ -44,6 +44,9 @@ describe("the console's settings (owners and admins)", () => {
     expect(pk).toMatch(/^pk_[\w-]{20,}$/);
     const widgetTag = (await copied(page, "#key-result", "snippet"))!;
     expect(widgetTag).toBe(`<script src="${parleyOrigin()}/widget.js" data-key="${pk}"></script>`);
+    const reactComponent = (await copied(page, "#key-result", "snippet-react"))!;
+    expect(reactComponent).toContain(`script.src = "${parleyOrigin()}/widget.js";`);
+    expect(reactComponent).toContain(`script.setAttribute("data-key", "${pk}");`);
     // The list shows the prefix, never the key.
     const listed = page.locator("tr[data-key-id]", { hasText: "Website" });
     await listed.waitFor({ timeout: 10_000 });
@@ -84,6 +87,12 @@ describe("the console's settings (owners and admins)", () => {
       await p.goto(site.page(path, hostPage(tag)));
       await visitorSends(await openWidget(p), text);
     }
+    // The React component as shown, run with a stand-in for React's useEffect (mount once).
+    const asPlainScript = reactComponent.replace(/^import .*$/m, "const useEffect = (effect) => { effect(); };").replace("export default function", "function");
+    const reactVisitor = await browser.newContext(); // another visitor (the same key would resume the first one's chat)
+    const p2 = await reactVisitor.newPage();
+    await p2.goto(site.page("/pasted-react", hostPage(`<script>${asPlainScript}\nChatWidget();</script>`, "A React app")));
+    await visitorSends(await openWidget(p2), "Hello from the React snippet");
     // "Get snippet" makes a new token for an existing channel; it works too.
     await channelRow.locator("button", { hasText: "Get snippet" }).click();
     await page.waitForSelector(`#channel-result code:not(:has-text("${embedTag.match(/ew_[\w-]+/)![0]}"))`, { timeout: 10_000 });
@@ -95,7 +104,7 @@ describe("the console's settings (owners and admins)", () => {
 
     // The conversations reach the inbox.
     await page.click("#nav-inbox");
-    for (const text of ["Hello from the embed snippet", "Hello from the widget snippet", "Hello from a second token"]) {
+    for (const text of ["Hello from the embed snippet", "Hello from the widget snippet", "Hello from the React snippet", "Hello from a second token"]) {
       await page.locator("#inbox-list button", { hasText: text }).waitFor({ timeout: 10_000 });
     }
 
@@ -119,6 +128,7 @@ describe("the console's settings (owners and admins)", () => {
 
     expect(await xssSentinels(page)).toEqual([]);
     await visitor.close();
+    await reactVisitor.close();
     await context.close();
   });
 
