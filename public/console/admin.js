@@ -630,8 +630,16 @@ export function createSettings(opts) {
     presenceChanged() {
       if (team.length) renderTeam();
     },
+    /** Logged out: forget everything shown (a key shown once must not outlive the session). */
     clear() {
-      root.replaceChildren();
+      panelFor += 1;
+      team = [];
+      channels = [];
+      for (const el of [teamList, keysList, channelsList, keyResult, channelResult, channelPanel]) el.replaceChildren();
+      for (const el of [teamStatus, keysStatus, channelsStatus]) el.textContent = "";
+      for (const form of [agentForm, keyForm, channelForm]) form.reset();
+      webOnly.hidden = false;
+      channelPanel.hidden = true;
     },
   };
 }

@@ -127,6 +127,25 @@ describe("the console's settings (owners and admins)", () => {
     expect(await ownRow.locator("button, select").count()).toBe(0);
 
     expect(await xssSentinels(page)).toEqual([]);
+
+    // Logging out forgets what the settings showed; logging in again on the same page shows them afresh.
+    await page.fill("#key-name", "Last one");
+    await page.click("#key-form button[type=submit]");
+    await page.waitForSelector("#key-result .copy-box.key-secret", { timeout: 10_000 });
+    const last = (await copied(page, "#key-result", "key-secret"))!;
+    await page.click("#logout");
+    await page.waitForSelector("#login:not([hidden])", { timeout: 10_000 });
+    expect(await page.evaluate(() => document.body.innerHTML)).not.toContain(last);
+    await page.fill("#login-email", owner.email);
+    await page.fill("#login-password", owner.password);
+    await page.click("#login-form button[type=submit]");
+    await page.waitForSelector("#app:not([hidden])", { timeout: 10_000 });
+    await openSettings(page);
+    await page.locator("tr[data-key-id]", { hasText: "Last one" }).waitFor({ timeout: 10_000 });
+    await page.locator("tr[data-channel-id]", { hasText: "Shop" }).waitFor({ timeout: 10_000 });
+    await page.locator("tr[data-agent-id]", { hasText: email }).waitFor({ timeout: 10_000 });
+    expect(await page.textContent("#key-result")).toBe("");
+
     await visitor.close();
     await reactVisitor.close();
     await context.close();
