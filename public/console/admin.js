@@ -360,10 +360,68 @@ export function createSettings(opts) {
       channelPanel,
       h("h3", { id: "channel-panel-title", text: `${ch.name} · ${kindLabel(ch.kind)}` }),
       h("button", { type: "button", class: "link-button", text: "Close", onclick: () => (channelPanel.hidden = true) }),
+      ch.kind === "webchat" || ch.kind === "mobile_sdk" ? channelEditor(ch) : null,
       bot,
       push,
     );
     channelPanel.scrollIntoView({ block: "nearest" });
+  }
+
+  /** The channel itself: name, (webchat) allowed origins and title, identity verification and its secret. */
+  function channelEditor(ch) {
+    const base = `/api/integrations/${encodeURIComponent(ch.id)}`;
+    const status = h("p", { class: "form-status", role: "status" });
+    const name = h("input", { id: "edit-channel-name", required: true, maxLength: 200, value: ch.name });
+    const origins = ch.kind === "webchat" ? h("textarea", { id: "edit-channel-origins", rows: 3, value: ch.allowed_origins.join("\n") }) : null;
+    const title = ch.kind === "webchat" ? h("input", { id: "edit-channel-title", maxLength: 200, value: ch.title ?? "", placeholder: "Chat with us" }) : null;
+    const identity = h("input", { type: "checkbox", id: "edit-channel-identity", checked: ch.require_identity });
+    const secretBox = h("div", { id: "identity-secret", "aria-live": "polite" });
+    const form = h(
+      "form",
+      {
+        id: "channel-edit-form",
+        class: "stack-form",
+        onsubmit: async (event) => {
+          event.preventDefault();
+          status.className = "form-status";
+          status.textContent = "";
+          const body = { name: name.value, require_identity: identity.checked };
+          if (origins) body.allowed_origins = lines(origins.value);
+          if (title) body.title = title.value.trim() || null;
+          try {
+            const saved = await api("PATCH", base, body);
+            Object.assign(ch, saved);
+            status.textContent = "Saved. It applies from the visitors' next request.";
+            await loadChannels();
+          } catch (err) {
+            status.className = "form-status error";
+            status.textContent = `Could not save the channel: ${err.message}`;
+          }
+        },
+      },
+      field("Name", name),
+      origins ? field("Allowed origins (one per line; empty: any site)", origins, "exact origins like https://shop.example: scheme, host and port, nothing else") : null,
+      title ? field("Widget title", title) : null,
+      h("div", { class: "check" }, identity, h("label", { htmlFor: "edit-channel-identity", text: "Require identity verification (your server signs each visitor's id: docs/identity.md)" })),
+      h("div", { class: "row" }, h("button", { type: "submit", text: "Save channel" }), h("button", {
+        type: "button",
+        class: "secondary",
+        id: "show-identity-secret",
+        text: "Show identity secret",
+        onclick: async () => {
+          try {
+            const { identity_secret } = await api("GET", `${base}/identity-secret`);
+            setChildren(secretBox, copyBox("Identity secret: keep it on your server (HMAC-SHA256 of the visitor's id).", identity_secret, "identity-secret"));
+          } catch (err) {
+            status.className = "form-status error";
+            status.textContent = `Could not read the secret: ${err.message}`;
+          }
+        },
+      })),
+      secretBox,
+      status,
+    );
+    return h("section", { class: "channel-editor", "aria-labelledby": "channel-edit-title" }, h("h4", { id: "channel-edit-title", text: "Channel" }), form);
   }
 
   async function botEditor(ch) {

@@ -26,6 +26,27 @@ const Webchat = z.object({
   require_identity: z.boolean().default(false),
 });
 const Mobile = z.object({ name: displayName(200), require_identity: z.boolean().default(false) });
+/** `PATCH /:id`: what an admin may change on a channel (origins and title: webchat only; `title: null` clears it). */
+const ChannelChange = z
+  .strictObject({
+    name: displayName(200).optional(),
+    allowed_origins: z.array(origin).max(50).optional(),
+    title: displayName(200).nullable().optional(),
+    require_identity: z.boolean().optional(),
+  })
+  .refine((b) => Object.values(b).some((v) => v !== undefined), { message: "send name, allowed_origins, title and/or require_identity" });
+
+type ChannelRow = typeof schema.channels.$inferSelect;
+const channelView = (r: ChannelRow) => ({
+  id: r.id,
+  kind: r.kind,
+  name: r.name,
+  is_default: r.is_default,
+  allowed_origins: JSON.parse(r.allowed_origins) as string[],
+  title: r.title,
+  require_identity: r.require_identity,
+  created_at: r.created_at,
+});
 
 /** Webhook bot secrets are write-only. */
 function botView(row: { channel_id: string; kind: string; config: string; enabled: boolean; updated_at: string }) {
@@ -81,18 +102,27 @@ export const integrations = router()
   })
   .get("/", async (c) => {
     const rows = await database(c.env.DB).select().from(schema.channels).where(eq(schema.channels.org_id, c.get("agent").org_id)).all();
-    return c.json(
-      rows.map((r) => ({
-        id: r.id,
-        kind: r.kind,
-        name: r.name,
-        is_default: r.is_default,
-        allowed_origins: JSON.parse(r.allowed_origins) as string[],
-        title: r.title,
-        require_identity: r.require_identity,
-        created_at: r.created_at,
-      })),
-    );
+    return c.json(rows.map(channelView));
+  })
+  // Takes effect at once: the widget page, its API and its sockets read the channel from D1 on
+  // every request (an origin removed here is refused from the next request on).
+  .patch("/:id", async (c) => {
+    const body = await readJson(c, ChannelChange);
+    const channel = await channelOfOrg(c.env, c.get("agent").org_id, c.req.param("id"));
+    if ((body.allowed_origins !== undefined || body.title !== undefined) && channel.kind !== "webchat") {
+      throw new ApiError("validation_failed", "allowed_origins and title belong to a webchat channel");
+    }
+    const set: Partial<typeof schema.channels.$inferInsert> = {};
+    if (body.name !== undefined) set.name = body.name;
+    if (body.allowed_origins !== undefined) set.allowed_origins = JSON.stringify([...new Set(body.allowed_origins)]);
+    if (body.title !== undefined) set.title = body.title;
+    if (body.require_identity !== undefined) set.require_identity = body.require_identity;
+    const [row] = await database(c.env.DB)
+      .update(schema.channels)
+      .set(set)
+      .where(and(eq(schema.channels.id, channel.id), eq(schema.channels.org_id, channel.org_id)))
+      .returning();
+    return c.json(channelView(row!));
   })
   .put("/:id/bot", async (c) => {
     const body = await readJson(c, BotSettings);

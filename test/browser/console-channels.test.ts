@@ -3,19 +3,25 @@
 // whose secret is never shown back; removing it) and a mobile channel's push credentials (issue
 // #6: FCM and APNs keys saved, shown only as "set" with their public fields, removed).
 import { generateKeyPairSync } from "node:crypto";
-import type { Browser, Page } from "playwright-core";
+import type { Browser, ConsoleMessage, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { api, signupOrg } from "../e2e/harness.ts";
-import { consolePage, launch, waitFor } from "./browser.ts";
+import { consolePage, hostPage, hostSite, launch, openWidget, parleyOrigin, visitorSends, waitFor, type HostSite } from "./browser.ts";
 
 let browser: Browser;
+let oldSite: HostSite;
+let newSite: HostSite;
 
 beforeAll(async () => {
   browser = await launch();
+  oldSite = await hostSite();
+  newSite = await hostSite();
 });
 
 afterAll(async () => {
   await browser?.close();
+  await oldSite?.close();
+  await newSite?.close();
 });
 
 async function configure(page: Page, channelId: string) {
@@ -31,6 +37,39 @@ const pageText = (page: Page) =>
   page.evaluate(() => [document.body.innerText, ...[...document.querySelectorAll("input, textarea")].map((e) => (e as HTMLInputElement).value)].join("\n"));
 
 describe("channel settings in the console", () => {
+  it("an admin moves a webchat channel to another site from the console: the widget works there at once and is refused on the old one; the identity secret is shown on request", async () => {
+    const owner = await signupOrg("Move Co");
+    const chat = (await owner.api("/api/integrations/webchat", { body: { name: "Storefront", allowed_origins: [oldSite.origin] } })).json;
+    const snippet = `<script src="${parleyOrigin()}/chat-widget/embed.js" data-embed-token="${chat.token}"></script>`;
+    const { context, page } = await consolePage(browser, owner);
+    await configure(page, chat.channel_id);
+    expect(await page.inputValue("#edit-channel-origins")).toBe(oldSite.origin);
+    await page.fill("#edit-channel-origins", `${newSite.origin}\n`);
+    await page.fill("#edit-channel-title", "Storefront help");
+    await page.click("#channel-edit-form button[type=submit]");
+    await page.waitForSelector("#channel-edit-form .form-status:has-text('Saved')", { timeout: 10_000 });
+    await page.locator(`tr[data-channel-id="${chat.channel_id}"]`, { hasText: newSite.origin }).waitFor({ timeout: 10_000 });
+
+    // The same snippet: works on the new site, refused on the old one.
+    const visitors = await browser.newContext();
+    const fresh = await visitors.newPage();
+    await fresh.goto(newSite.page("/shop", hostPage(snippet)));
+    await visitorSends(await openWidget(fresh), "Hello from the new site");
+    const stale = await visitors.newPage();
+    const errors: string[] = [];
+    stale.on("console", (m: ConsoleMessage) => m.type() === "error" && errors.push(m.text()));
+    await stale.goto(oldSite.page("/shop", hostPage(snippet)));
+    await waitFor(() => errors.some((t) => t.startsWith("Parley: the chat widget was refused")), { timeoutMs: 10_000, message: "the loader's refusal on the old site" });
+    expect(errors.find((t) => t.startsWith("Parley:"))).toContain(oldSite.origin);
+
+    // The identity secret, on request, is the channel's.
+    await page.click("#show-identity-secret");
+    const secret = await page.textContent("#identity-secret .copy-box code", { timeout: 10_000 });
+    expect(secret).toBe((await owner.api(`/api/integrations/${chat.channel_id}/identity-secret`)).json.identity_secret);
+    await visitors.close();
+    await context.close();
+  });
+
   it("a flow bot set up in the console greets a visitor with quick buttons and answers an intent; a webhook bot's secret is never shown back; 'No bot' removes it", async () => {
     const owner = await signupOrg("Bot Co");
     const pk = (await owner.createKey("public")).key;

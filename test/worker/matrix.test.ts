@@ -116,6 +116,7 @@ const TABLE: Row[] = [
   // ---- /api/integrations
   { route: "GET /api/integrations", req: () => ({ method: "GET", path: "/api/integrations" }), expect: ADMIN_READ },
   { route: "POST /api/integrations/webchat", req: () => ({ method: "POST", path: "/api/integrations/webchat", body: { name: "w", allowed_origins: ["https://shop.example"] } }), expect: ADMIN_CREATE },
+  { route: "PATCH /api/integrations/:id", req: (ctx) => ({ method: "PATCH", path: `/api/integrations/${ctx.a.webchat.channel_id}`, body: { allowed_origins: [], require_identity: false } }), expect: ADMIN_WRITE },
   { route: "POST /api/integrations/:id/embed-tokens", req: (ctx) => ({ method: "POST", path: `/api/integrations/${ctx.a.webchat.channel_id}/embed-tokens` }),
     expect: "401  401  401  401  403  201  201  201  403  403  404  401  401  401",
     check: (res) => (/^ew_[\w-]{20,}$/.test(res.body.token) ? null : "no new embed token") },
