@@ -2,8 +2,10 @@
  * The console's settings screens, for owners and admins (plain agents never see them, and the
  * routes answer them 403): the team (add, change role, disable/enable), API keys (create, the
  * secret shown once, revoke), channels (webchat with allowed origins and the snippet to paste,
- * mobile apps), and per channel its bot (GET/PUT/DELETE /api/integrations/:id/bot) and, for
- * mobile channels, its push credentials (…/push; stored secrets are never shown back).
+ * mobile apps), and per channel its settings, its bot (GET/PUT/DELETE /api/integrations/:id/bot)
+ * and, for mobile channels, its push credentials (…/push; stored secrets are never shown back);
+ * webhook endpoints (/api/webhooks: add with the signing secret shown once, enable/disable,
+ * rotate, delete) and their delivery log, with replay of dead deliveries.
  *
  * Everything is built with h() and textContent: names, origins and keys from the server never
  * become markup.
@@ -641,8 +643,150 @@ export function createSettings(opts) {
     return h("section", { class: "push-editor", "aria-labelledby": "push-title" }, h("h4", { id: "push-title", text: "Push notifications" }), state, fcmForm, apnsForm, status);
   }
 
-  // ---- layout --------------------------------------------------------------------------------
   const table = (caption, head, body) => h("table", { class: "admin-table" }, h("caption", { class: "visually-hidden", text: caption }), h("thead", {}, h("tr", {}, head.map((t) => h("th", { scope: "col", text: t })))), body);
+
+  // ---- webhooks (docs/webhooks.md) ------------------------------------------------------------
+  const EVENT_TYPES = ["message.created", "conversation.created", "conversation.assigned", "conversation.resolved"];
+  const hooksList = h("tbody");
+  const hooksStatus = h("p", { class: "error", role: "alert" });
+  const hookResult = h("div", { id: "hook-result", "aria-live": "polite" });
+  const deliveries = h("section", { id: "deliveries", class: "channel-panel", hidden: true, "aria-labelledby": "deliveries-title" });
+  const hookUrl = h("input", { id: "hook-url", type: "url", required: true, maxLength: 2048, placeholder: "https://example.com/parley-events" });
+  const hookEvents = EVENT_TYPES.map((type) => h("input", { type: "checkbox", id: `hook-event-${type.replace(".", "-")}`, value: type }));
+  const hookForm = h(
+    "form",
+    { id: "hook-form", class: "stack-form", onsubmit: (e) => void createHook(e) },
+    field("Endpoint URL", hookUrl),
+    h(
+      "fieldset",
+      { class: "events" },
+      h("legend", { text: "Events (none ticked: all of them)" }),
+      hookEvents.map((box) => h("span", { class: "check" }, box, h("label", { htmlFor: box.id, text: box.value }))),
+    ),
+    h("button", { type: "submit", text: "Add endpoint" }),
+  );
+
+  const showSecret = (what, secret) =>
+    setChildren(
+      hookResult,
+      h("div", { class: "once" }, h("strong", { text: what }), " The signing secret is shown only now: verify each delivery's webhook-signature with it (Standard Webhooks)."),
+      copyBox("Signing secret", secret, "hook-secret"),
+    );
+
+  async function createHook(event) {
+    event.preventDefault();
+    hooksStatus.textContent = "";
+    try {
+      const made = await api("POST", "/api/webhooks", { url: hookUrl.value.trim(), events: hookEvents.filter((b) => b.checked).map((b) => b.value) });
+      hookForm.reset();
+      showSecret(`Endpoint ${made.url} added.`, made.secret);
+      await loadHooks();
+    } catch (err) {
+      hooksStatus.textContent = `Could not add the endpoint: ${err.message}`;
+    }
+  }
+
+  async function loadHooks() {
+    try {
+      const hooks = await api("GET", "/api/webhooks");
+      setChildren(
+        hooksList,
+        hooks.length === 0
+          ? h("tr", {}, h("td", { colspan: "4", class: "hint", text: "No endpoints yet." }))
+          : hooks.map((w) =>
+              h(
+                "tr",
+                { "data-hook-id": w.id, class: w.active ? "" : "disabled" },
+                h("td", {}, h("code", { text: w.url })),
+                h("td", { text: w.events.length ? w.events.join(", ") : "all events" }),
+                h("td", { class: "hook-state", text: w.active ? "Active" : `Disabled${w.disabled_reason ? `: ${w.disabled_reason}` : ""}` }),
+                h(
+                  "td",
+                  { class: "actions" },
+                  h("button", { type: "button", class: "secondary", text: "Deliveries", onclick: () => void openDeliveries(w) }),
+                  h("button", { type: "button", class: "secondary", text: w.active ? "Disable" : "Enable", onclick: () => void hookAction(() => api("PATCH", `/api/webhooks/${encodeURIComponent(w.id)}`, { active: !w.active })) }),
+                  confirmButton("Rotate secret", "Confirm rotate", () =>
+                    hookAction(async () => showSecret(`New secret for ${w.url}.`, (await api("POST", `/api/webhooks/${encodeURIComponent(w.id)}/rotate-secret`)).secret)),
+                  ),
+                  confirmButton("Delete", "Confirm delete", () => hookAction(() => api("DELETE", `/api/webhooks/${encodeURIComponent(w.id)}`))),
+                ),
+              ),
+            ),
+      );
+    } catch (err) {
+      hooksStatus.textContent = `Could not load the webhooks: ${err.message}`;
+    }
+  }
+
+  async function hookAction(action) {
+    hooksStatus.textContent = "";
+    try {
+      await action();
+    } catch (err) {
+      hooksStatus.textContent = err.message;
+    }
+    await loadHooks();
+  }
+
+  async function openDeliveries(w) {
+    deliveries.hidden = false;
+    const base = `/api/webhooks/${encodeURIComponent(w.id)}/deliveries`;
+    const status = h("p", { class: "form-status", role: "status" });
+    const body = h("tbody");
+    const load = async () => {
+      try {
+        const rows = await api("GET", `${base}?limit=50`);
+        setChildren(
+          body,
+          rows.length === 0
+            ? h("tr", {}, h("td", { colspan: "6", class: "hint", text: "No deliveries yet." }))
+            : rows.map((r) =>
+                h(
+                  "tr",
+                  { "data-delivery-id": r.id, "data-status": r.status },
+                  h("td", { text: new Date(r.created_at).toLocaleString() }),
+                  h("td", { text: r.event_type }),
+                  h("td", { class: "delivery-status", text: r.status }),
+                  h("td", { text: String(r.attempts) }),
+                  h("td", { text: [r.last_status ? `HTTP ${r.last_status}` : "", r.last_error ?? ""].filter(Boolean).join(" · ") }),
+                  h(
+                    "td",
+                    {},
+                    r.status === "dead"
+                      ? h("button", {
+                          type: "button",
+                          class: "secondary",
+                          text: "Replay",
+                          onclick: async () => {
+                            try {
+                              await api("POST", `${base}/${encodeURIComponent(r.id)}/retry`);
+                              status.textContent = "Queued again.";
+                            } catch (err) {
+                              status.textContent = `Could not replay: ${err.message}`;
+                            }
+                            await load();
+                          },
+                        })
+                      : null,
+                  ),
+                ),
+              ),
+        );
+      } catch (err) {
+        status.textContent = `Could not load the deliveries: ${err.message}`;
+      }
+    };
+    setChildren(
+      deliveries,
+      h("h3", { id: "deliveries-title", text: `Deliveries to ${w.url}` }),
+      h("div", { class: "row" }, h("button", { type: "button", class: "secondary", text: "Refresh", id: "deliveries-refresh", onclick: () => void load() }), h("button", { type: "button", class: "link-button", text: "Close", onclick: () => (deliveries.hidden = true) })),
+      table("Deliveries", ["When", "Event", "Status", "Attempts", "Last answer", ""], body),
+      status,
+    );
+    await load();
+  }
+
+  // ---- layout --------------------------------------------------------------------------------
   setChildren(
     root,
     h(
@@ -676,13 +820,25 @@ export function createSettings(opts) {
       channelsStatus,
       channelPanel,
     ),
+    h(
+      "section",
+      { class: "admin-section", "aria-labelledby": "hooks-admin-title" },
+      h("h2", { id: "hooks-admin-title", text: "Webhooks" }),
+      table("Webhook endpoints", ["URL", "Events", "State", ""], hooksList),
+      h("h3", { text: "Add an endpoint" }),
+      hookForm,
+      hookResult,
+      hooksStatus,
+      deliveries,
+    ),
   );
 
   return {
     async load() {
       panelFor += 1;
       channelPanel.hidden = true;
-      await Promise.all([loadTeam(), loadKeys(), loadChannels()]);
+      deliveries.hidden = true;
+      await Promise.all([loadTeam(), loadKeys(), loadChannels(), loadHooks()]);
     },
     /** Presence changed: re-render the team's status column. */
     presenceChanged() {
@@ -693,9 +849,10 @@ export function createSettings(opts) {
       panelFor += 1;
       team = [];
       channels = [];
-      for (const el of [teamList, keysList, channelsList, keyResult, channelResult, channelPanel]) el.replaceChildren();
-      for (const el of [teamStatus, keysStatus, channelsStatus]) el.textContent = "";
-      for (const form of [agentForm, keyForm, channelForm]) form.reset();
+      for (const el of [teamList, keysList, channelsList, keyResult, channelResult, channelPanel, hooksList, hookResult, deliveries]) el.replaceChildren();
+      for (const el of [teamStatus, keysStatus, channelsStatus, hooksStatus]) el.textContent = "";
+      for (const form of [agentForm, keyForm, channelForm, hookForm]) form.reset();
+      deliveries.hidden = true;
       webOnly.hidden = false;
       channelPanel.hidden = true;
     },
