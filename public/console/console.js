@@ -653,7 +653,9 @@ async function loadDetails(id) {
     row("Email", u.email ? h("span", { text: u.email }) : null),
     row("Phone", u.phone),
     row("Identity", u.verified ? "verified (signed by your site)" : "not verified"),
-    row("Visitor id", u.external_id),
+    // A verified id is the site's own user id; an unverified one is the visitor's only credential
+    // for their history (a random id the widget made): not worth showing, better not copied around.
+    row("User id", u.verified ? u.external_id : null),
     row("Page URL", pageUrl ? link(pageUrl) : null),
     row("Channel", conv.channel ? `${conv.channel.name} · ${conv.channel.kind}` : null),
     row("First seen", conv.created_at ? formatTime(conv.created_at) : null),

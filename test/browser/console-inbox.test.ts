@@ -1,6 +1,7 @@
 // The console around the conversation, in a real browser: teammates' presence, the visitor's
 // details beside the conversation (markup in them stays text), and the alerts for a conversation
 // arriving in the unassigned inbox (a chime and a desktop notification; none when muted).
+import { createHmac } from "node:crypto";
 import type { Browser, BrowserContext } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { api, signupOrg } from "../e2e/harness.ts";
@@ -174,7 +175,27 @@ describe("the console around the conversation", () => {
     await page.waitForSelector("#details dd[data-field='page-url'] a", { timeout: 10_000 });
     expect(await page.getAttribute("#details dd[data-field='page-url'] a", "href")).toBe(`${url}?size=50kg`);
     expect(await page.textContent("dd[data-field='channel']")).toBe("Website · webchat");
+    // An unverified visitor's id (their only credential for their history) is not shown.
+    expect(await page.textContent("dd[data-field='identity']")).toBe("not verified");
+    expect(await page.locator("dd[data-field='user-id']").count()).toBe(0);
     await visitor.context().close();
+    await context.close();
+  });
+
+  it("shows a verified visitor's own user id (identity verification, docs/identity.md)", async () => {
+    const owner = await signupOrg("Verified Co");
+    const pk = (await owner.createKey("public")).key;
+    const channel = (await owner.api("/api/integrations")).json.find((c: any) => c.is_default).id as string;
+    const secret = (await owner.api(`/api/integrations/${channel}/identity-secret`)).json.identity_secret as string;
+    const identity_hash = createHmac("sha256", secret).update("customer-4417").digest("hex");
+    const session = await api("/chat-widget/session", { body: { key: pk, session_id: "customer-4417", identity_hash, customer_name: "Vera" } });
+    expect(session.status).toBe(200);
+    const { context, page } = await consolePage(browser, owner);
+    expect((await api("/api/chat/send", { body: { apiKey: pk, visitorId: "customer-4417", message: "It is me", identityHash: identity_hash } })).status).toBe(200);
+    await page.locator("#inbox-list button", { hasText: "Vera" }).click();
+    await page.waitForSelector("#details dd[data-field='user-id']", { timeout: 10_000 });
+    expect(await page.textContent("dd[data-field='user-id']")).toBe("customer-4417");
+    expect(await page.textContent("dd[data-field='identity']")).toBe("verified (signed by your site)");
     await context.close();
   });
 });
