@@ -284,6 +284,7 @@ function renderTeam() {
 const prefs = storage("localStorage");
 let alertsOn = prefs.get("parley_console_alerts") !== "off";
 const alerted = new Set(); // conversation:session pairs already announced
+const checking = new Set(); // the same, being checked right now
 let audio = null;
 
 /** Browsers start audio only after a user gesture: the context is made (or resumed) on one. */
@@ -354,16 +355,20 @@ ui.alerts.addEventListener("click", () => {
  */
 async function maybeAlert(conversationId, sessionId, preview) {
   const key = `${conversationId}:${sessionId ?? ""}`;
-  if (!alertsOn || !me || alerted.has(key)) return;
-  alerted.add(key);
+  if (!alertsOn || !me || alerted.has(key) || checking.has(key)) return;
+  checking.add(key);
   let conv;
   try {
     conv = await api("GET", `/api/conversations/${encodeURIComponent(conversationId)}`);
   } catch {
     return; // gone, or no access: nothing to announce
+  } finally {
+    checking.delete(key);
   }
   const s = conv.active_session;
-  if (!alertsOn || !s || s.status !== "open" || s.assigned_agent_id) return;
+  // A session with a bot is not waiting for anyone yet: its hand-off will be announced.
+  if (!alertsOn || !s || s.status !== "open" || s.assigned_agent_id || alerted.has(key)) return;
+  alerted.add(key);
   chime();
   if (!("Notification" in window) || Notification.permission !== "granted") return;
   try {

@@ -163,6 +163,36 @@ describe("the console around the conversation", () => {
     await context.close();
   });
 
+  it("a bot's session alerts nobody; its hand-off to a person alerts once", async () => {
+    const owner = await signupOrg("Handoff Co");
+    const pk = (await owner.createKey("public")).key;
+    const channel = (await owner.api("/api/integrations")).json.find((c: any) => c.is_default).id as string;
+    const bot = await owner.api(`/api/integrations/${channel}/bot`, { method: "PUT", body: { kind: "flow", config: { greeting: { content: "Hi, I am the bot." }, intents: [] } } });
+    expect(bot.status).toBe(200);
+    const context = await browser.newContext();
+    await recordAlerts(context);
+    const page = await context.newPage();
+    await page.goto(`${parleyOrigin()}/console/`);
+    await page.fill("#login-email", owner.email);
+    await page.fill("#login-password", owner.password);
+    await page.click("#login-form button[type=submit]");
+    await page.waitForSelector("#org-conn:has-text('Live')", { timeout: 10_000 });
+
+    const send = async (message: string) => expect((await api("/api/chat/send", { body: { apiKey: pk, visitorId: "bot-visitor", visitorName: "Hana", message } })).status).toBe(200);
+    const polled = async () => ((await api(`/api/chat/poll?apiKey=${pk}&visitorId=bot-visitor&lastTimestamp=0`)).json?.messages ?? []).map((m: any) => m.message);
+    await send("hello");
+    await waitFor(async () => (await polled()).includes("Hi, I am the bot."), { timeoutMs: 10_000, message: "the bot's greeting" });
+    await send("I want a human please");
+    const notes = await waitFor(async () => {
+      const n = await page.evaluate(() => (window as unknown as { __notes: { title: string; body: string }[] }).__notes);
+      return n.length > 0 ? n : null;
+    }, { timeoutMs: 10_000, message: "the hand-off's notification" });
+    expect(notes).toEqual([{ title: "New conversation", body: "Hana: asked for a person" }]);
+    await page.locator("#inbox-list button", { hasText: "Hana" }).waitFor({ timeout: 10_000 });
+    expect(await page.evaluate(() => (window as unknown as { __notes: unknown[] }).__notes.length)).toBe(1);
+    await context.close();
+  });
+
   it("shows the page the widget's visitor is on (from the loader), without its fragment", async () => {
     const owner = await signupOrg("Page Co");
     const pk = (await owner.createKey("public")).key;
