@@ -39,7 +39,7 @@ import { eq } from "drizzle-orm";
 import { database, schema } from "../db/client";
 import { chatMessage } from "../socketio/dialects";
 import { botTurn, loadBot } from "../bots/runtime";
-import type { HubEvent, QueueStatus } from "../org/hub";
+import type { HubEvent, OrgHub, QueueStatus } from "../org/hub";
 import { draftsFor, mayHaveEndpoints, sendEvents, type Draft } from "../webhooks/events";
 import { WebhookOutbox } from "./webhook-outbox";
 import { RateLimiter } from "./rate-limit";
@@ -826,8 +826,12 @@ export class ConversationRoom extends Server<Env> {
     }
   }
 
-  private hub() {
-    return this.env.ORG_HUB.getByName(this.ref().org_id);
+  private hubStub: DurableObjectStub<OrgHub> | null = null;
+
+  /** The org's hub (the stub is kept: naming an object hashes its name every time). */
+  private hub(): DurableObjectStub<OrgHub> {
+    this.hubStub ??= this.env.ORG_HUB.getByName(this.ref().org_id);
+    return this.hubStub;
   }
 
   /** Runs one flush at a time; a second caller waits for the running one, then flushes again. */

@@ -44,10 +44,16 @@ export class SessionStore {
     }
   }
 
+  /** The newest session as last read or written (this object is the only writer); undefined: not read yet. */
+  private newest: Session | null | undefined = undefined;
+
   /** The newest session, open or not. */
   latest(): Session | null {
-    const row = this.sql.exec<Row>("SELECT * FROM sessions ORDER BY opened_at DESC, rowid DESC LIMIT 1").toArray()[0];
-    return row ? toSession(row) : null;
+    if (this.newest === undefined) {
+      const row = this.sql.exec<Row>("SELECT * FROM sessions ORDER BY opened_at DESC, rowid DESC LIMIT 1").toArray()[0];
+      this.newest = row ? toSession(row) : null;
+    }
+    return this.newest;
   }
 
   /** The session in progress (with a bot or in the agents' hands), if any. */
@@ -59,7 +65,8 @@ export class SessionStore {
   create(nowIso: string, status: "bot" | "open"): Session {
     const id = crypto.randomUUID();
     this.sql.exec("INSERT INTO sessions (id, status, opened_at) VALUES (?, ?, ?)", id, status, nowIso);
-    return this.get(id);
+    this.newest = this.get(id);
+    return this.newest;
   }
 
   update(
@@ -70,7 +77,9 @@ export class SessionStore {
     if (cols.length === 0) return this.get(id);
     const values = cols.map((k) => (k === "tags" ? JSON.stringify(patch.tags) : (patch[k] as string | number | null)));
     this.sql.exec(`UPDATE sessions SET ${cols.map((c) => `${c} = ?`).join(", ")}, version = version + 1 WHERE id = ?`, ...values, id);
-    return this.get(id);
+    const session = this.get(id);
+    if (this.newest?.id === id) this.newest = session;
+    return session;
   }
 
   find(id: string): Session | null {

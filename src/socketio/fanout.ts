@@ -3,8 +3,12 @@
  * session, chained per session so frames arrive in emission order. A session that answers
  * "gone" is reported to the caller, which forgets it.
  */
+import type { SocketIoSession } from "./session";
+
 export class RemoteFanout {
   private readonly chains = new Map<string, Promise<void>>();
+  /** Stubs by session name (naming an object hashes its name every time). */
+  private readonly stubs = new Map<string, DurableObjectStub<SocketIoSession>>();
 
   constructor(
     private readonly ctx: DurableObjectState,
@@ -14,7 +18,10 @@ export class RemoteFanout {
   send(session: string, topic: string, frame: unknown, onGone: () => void): void {
     const next = (this.chains.get(session) ?? Promise.resolve()).then(async () => {
       try {
-        if (!(await this.env.SOCKETIO.getByName(session).deliver(topic, frame))) onGone();
+        if (!(await this.stub(session).deliver(topic, frame))) {
+          this.stubs.delete(session);
+          onGone();
+        }
       } catch (err) {
         // A session object that failed to answer keeps its subscription: it checks seq
         // continuity on the next delivery and refetches what it missed.
@@ -24,5 +31,15 @@ export class RemoteFanout {
     this.chains.set(session, next);
     void next.finally(() => this.chains.get(session) === next && this.chains.delete(session));
     this.ctx.waitUntil(next);
+  }
+
+  private stub(session: string): DurableObjectStub<SocketIoSession> {
+    let stub = this.stubs.get(session);
+    if (!stub) {
+      if (this.stubs.size >= 10_000) this.stubs.clear();
+      stub = this.env.SOCKETIO.getByName(session);
+      this.stubs.set(session, stub);
+    }
+    return stub;
   }
 }

@@ -27,6 +27,7 @@ import { agentFromHeaders, agentFromSecretKey, agentPrincipal, sameOrigin, type 
 import { clientIpKey, limitNewConversationFor } from "../http/abuse";
 import { optionalDisplayName } from "../core/names";
 import { handleEvent } from "./events";
+import { KvCache } from "./kv-cache";
 import { renderFrame, renderMessage, renderOrgEvent, type Dialect, type Emission, type Membership } from "./dialects";
 import {
   CONNECT_TIMEOUT_MS,
@@ -105,6 +106,7 @@ const encoder = new Encoder();
 export class SocketIoSession extends Server<Env> {
   static override options = { hibernate: true };
 
+  private readonly kv = new KvCache(this.ctx.storage.kv);
   private outbox: Packet[] = [];
   private pendingGet: ((r: Response) => void) | null = null;
   private decoder: Decoder | null = null;
@@ -267,17 +269,18 @@ export class SocketIoSession extends Server<Env> {
   /** The recovery window passed: drop this session's state, keeping only what a live pid needs. */
   private async expire() {
     const socket = this.socket();
-    const holder = this.ctx.storage.kv.get<string>("pid_holder");
+    const holder = this.kv.get<string>("pid_holder");
     const anchor = socket?.pid.split(".")[0];
     if (holder && holder !== this.name && socket?.recovered_by) {
       // This anchor's pid lives on in another session: keep the pid record, drop the rest.
-      for (const [key] of this.ctx.storage.kv.list()) if (key !== "socket" && key !== "pid_holder") this.ctx.storage.kv.delete(key);
+      for (const [key] of this.kv.list()) if (key !== "socket" && key !== "pid_holder") this.kv.delete(key);
       return;
     }
     if (socket && !socket.recovered_by && anchor && anchor !== this.name) {
       await this.env.SOCKETIO.getByName(anchor).forgetPid().catch((err: unknown) => logError("socketio.forgetPid", err));
     }
     await this.ctx.storage.deleteAll();
+    this.kv.cleared();
   }
 
   private sendPackets(packets: Packet[]) {
@@ -340,7 +343,7 @@ export class SocketIoSession extends Server<Env> {
     this.flushPoll([{ type: "noop" }]);
     for (const c of this.getConnections()) c.close(1000, reason);
     const socket = this.socket();
-    if (socket?.org_id && (socket.principal?.type === "agent" || this.ctx.storage.kv.get("connector_channel"))) {
+    if (socket?.org_id && (socket.principal?.type === "agent" || this.kv.get("connector_channel"))) {
       await this.env.ORG_HUB.getByName(socket.org_id).remoteGone(this.name).catch((err: unknown) => logError("socketio.remoteGone", err));
     }
     await this.ctx.storage.setAlarm(now + RECOVERY_WINDOW_MS);
@@ -498,10 +501,10 @@ export class SocketIoSession extends Server<Env> {
   async handover(pid: string, newHolder: string, claimant: Claimant): Promise<Handover | null> {
     const socket = this.socket();
     if (!socket || !safeEqual(pid, socket.pid)) return null;
-    const current = this.ctx.storage.kv.get<string>("pid_holder") ?? this.name;
+    const current = this.kv.get<string>("pid_holder") ?? this.name;
     const state = current === this.name ? await this.release(claimant) : await this.env.SOCKETIO.getByName(current).release(claimant);
     if (!state) return null;
-    this.ctx.storage.kv.put("pid_holder", newHolder);
+    this.kv.put("pid_holder", newHolder);
     return state;
   }
 
@@ -518,7 +521,7 @@ export class SocketIoSession extends Server<Env> {
     if (st.status === "closed" && Date.now() > (st.closed_at ?? 0) + RECOVERY_WINDOW_MS) return null;
     if (st.status === "open") await this.closeEngine("replaced by a recovered connection");
     this.saveSocket({ ...socket, recovered_by: "next" });
-    return { socket, memberships: this.memberships(), org_topics: this.ctx.storage.kv.get<("queue" | "presence")[]>("org_topics") ?? [] };
+    return { socket, memberships: this.memberships(), org_topics: this.kv.get<("queue" | "presence")[]>("org_topics") ?? [] };
   }
 
   /** RPC from the org hub: the session or key behind this connection was revoked. No recovery. */
@@ -531,7 +534,10 @@ export class SocketIoSession extends Server<Env> {
 
   /** RPC from the last holder of this anchor's pid, when it ends for good: forget the pid. */
   async forgetPid(): Promise<void> {
-    if (this.engine()?.status !== "open") await this.ctx.storage.deleteAll();
+    if (this.engine()?.status !== "open") {
+      await this.ctx.storage.deleteAll();
+      this.kv.cleared();
+    }
   }
 
   // ---- Rooms: what dialect handlers call ---------------------------------------------------
@@ -555,13 +561,13 @@ export class SocketIoSession extends Server<Env> {
   async leave(conversationId: string): Promise<boolean> {
     const m = this.memberships().find((x) => x.ref.id === conversationId);
     if (!m) return false;
-    this.ctx.storage.kv.delete(`m:${conversationId}`);
+    this.kv.delete(`m:${conversationId}`);
     await roomFor(this.env, m.ref).unsubscribe(m.ref, this.name);
     return true;
   }
 
   membership(conversationId: string): Membership | undefined {
-    return this.ctx.storage.kv.get<Membership>(`m:${conversationId}`);
+    return this.kv.get<Membership>(`m:${conversationId}`);
   }
 
   /** The seed 000 visitor's own conversation, joined at connect. */
@@ -572,14 +578,14 @@ export class SocketIoSession extends Server<Env> {
   async subscribeOrg(topic: "queue" | "presence"): Promise<string[]> {
     const socket = this.socket();
     if (!socket?.org_id || socket.principal?.type !== "agent") throw new ApiError("unauthorized", "only agents join org rooms");
-    const topics = new Set(this.ctx.storage.kv.get<("queue" | "presence")[]>("org_topics") ?? []);
+    const topics = new Set(this.kv.get<("queue" | "presence")[]>("org_topics") ?? []);
     topics.add(topic);
-    this.ctx.storage.kv.put("org_topics", [...topics]);
+    this.kv.put("org_topics", [...topics]);
     return (await this.env.ORG_HUB.getByName(socket.org_id).remoteSubscribe(this.name, topic)).online_agents;
   }
 
   socket(): SocketState | undefined {
-    return this.ctx.storage.kv.get<SocketState>("socket");
+    return this.kv.get<SocketState>("socket");
   }
 
   handshakeParams(): Record<string, string> {
@@ -613,16 +619,16 @@ export class SocketIoSession extends Server<Env> {
   // ---- Server-to-client acknowledgements (connectors confirm deliveries) -----------------------
 
   private emitWithAck(event: string, payload: unknown, pending: PendingAck) {
-    const id = (this.ctx.storage.kv.get<number>("ack_seq") ?? 0) + 1;
-    this.ctx.storage.kv.put("ack_seq", id);
-    this.ctx.storage.kv.put(`ack:${id}`, pending);
+    const id = (this.kv.get<number>("ack_seq") ?? 0) + 1;
+    this.kv.put("ack_seq", id);
+    this.kv.put(`ack:${id}`, pending);
     this.sendSio({ type: PacketType.EVENT, nsp: "/", id, data: [event, payload] });
   }
 
   private async onClientAck(id: number | undefined) {
-    const pending = id === undefined ? undefined : this.ctx.storage.kv.get<PendingAck>(`ack:${id}`);
+    const pending = id === undefined ? undefined : this.kv.get<PendingAck>(`ack:${id}`);
     if (!pending) return; // unknown or repeated ack: nothing to do
-    this.ctx.storage.kv.delete(`ack:${id}`);
+    this.kv.delete(`ack:${id}`);
     const org = this.socket()?.org_id;
     if (org) await this.env.ORG_HUB.getByName(org).connectorAck(pending.channel, pending.outbox_id);
   }
@@ -631,12 +637,12 @@ export class SocketIoSession extends Server<Env> {
   async registerConnector(channel: string): Promise<number> {
     const socket = this.socket();
     if (!socket?.org_id || !socket.via_key) throw new ApiError("unauthorized", "connectors authenticate with a secret key (apiKey=sk_... or auth.apiKey)");
-    this.ctx.storage.kv.put("connector_channel", channel);
+    this.kv.put("connector_channel", channel);
     return (await this.env.ORG_HUB.getByName(socket.org_id).connectorRegister(this.name, channel)).pending;
   }
 
   connectorChannel(): string | undefined {
-    return this.ctx.storage.kv.get<string>("connector_channel");
+    return this.kv.get<string>("connector_channel");
   }
 
   // ---- Deliveries from rooms and hubs --------------------------------------------------------
@@ -658,8 +664,10 @@ export class SocketIoSession extends Server<Env> {
     if (!m) return false;
     const f = frame as ServerFrame;
     if (f.type === "message") await this.emitMessage(m, f.message);
-    else this.emitAll(renderFrame(m, f));
-    this.saveMembership(m);
+    else {
+      this.emitAll(renderFrame(m, f));
+      this.saveMembership(m);
+    }
     return true;
   }
 
@@ -699,23 +707,23 @@ export class SocketIoSession extends Server<Env> {
   }
 
   private engine(): EngineState | undefined {
-    return this.ctx.storage.kv.get<EngineState>("engine");
+    return this.kv.get<EngineState>("engine");
   }
 
   private saveEngine(st: EngineState) {
-    this.ctx.storage.kv.put("engine", st);
+    this.kv.put("engine", st);
   }
 
   private saveSocket(s: SocketState) {
-    this.ctx.storage.kv.put("socket", s);
+    this.kv.put("socket", s);
   }
 
   private memberships(): Membership[] {
-    return [...this.ctx.storage.kv.list<Membership>({ prefix: "m:" })].map(([, m]) => m);
+    return this.kv.list<Membership>("m:").map(([, m]) => m);
   }
 
   private saveMembership(m: Membership) {
-    this.ctx.storage.kv.put(`m:${m.ref.id}`, m);
+    this.kv.put(`m:${m.ref.id}`, m);
   }
 }
 
