@@ -111,6 +111,7 @@ export function createSettings(opts) {
 
   const teamList = h("tbody");
   const teamStatus = h("p", { class: "error", role: "alert" });
+  const teamNote = h("p", { class: "form-status", id: "team-note", role: "status" });
   const keysList = h("tbody");
   const keysStatus = h("p", { class: "error", role: "alert" });
   const keyResult = h("div", { id: "key-result", "aria-live": "polite" });
@@ -177,9 +178,14 @@ export function createSettings(opts) {
       const status = a.disabled ? "Disabled" : opts.isOnline(a.id) ? "Online" : "Offline";
       const action = locked
         ? h("span", { class: "hint", text: self ? "you" : "" })
-        : a.disabled
-          ? h("button", { type: "button", class: "secondary", text: "Enable", "aria-label": `Enable ${a.name}`, onclick: () => void patchAgent(a, { disabled: false }) })
-          : h("button", { type: "button", class: "danger", text: "Disable", "aria-label": `Disable ${a.name}`, onclick: () => void patchAgent(a, { disabled: true }) });
+        : h(
+            "span",
+            { class: "actions" },
+            a.disabled
+              ? h("button", { type: "button", class: "secondary", text: "Enable", "aria-label": `Enable ${a.name}`, onclick: () => void patchAgent(a, { disabled: false }) })
+              : h("button", { type: "button", class: "danger", text: "Disable", "aria-label": `Disable ${a.name}`, onclick: () => void patchAgent(a, { disabled: true }) }),
+            h("button", { type: "button", class: "secondary", text: "Set password", "aria-label": `Set a new password for ${a.name}`, onclick: (e) => passwordForm(e.currentTarget.parentElement, a) }),
+          );
       return h(
         "tr",
         { "data-agent-id": a.id, class: a.disabled ? "disabled" : "" },
@@ -193,10 +199,33 @@ export function createSettings(opts) {
     setChildren(teamList, rows);
   }
 
+  /** Replaces the row's actions with a one-field form: a new temporary password for that agent. */
+  function passwordForm(cell, agent) {
+    const input = h("input", { type: "password", class: "new-password", autocomplete: "new-password", required: true, placeholder: "New temporary password", "aria-label": `New password for ${agent.name}` });
+    cell.replaceChildren(
+      h(
+        "form",
+        {
+          class: "row",
+          onsubmit: (event) => {
+            event.preventDefault();
+            void patchAgent(agent, { password: input.value });
+          },
+        },
+        input,
+        h("button", { type: "submit", text: "Save password" }),
+        h("button", { type: "button", class: "link-button", text: "Cancel", onclick: () => renderTeam() }),
+      ),
+    );
+    input.focus();
+  }
+
   async function patchAgent(agent, change) {
     teamStatus.textContent = "";
+    teamNote.textContent = "";
     try {
-      await api("PATCH", `/api/company/agents/${encodeURIComponent(agent.id)}`, change);
+      const done = await api("PATCH", `/api/company/agents/${encodeURIComponent(agent.id)}`, change);
+      if (change.password !== undefined) teamNote.textContent = `New password set for ${done.name}${done.revoked_sessions ? "; they were logged out" : ""}.`;
     } catch (err) {
       teamStatus.textContent = `Could not change ${agent.name}: ${err.message}`;
     }
@@ -794,7 +823,8 @@ export function createSettings(opts) {
       { class: "admin-section", "aria-labelledby": "team-admin-title" },
       h("h2", { id: "team-admin-title", text: "Team" }),
       table("Agents", ["Name", "Email", "Role", "Status", ""], teamList),
-      h("p", { class: "hint", text: "Changing a role or disabling an agent logs them out everywhere at once; with a new role they log in again." }),
+      h("p", { class: "hint", text: "Changing a role, setting a password or disabling an agent logs them out everywhere at once; then they log in again (a disabled agent cannot)." }),
+      teamNote,
       h("h3", { text: "Add an agent" }),
       agentForm,
       teamStatus,
@@ -850,7 +880,7 @@ export function createSettings(opts) {
       team = [];
       channels = [];
       for (const el of [teamList, keysList, channelsList, keyResult, channelResult, channelPanel, hooksList, hookResult, deliveries]) el.replaceChildren();
-      for (const el of [teamStatus, keysStatus, channelsStatus, hooksStatus]) el.textContent = "";
+      for (const el of [teamStatus, teamNote, keysStatus, channelsStatus, hooksStatus]) el.textContent = "";
       for (const form of [agentForm, keyForm, channelForm, hookForm]) form.reset();
       deliveries.hidden = true;
       webOnly.hidden = false;

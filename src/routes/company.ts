@@ -6,7 +6,8 @@
  * and closes every socket those sessions or their secret keys opened (conversation rooms, the
  * inbox, Socket.IO) with 1008 through the org hub's `revokeAuth` (S10). Afterwards their logins
  * and secret keys are refused: `http/auth.ts` checks `users.disabled` on every request. Changing
- * an agent's role ends their sessions the same way: they log in again, with a new session id.
+ * an agent's role, or setting a new password for them, ends their sessions the same way: they log
+ * in again, with a new session id.
  */
 import { and, eq, isNull } from "drizzle-orm";
 import { z } from "zod";
@@ -20,10 +21,11 @@ import { requireAgent } from "../http/auth";
 import { readJson } from "../http/body";
 
 const NewKey = z.object({ name: safeText(200).pipe(z.string().trim().min(1)), kind: z.enum(["public", "secret"]) });
+const password = z.string().min(8).refine((p) => new TextEncoder().encode(p).byteLength <= MAX_PASSWORD_BYTES, { message: `at most ${MAX_PASSWORD_BYTES} bytes` });
 const NewAgent = z.object({
   name: displayName(200),
   email: z.string().trim().toLowerCase().pipe(z.email().max(254)),
-  password: z.string().min(8).refine((p) => new TextEncoder().encode(p).byteLength <= MAX_PASSWORD_BYTES, { message: `at most ${MAX_PASSWORD_BYTES} bytes` }),
+  password,
   role: z.enum(["admin", "agent"]).default("agent"),
 });
 /** Ownership is not transferable here: `owner` is never a target role. */
@@ -32,8 +34,10 @@ const AgentChange = z
     name: displayName(200).optional(),
     role: z.enum(["admin", "agent"]).optional(),
     disabled: z.boolean().optional(),
+    /** A new (temporary) password set by an admin: someone else's, never one's own (no old password asked). */
+    password: password.optional(),
   })
-  .refine((b) => b.name !== undefined || b.role !== undefined || b.disabled !== undefined, { message: "send name, role and/or disabled" });
+  .refine((b) => b.name !== undefined || b.role !== undefined || b.disabled !== undefined || b.password !== undefined, { message: "send name, role, disabled and/or password" });
 
 const agentColumns = {
   id: schema.users.id,
@@ -51,7 +55,8 @@ const agentColumns = {
  * Disabling calls it with `keys` after `disabled` is set, so that a login or key use racing it
  * sees the flag and is refused (`http/auth.ts` checks it on every request, which is what refuses
  * the keys themselves). A role change calls it without: the agent logs in again and gets a new
- * session id for the new privileges (OWASP: renew the session on a privilege change; S10).
+ * session id for the new privileges (OWASP: renew the session on a privilege change; S10); so
+ * does a password an admin sets (whoever had the old one is out).
  */
 async function endAccess(env: Env, orgId: string, userId: string, opts: { keys: boolean }): Promise<number> {
   const db = database(env.DB);
@@ -140,11 +145,13 @@ export const company = router()
     const self = target.id === caller.user_id;
     if (self && body.disabled === true) throw new ApiError("forbidden", "you cannot disable yourself");
     if (self && body.role !== undefined && body.role !== target.role) throw new ApiError("forbidden", "you cannot change your own role");
+    if (self && body.password !== undefined) throw new ApiError("forbidden", "set your own password by logging in with it, not here");
     if (target.role === "owner" && !self) throw new ApiError("forbidden", "only the owner changes the owner's account; the owner cannot be demoted or disabled");
     const set: Partial<typeof schema.users.$inferInsert> = {};
     if (body.name !== undefined) set.name = body.name;
     if (body.role !== undefined && !self) set.role = body.role;
     if (body.disabled !== undefined) set.disabled = body.disabled;
+    if (body.password !== undefined) set.password_hash = await hashPassword(body.password);
     const updated =
       Object.keys(set).length === 0
         ? target
@@ -156,7 +163,7 @@ export const company = router()
     const ended =
       body.disabled === true
         ? await endAccess(c.env, caller.org_id, target.id, { keys: true })
-        : set.role !== undefined && set.role !== target.role
+        : (set.role !== undefined && set.role !== target.role) || set.password_hash !== undefined
           ? await endAccess(c.env, caller.org_id, target.id, { keys: false })
           : 0;
     return c.json({ ...updated, revoked_sessions: ended });

@@ -122,6 +122,13 @@ describe("the console's settings (owners and admins)", () => {
     await waitFor(async () => (await owner.api("/api/company/agents")).json.find((a: any) => a.email === email)?.role === "admin", { message: "the role change" });
     await agentRow.locator("select").selectOption("agent");
     await waitFor(async () => (await owner.api("/api/company/agents")).json.find((a: any) => a.email === email)?.role === "agent", { message: "the role change back" });
+    // A new temporary password for the agent, set from the console: it works, the first one does not.
+    await agentRow.locator("button", { hasText: "Set password" }).click();
+    await agentRow.locator("input.new-password").fill("second temporary password");
+    await agentRow.locator("button", { hasText: "Save password" }).click();
+    await page.waitForSelector(`#team-note:has-text('New password set for')`, { timeout: 10_000 });
+    expect((await api("/auth/login", { body: { email, password: "temporary password" } })).status).toBe(401);
+    expect((await api("/auth/login", { body: { email, password: "second temporary password" } })).status).toBe(200);
     // The owner's own row has no controls (nobody disables or re-roles themselves).
     const ownRow = page.locator("tr[data-agent-id]", { hasText: owner.email });
     expect(await ownRow.locator("button, select").count()).toBe(0);

@@ -184,6 +184,31 @@ describe("PATCH /api/company/agents/:id", () => {
     expect((await withKey(key.body.key).call("/auth/me")).status).toBe(200);
   });
 
+  it("an admin sets a new password for an agent: the old one stops working, the agent's sessions end; nobody sets their own here, nor the owner's", async () => {
+    const o = await newOrg();
+    const admin = await addAgent(o, "admin");
+    const agent = await addAgent(o, "agent");
+    const inbox = await openSocket("/ws/org", { cookie: agent.cookie });
+    await inbox.next((f) => f.type === "ready");
+    const res = await admin.as.call(`/api/company/agents/${agent.id}`, { method: "PATCH", body: { password: "a fresh temporary one" } });
+    expect([res.status, res.body.revoked_sessions]).toEqual([200, 1]);
+    expect(JSON.stringify(res.body)).not.toContain("a fresh temporary one");
+    expect(JSON.stringify(res.body)).not.toContain("pbkdf2");
+    expect((await inbox.waitClosed()).code).toBe(1008);
+    expect((await login(agent.email)).status).toBe(401);
+    expect((await login(agent.email, "a fresh temporary one")).status).toBe(200);
+
+    const own = await admin.as.call(`/api/company/agents/${admin.id}`, { method: "PATCH", body: { password: "my own new password" } });
+    expect([own.status, own.body.error.code]).toEqual([403, "forbidden"]);
+    const owners = await admin.as.call(`/api/company/agents/${o.user.id}`, { method: "PATCH", body: { password: "taking over the owner" } });
+    expect([owners.status, owners.body.error.code]).toEqual([403, "forbidden"]);
+    expect((await call("/auth/login", { body: { email: o.email, password: "correct horse battery" } })).status).toBe(200);
+    const short = await o.agent.call(`/api/company/agents/${agent.id}`, { method: "PATCH", body: { password: "short" } });
+    expect([short.status, short.body.error.code]).toEqual([400, "validation_failed"]);
+    const byAgent = await agent.as.call(`/api/company/agents/${admin.id}`, { method: "PATCH", body: { password: "agents cannot do this" } });
+    expect(byAgent.status).toBe(401); // that session ended with the reset above
+  });
+
   it("POST /api/integrations/:id/embed-tokens: a new working token for a webchat channel; 400 for other kinds; 404 across orgs", async () => {
     const o = await newOrg({ allowed_origins: ["https://shop.example"] });
     const other = await newOrg();
