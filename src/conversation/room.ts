@@ -747,9 +747,9 @@ export class ConversationRoom extends Server<Env> {
   }
 
   private applyTyping(who: Principal, typing: boolean, fromConnId: string | null) {
-    const changed = typing ? this.typing.start(who, Date.now()) : this.typing.clear(who);
+    const tell = typing ? this.typing.start(who, Date.now()) : this.typing.clear(who);
     if (typing) this.scheduleAlarm(this.typing.nextExpiry() ?? Date.now());
-    if (changed || typing) this.broadcastTyping(who, typing, fromConnId);
+    if (tell) this.broadcastTyping(who, typing, fromConnId);
   }
 
   private broadcastTyping(who: Principal, typing: boolean, exceptConnId: string | null) {

@@ -5,16 +5,22 @@
 import type { Principal } from "../core/message";
 
 export const TYPING_TTL_MS = 6_000;
+/**
+ * A typist's `typing: true` reaches the others at most once per this many ms (a keystroke each
+ * is coalesced); each extends the indicator, and clients keep it for TYPING_TTL_MS.
+ */
+export const TYPING_REFRESH_MS = 2_000;
 
 export class TypingState {
-  private readonly until = new Map<string, { who: Principal; expiresAt: number }>();
+  private readonly until = new Map<string, { who: Principal; expiresAt: number; toldAt: number }>();
 
-  /** Returns true when this starts a new indicator (false when it only extends one). */
+  /** Returns true when the others should hear of it: a new indicator, or a refresh that is due. */
   start(who: Principal, now: number): boolean {
     const key = keyOf(who);
-    const isNew = !this.until.has(key);
-    this.until.set(key, { who, expiresAt: now + TYPING_TTL_MS });
-    return isNew;
+    const shown = this.until.get(key);
+    const tell = !shown || now - shown.toldAt >= TYPING_REFRESH_MS;
+    this.until.set(key, { who, expiresAt: now + TYPING_TTL_MS, toldAt: tell ? now : shown.toldAt });
+    return tell;
   }
 
   /** Returns true when an indicator was showing. */

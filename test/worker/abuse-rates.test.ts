@@ -132,4 +132,18 @@ describe("abuse rates", () => {
     expect(replacement.closed).toBeNull();
     await closeAll([...open, replacement, neighbour]);
   });
+
+  it("typing is coalesced: a burst of 30 typing frames reaches the other side as one typing: true, and the stop once", async () => {
+    const o = await newOrg();
+    const visitor = await openSocket(`/ws/visitor?key=${o.pk}&external_id=typist`);
+    const ready = await visitor.next((f) => f.type === "ready");
+    const agent = await openSocket(`/ws/conversations/${ready.conversation_id}`, { cookie: o.cookie });
+    await agent.next((f) => f.type === "ready");
+    for (let i = 0; i < 30; i++) visitor.send({ type: "typing", typing: true });
+    visitor.send({ type: "typing", typing: false });
+    visitor.send({ type: "send", content: "done typing", client_msg_id: "after-typing" });
+    await agent.next((f) => f.type === "message" && f.message?.client_msg_id === "after-typing");
+    expect(agent.frames.filter((f) => f.type === "typing").map((f) => f.typing)).toEqual([true, false]);
+    await closeAll([visitor, agent]);
+  });
 });
