@@ -4,6 +4,7 @@
  * secret shown once, revoke), channels (webchat with allowed origins and the snippet to paste,
  * mobile apps), and per channel its settings, its bot (GET/PUT/DELETE /api/integrations/:id/bot)
  * and, for mobile channels, its push credentials (…/push; stored secrets are never shown back);
+ * routing (/api/routing: skill-group queues with business hours, agents' skills and capacity);
  * webhook endpoints (/api/webhooks: add with the signing secret shown once, enable/disable,
  * rotate, delete) and their delivery log, with replay of dead deliveries.
  *
@@ -674,6 +675,154 @@ export function createSettings(opts) {
 
   const table = (caption, head, body) => h("table", { class: "admin-table" }, h("caption", { class: "visually-hidden", text: caption }), h("thead", {}, h("tr", {}, head.map((t) => h("th", { scope: "col", text: t })))), body);
 
+  // ---- routing: skill-group queues, agents' skills and capacities (/api/routing) --------------
+  const DAYS = [["mon", "Monday"], ["tue", "Tuesday"], ["wed", "Wednesday"], ["thu", "Thursday"], ["fri", "Friday"], ["sat", "Saturday"], ["sun", "Sunday"]];
+  const queuesList = h("tbody");
+  const routingAgents = h("tbody");
+  const routingStatus = h("p", { class: "error", role: "alert" });
+  const routingNote = h("p", { class: "form-status", id: "routing-note", role: "status" });
+  let queues = [];
+  let editingQueue = null;
+  const qName = h("input", { id: "queue-name", required: true, maxLength: 100, placeholder: "e.g. Billing (seed 002's Subject)" });
+  const qAuto = h("input", { type: "checkbox", id: "queue-auto", checked: true });
+  const qAlways = h("input", { type: "checkbox", id: "queue-always", checked: true });
+  const qZone = h("input", { id: "queue-timezone", maxLength: 64, value: Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC" });
+  const qDays = DAYS.map(([key, label]) => [key, h("input", { id: `queue-hours-${key}`, placeholder: key === "sat" || key === "sun" ? "closed" : "09:00-17:00", "aria-label": `${label} hours` })]);
+  const qClosed = h("input", { id: "queue-closed-message", maxLength: 1000, placeholder: "We are closed now; leave a message and we will answer tomorrow." });
+  const hoursFields = h(
+    "div",
+    { class: "hours", hidden: true },
+    field("Time zone (IANA, e.g. Europe/Berlin)", qZone),
+    h("div", { class: "hours-days" }, qDays.map(([key, input]) => field(DAYS.find((d) => d[0] === key)[1], input))),
+    h("p", { class: "hint", text: "Per day: ranges like 09:00-12:00, 13:00-17:00 (24 h); empty: closed." }),
+    field("Message outside these hours", qClosed),
+  );
+  qAlways.addEventListener("change", () => (hoursFields.hidden = qAlways.checked));
+  const queueSubmit = h("button", { type: "submit", text: "Add queue" });
+  const queueForm = h(
+    "form",
+    { id: "queue-form", class: "stack-form", onsubmit: (e) => void saveQueue(e) },
+    field("Name", qName),
+    h("div", { class: "check" }, qAuto, h("label", { htmlFor: "queue-auto", text: "Assign automatically (to the online agent with this skill and the fewest open conversations)" })),
+    h("div", { class: "check" }, qAlways, h("label", { htmlFor: "queue-always", text: "Open around the clock" })),
+    hoursFields,
+    h("div", { class: "row" }, queueSubmit, h("button", { type: "button", class: "link-button", text: "New queue", onclick: () => editQueue(null) })),
+  );
+
+  function editQueue(q) {
+    editingQueue = q;
+    queueForm.reset();
+    qName.value = q?.name ?? "";
+    qAuto.checked = q ? q.auto_assign : true;
+    qAlways.checked = !q?.business_hours;
+    hoursFields.hidden = qAlways.checked;
+    qZone.value = q?.business_hours?.timezone ?? (Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC");
+    for (const [key, input] of qDays) input.value = (q?.business_hours?.hours?.[key] ?? []).map(([from, to]) => `${from}-${to}`).join(", ");
+    qClosed.value = q?.closed_message ?? "";
+    queueSubmit.textContent = q ? "Save queue" : "Add queue";
+    if (q) qName.focus();
+  }
+
+  function hoursOf() {
+    if (qAlways.checked) return null;
+    const hours = {};
+    for (const [key, input] of qDays) {
+      const ranges = input.value.split(",").map((r) => r.trim()).filter(Boolean);
+      if (ranges.length === 0) continue;
+      hours[key] = ranges.map((r) => {
+        const m = /^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$/.exec(r);
+        if (!m) throw new Error(`${DAYS.find((d) => d[0] === key)[1]}: “${r}” is not a range like 09:00-17:00`);
+        return [`${m[1].padStart(2, "0")}:${m[2]}`, `${m[3].padStart(2, "0")}:${m[4]}`];
+      });
+    }
+    return { timezone: qZone.value.trim(), hours };
+  }
+
+  async function saveQueue(event) {
+    event.preventDefault();
+    routingStatus.textContent = "";
+    routingNote.textContent = "";
+    try {
+      const body = { name: qName.value, auto_assign: qAuto.checked, business_hours: hoursOf(), closed_message: qClosed.value.trim() || null };
+      const saved = editingQueue ? await api("PUT", `/api/routing/queues/${encodeURIComponent(editingQueue.id)}`, body) : await api("POST", "/api/routing/queues", body);
+      routingNote.textContent = `Queue “${saved.name}” saved.`;
+      editQueue(null);
+      await loadRouting();
+    } catch (err) {
+      routingStatus.textContent = `Could not save the queue: ${err.message}`;
+    }
+  }
+
+  const hoursText = (bh) =>
+    !bh
+      ? "around the clock"
+      : `${DAYS.filter(([k]) => bh.hours?.[k]?.length)
+          .map(([k]) => `${k} ${bh.hours[k].map(([a, b]) => `${a}-${b}`).join(", ")}`)
+          .join("; ") || "always closed"} (${bh.timezone})`;
+
+  async function loadRouting() {
+    try {
+      const [qs, agents] = await Promise.all([api("GET", "/api/routing/queues"), api("GET", "/api/routing/agents")]);
+      queues = qs;
+      setChildren(
+        queuesList,
+        queues.length === 0
+          ? h("tr", {}, h("td", { colspan: "4", class: "hint", text: "No queues: every conversation waits in the unassigned inbox for whoever claims it." }))
+          : queues.map((q) =>
+              h(
+                "tr",
+                { "data-queue-id": q.id },
+                h("td", { text: q.name }),
+                h("td", { text: q.auto_assign ? "automatic" : "claimed by hand" }),
+                h("td", { text: hoursText(q.business_hours) }),
+                h("td", {}, h("button", { type: "button", class: "secondary", text: "Edit", "aria-label": `Edit the queue ${q.name}`, onclick: () => editQueue(q) })),
+              ),
+            ),
+      );
+      setChildren(
+        routingAgents,
+        agents.map((a) => {
+          const boxes = queues.map((q) => {
+            const box = h("input", { type: "checkbox", id: uid("skill"), value: q.id, checked: a.skills.includes(q.id) });
+            return h("span", { class: "check" }, box, h("label", { htmlFor: box.id, text: q.name }));
+          });
+          const capacity = h("input", { type: "number", min: "0", max: "100", class: "capacity", value: String(a.capacity), "aria-label": `Capacity of ${a.name}` });
+          return h(
+            "tr",
+            { "data-routing-agent": a.user_id },
+            h("td", { text: a.name }),
+            h("td", { class: "skills" }, boxes.length ? boxes : h("span", { class: "hint", text: "no queues yet" })),
+            h("td", {}, capacity),
+            h(
+              "td",
+              {},
+              h("button", {
+                type: "button",
+                class: "secondary",
+                text: "Save",
+                "aria-label": `Save the routing of ${a.name}`,
+                onclick: async (event) => {
+                  routingStatus.textContent = "";
+                  routingNote.textContent = "";
+                  const row = event.currentTarget.closest("tr");
+                  try {
+                    const skills = [...row.querySelectorAll(".skills input:checked")].map((b) => b.value);
+                    await api("PUT", `/api/routing/agents/${encodeURIComponent(a.user_id)}`, { skills, capacity: Number(capacity.value) });
+                    routingNote.textContent = `Routing of ${a.name} saved.`;
+                  } catch (err) {
+                    routingStatus.textContent = `Could not save ${a.name}'s routing: ${err.message}`;
+                  }
+                },
+              }),
+            ),
+          );
+        }),
+      );
+    } catch (err) {
+      routingStatus.textContent = `Could not load the routing: ${err.message}`;
+    }
+  }
+
   // ---- webhooks (docs/webhooks.md) ------------------------------------------------------------
   const EVENT_TYPES = ["message.created", "conversation.created", "conversation.assigned", "conversation.resolved"];
   const hooksList = h("tbody");
@@ -852,6 +1001,18 @@ export function createSettings(opts) {
     ),
     h(
       "section",
+      { class: "admin-section", "aria-labelledby": "routing-admin-title" },
+      h("h2", { id: "routing-admin-title", text: "Routing" }),
+      table("Queues", ["Queue", "Assignment", "Hours", ""], queuesList),
+      h("h3", { text: "Add or edit a queue" }),
+      queueForm,
+      h("h3", { text: "Agents’ skills and capacity (open conversations at once)" }),
+      table("Agents' routing", ["Agent", "Skills (queues)", "Capacity", ""], routingAgents),
+      routingNote,
+      routingStatus,
+    ),
+    h(
+      "section",
       { class: "admin-section", "aria-labelledby": "hooks-admin-title" },
       h("h2", { id: "hooks-admin-title", text: "Webhooks" }),
       table("Webhook endpoints", ["URL", "Events", "State", ""], hooksList),
@@ -868,7 +1029,7 @@ export function createSettings(opts) {
       panelFor += 1;
       channelPanel.hidden = true;
       deliveries.hidden = true;
-      await Promise.all([loadTeam(), loadKeys(), loadChannels(), loadHooks()]);
+      await Promise.all([loadTeam(), loadKeys(), loadChannels(), loadHooks(), loadRouting()]);
     },
     /** Presence changed: re-render the team's status column. */
     presenceChanged() {
@@ -879,9 +1040,10 @@ export function createSettings(opts) {
       panelFor += 1;
       team = [];
       channels = [];
-      for (const el of [teamList, keysList, channelsList, keyResult, channelResult, channelPanel, hooksList, hookResult, deliveries]) el.replaceChildren();
-      for (const el of [teamStatus, teamNote, keysStatus, channelsStatus, hooksStatus]) el.textContent = "";
+      for (const el of [teamList, keysList, channelsList, keyResult, channelResult, channelPanel, hooksList, hookResult, deliveries, queuesList, routingAgents]) el.replaceChildren();
+      for (const el of [teamStatus, teamNote, keysStatus, channelsStatus, hooksStatus, routingStatus, routingNote]) el.textContent = "";
       for (const form of [agentForm, keyForm, channelForm, hookForm]) form.reset();
+      editQueue(null);
       deliveries.hidden = true;
       webOnly.hidden = false;
       channelPanel.hidden = true;

@@ -2,6 +2,7 @@
  * `/api/routing`: skill-group queues, agents' skills and capacities (owners and admins).
  *   POST /api/routing/queues {name, auto_assign?, business_hours?, closed_message?} -> 201
  *   GET  /api/routing/queues ; PUT /api/routing/queues/:id {...}
+ *   GET  /api/routing/agents -> [{user_id, name, skills: [queue_id], capacity}] (every agent of the org)
  *   PUT  /api/routing/agents/:user_id {skills: [queue_id], capacity}
  */
 import { and, eq, inArray } from "drizzle-orm";
@@ -12,6 +13,7 @@ import { database, schema } from "../db/client";
 import { router } from "../http/app";
 import { requireAgent } from "../http/auth";
 import { readJson } from "../http/body";
+import { DEFAULT_CAPACITY } from "./config";
 import { BusinessHours } from "./hours";
 
 const Queue = z.object({
@@ -60,6 +62,24 @@ export const routing = router()
     if (!done[0]) throw new ApiError("not_found", "queue not found");
     await c.env.ORG_HUB.getByName(org).routingChanged();
     return c.json(view(done[0]));
+  })
+  .get("/agents", async (c) => {
+    const org = c.get("agent").org_id;
+    const db = database(c.env.DB);
+    const [users, skills, caps] = await Promise.all([
+      db.select({ id: schema.users.id, name: schema.users.name }).from(schema.users).where(eq(schema.users.org_id, org)).all(),
+      db.select({ user_id: schema.agentSkills.user_id, queue_id: schema.agentSkills.queue_id }).from(schema.agentSkills).where(eq(schema.agentSkills.org_id, org)).all(),
+      db.select({ user_id: schema.agentCapacity.user_id, capacity: schema.agentCapacity.capacity }).from(schema.agentCapacity).where(eq(schema.agentCapacity.org_id, org)).all(),
+    ]);
+    const capacity = new Map(caps.map((r) => [r.user_id, r.capacity]));
+    return c.json(
+      users.map((u) => ({
+        user_id: u.id,
+        name: u.name,
+        skills: skills.filter((s) => s.user_id === u.id).map((s) => s.queue_id),
+        capacity: capacity.get(u.id) ?? DEFAULT_CAPACITY,
+      })),
+    );
   })
   .put("/agents/:user_id", async (c) => {
     const b = await readJson(c, AgentRouting);

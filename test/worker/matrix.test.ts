@@ -134,6 +134,8 @@ const TABLE: Row[] = [
   { route: "GET /api/routing/queues", req: () => ({ method: "GET", path: "/api/routing/queues" }), expect: ADMIN_READ,
     check: (res, ctx, c) => ((res.body.some((q: any) => q.id === ctx.queueA)) === !c.foreign ? null : "queues of the wrong org") },
   { route: "PUT /api/routing/queues/:id", req: (ctx) => ({ method: "PUT", path: `/api/routing/queues/${ctx.queueA}`, body: { name: "billing", auto_assign: false } }), expect: ADMIN_WRITE },
+  { route: "GET /api/routing/agents", req: () => ({ method: "GET", path: "/api/routing/agents" }), expect: ADMIN_READ,
+    check: (res, ctx, c) => (res.body.some((a: any) => a.user_id === ctx.agentIdA) === !c.foreign ? null : "agents of the wrong org") },
   { route: "PUT /api/routing/agents/:user_id", req: (ctx) => ({ method: "PUT", path: `/api/routing/agents/${ctx.agentIdA}`, body: { skills: [], capacity: 0 } }), expect: ADMIN_WRITE },
   // ---- /api/connectors (a server sends to a connector channel's customer; owners, admins, secret keys)
   { route: "POST /api/connectors/:channel/messages", req: () => ({ method: "POST", path: "/api/connectors/sms/messages", body: { refId: "+15550100", text: "Your order shipped" } }), expect: ADMIN_CREATE },
