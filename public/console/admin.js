@@ -965,8 +965,18 @@ export function createSettings(opts) {
   }
 
   // ---- layout --------------------------------------------------------------------------------
+  const jump = (id, text) => h("button", { type: "button", class: "secondary", text, onclick: () => document.getElementById(id)?.scrollIntoView({ block: "start" }) });
   setChildren(
     root,
+    h(
+      "nav",
+      { class: "settings-nav", "aria-label": "Settings sections" },
+      jump("team-admin-title", "Team"),
+      jump("keys-admin-title", "API keys"),
+      jump("channels-admin-title", "Channels"),
+      jump("routing-admin-title", "Routing"),
+      jump("hooks-admin-title", "Webhooks"),
+    ),
     h(
       "section",
       { class: "admin-section", "aria-labelledby": "team-admin-title" },
