@@ -185,7 +185,10 @@ export function createSettings(opts) {
             a.disabled
               ? h("button", { type: "button", class: "secondary", text: "Enable", "aria-label": `Enable ${a.name}`, onclick: () => void patchAgent(a, { disabled: false }) })
               : h("button", { type: "button", class: "danger", text: "Disable", "aria-label": `Disable ${a.name}`, onclick: () => void patchAgent(a, { disabled: true }) }),
-            h("button", { type: "button", class: "secondary", text: "Set password", "aria-label": `Set a new password for ${a.name}`, onclick: (e) => passwordForm(e.currentTarget.parentElement, a) }),
+            // An admin's password is the owner's to set (the server says so too).
+            a.role === "agent" || me?.user.role === "owner"
+              ? h("button", { type: "button", class: "secondary", text: "Set password", "aria-label": `Set a new password for ${a.name}`, onclick: (e) => passwordForm(e.currentTarget.parentElement, a) })
+              : null,
           );
       return h(
         "tr",

@@ -146,6 +146,8 @@ export const company = router()
     if (self && body.disabled === true) throw new ApiError("forbidden", "you cannot disable yourself");
     if (self && body.role !== undefined && body.role !== target.role) throw new ApiError("forbidden", "you cannot change your own role");
     if (self && body.password !== undefined) throw new ApiError("forbidden", "set your own password by logging in with it, not here");
+    // Setting an admin's password is taking over that admin's account: the owner's call alone.
+    if (body.password !== undefined && target.role !== "agent" && caller.role !== "owner") throw new ApiError("forbidden", "only the owner sets an admin's password");
     if (target.role === "owner" && !self) throw new ApiError("forbidden", "only the owner changes the owner's account; the owner cannot be demoted or disabled");
     const set: Partial<typeof schema.users.$inferInsert> = {};
     if (body.name !== undefined) set.name = body.name;

@@ -184,7 +184,7 @@ describe("PATCH /api/company/agents/:id", () => {
     expect((await withKey(key.body.key).call("/auth/me")).status).toBe(200);
   });
 
-  it("an admin sets a new password for an agent: the old one stops working, the agent's sessions end; nobody sets their own here, nor the owner's", async () => {
+  it("an admin sets a new password for an agent: the old one stops working, the agent's sessions end; nobody sets their own here, nor the owner's; an admin's only the owner", async () => {
     const o = await newOrg();
     const admin = await addAgent(o, "admin");
     const agent = await addAgent(o, "agent");
@@ -198,6 +198,13 @@ describe("PATCH /api/company/agents/:id", () => {
     expect((await login(agent.email)).status).toBe(401);
     expect((await login(agent.email, "a fresh temporary one")).status).toBe(200);
 
+    // Another admin's password: the owner's call alone (it is taking over that account).
+    const otherAdmin = await addAgent(o, "admin");
+    const peerReset = await admin.as.call(`/api/company/agents/${otherAdmin.id}`, { method: "PATCH", body: { password: "taking over a peer" } });
+    expect([peerReset.status, peerReset.body.error.code]).toEqual([403, "forbidden"]);
+    expect((await login(otherAdmin.email)).status).toBe(200);
+    expect((await o.agent.call(`/api/company/agents/${otherAdmin.id}`, { method: "PATCH", body: { password: "set by the owner" } })).status).toBe(200);
+    expect((await login(otherAdmin.email, "set by the owner")).status).toBe(200);
     const own = await admin.as.call(`/api/company/agents/${admin.id}`, { method: "PATCH", body: { password: "my own new password" } });
     expect([own.status, own.body.error.code]).toEqual([403, "forbidden"]);
     const owners = await admin.as.call(`/api/company/agents/${o.user.id}`, { method: "PATCH", body: { password: "taking over the owner" } });
