@@ -96,6 +96,17 @@ export class MessageLog {
     return this.last().seq;
   }
 
+  /** The newest appended messages, contiguous by seq (the flush reads them without SQL). */
+  private recent: Message[] = [];
+
+  /** Messages after `after` for the flush to D1 (every audience), oldest first. */
+  unflushed(after: number, limit: number): Message[] {
+    if (after >= this.head()) return [];
+    const first = this.recent[0];
+    if (first && first.seq <= after + 1) return this.recent.filter((m) => m.seq > after).slice(0, limit);
+    return this.after(after, limit, "staff");
+  }
+
   /** A sender's earlier message under this client id (ids are scoped per sender). */
   byClientId(sender: Principal, clientMsgId: string): { message: Message; fingerprint: string | null } | null {
     const row = this.sql
@@ -129,7 +140,10 @@ export class MessageLog {
       row.rich_media, row.client_msg_id, row.fingerprint, row.created_ms, row.status, row.private,
     );
     this.tip = { seq: row.seq, ms: row.created_ms };
-    return this.toMessage(row);
+    const message = this.toMessage(row);
+    this.recent.push(message);
+    if (this.recent.length > 100) this.recent.shift();
+    return message;
   }
 
   /** Messages with seq > `after`, oldest first. */
@@ -166,6 +180,7 @@ export class MessageLog {
   }
 
   setStatus(id: string, status: DeliveryStatus): boolean {
+    this.recent = []; // statuses changed under the kept copies
     return this.sql.exec("UPDATE messages SET status = ? WHERE id = ?", status, id).rowsWritten > 0;
   }
 
@@ -193,6 +208,7 @@ export class MessageLog {
   /** Marks the other side's messages up to `seq` as READ; returns how many changed. */
   markRead(upToSeq: number, readerSide: "end_user" | "staff"): number {
     const cond = readerSide === "end_user" ? "sender_type != 'end_user'" : "sender_type = 'end_user'";
+    this.recent = []; // statuses changed under the kept copies
     return this.sql.exec(`UPDATE messages SET status = 'READ' WHERE seq <= ? AND status != 'READ' AND ${cond}`, upToSeq).rowsWritten;
   }
 

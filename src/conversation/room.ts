@@ -798,7 +798,7 @@ export class ConversationRoom extends Server<Env> {
 
   /** Hands the webhook outbox to the queue, oldest first; on failure retries with backoff. */
   private async drainWebhooks(): Promise<void> {
-    for (;;) {
+    while (this.webhooks.size() > 0) {
       const entries = this.webhooks.oldest(FLUSH_BATCH_ROWS);
       if (entries.length === 0) return;
       try {
@@ -865,7 +865,7 @@ export class ConversationRoom extends Server<Env> {
   private outbox(): OutboxStore {
     return {
       flushedSeq: () => Number(this.meta("flushed_seq") ?? 0),
-      pendingMessages: (after, limit) => this.log.after(after, limit, "staff"),
+      pendingMessages: (after, limit) => this.log.unflushed(after, limit),
       pendingSessions: () => this.sessions.unflushed(),
       commit: (lastSeq, sessions) => {
         this.setMeta("flushed_seq", String(lastSeq));

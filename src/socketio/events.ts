@@ -19,6 +19,27 @@ type Handler = (c: Ctx, payload: unknown) => Promise<Reply>;
 
 const id = z.string().min(1).max(200);
 const ConversationOnly = z.object({ conversation_id: id });
+// Payload schemas, built once (building a zod schema per event cost more than parsing it).
+const SendMessageTarget = z.looseObject({ conversation_id: id.optional(), external_id: id.optional(), sender_type: z.enum(["end_user", "agent"]).optional(), identity_hash: z.string().max(200).optional() });
+const DostiSend = z.object({ type: z.string().optional(), message: z.string(), client_msg_id: z.string().optional() });
+const NewConversation = z.object({ embed_token: z.string().optional(), key: z.string().optional(), external_id: id, customer_name: displayName(200).optional() });
+const JoinConversation = z.object({ conversation_id: id, external_id: id.optional(), identity_hash: z.string().max(200).optional() });
+const UserTyping = z.object({ conversation_id: id, sender_type: z.string().optional(), typing: z.boolean().default(true), external_id: id.optional() });
+const MarkRead = z.object({ conversation_id: id, message_ids: z.array(id).max(500), external_id: id.optional() });
+const RegisterConnector = z.object({ id: z.string().min(1).max(100), name: z.string().max(200).optional(), channel: z.string().min(1).max(100).optional() });
+const CustomerMessage = z.object({ refId: z.string().min(1).max(200), text: z.string(), name: displayName(200).optional(), clientMessageId: z.string().optional() });
+const ChannelJoin = z.looseObject({ conversationId: id, id: id.optional(), name: z.string().max(200).optional() });
+const ActivityTyping = z.looseObject({ typing: z.boolean().default(true) }).catch({ typing: true });
+const ChannelEnd = z.looseObject({ conversationId: id, id: id.optional() });
+const ChannelSend = z.looseObject({
+  conversationId: id,
+  type: z.enum(["ChatMessage", "ActivityMessage"]).default("ChatMessage"),
+  text: z.string().default(""),
+  tag: z.enum(["whisper", ""]).optional(),
+  from: z.looseObject({ id: id.optional() }).optional(),
+  activityType: z.string().max(50).optional(),
+  attachments: z.array(z.looseObject({ type: z.string().max(255).optional(), name: z.string().max(255).optional(), contentUrl: z.string().max(2048) })).max(1).default([]),
+});
 
 /** The seed 000 visitor's own conversation (joined at connect). */
 function dostiMembership(s: SocketIoSession): Membership {
@@ -51,9 +72,9 @@ const handlers: Record<string, Handler> = {
   // ---- seed 000 ("Dosti") and seed 001 share send_message; the payload tells them apart ----
   async send_message(c, payload) {
     const { s, env } = c;
-    const p = z.looseObject({ conversation_id: id.optional(), external_id: id.optional(), sender_type: z.enum(["end_user", "agent"]).optional(), identity_hash: z.string().max(200).optional() }).parse(payload);
+    const p = SendMessageTarget.parse(payload);
     if (!p.conversation_id && s.dostiMembership()) {
-      const d = z.object({ type: z.string().optional(), message: z.string(), client_msg_id: z.string().optional() }).parse(payload);
+      const d = DostiSend.parse(payload);
       const m = dostiMembership(s);
       const msg = await send(c, m, { content: d.message, client_msg_id: d.client_msg_id });
       return { ok: true, message: dostiMessage(m, msg) };
@@ -64,7 +85,7 @@ const handlers: Record<string, Handler> = {
       m = await membershipFor(s, p.conversation_id, "chatbot", p.sender_type === "agent" ? undefined : p.external_id, p.identity_hash);
     } else {
       // Parley addition: an end user opens a new conversation natively with an embed token or key.
-      const o = z.object({ embed_token: z.string().optional(), key: z.string().optional(), external_id: id, customer_name: displayName(200).optional() }).parse(payload);
+      const o = NewConversation.parse(payload);
       const hs = s.handshakeParams();
       const channel = await channelForVisitor(env, { embedToken: o.embed_token ?? hs.embed_token, publicKey: o.key ?? hs.apiKey ?? hs.key }, s.handshakeOrigin());
       await limitNewConversationFor(env, s.handshakeClientKey(), channel.id, o.external_id);
@@ -88,7 +109,7 @@ const handlers: Record<string, Handler> = {
 
   // ---- seed 001 ("Chatbot Platform") ----
   async join_conversation({ s }, payload) {
-    const p = z.object({ conversation_id: id, external_id: id.optional(), identity_hash: z.string().max(200).optional() }).parse(payload);
+    const p = JoinConversation.parse(payload);
     const m = await membershipFor(s, p.conversation_id, "chatbot", p.external_id, p.identity_hash);
     return { ok: true, conversation_id: m.ref.id };
   },
@@ -116,13 +137,13 @@ const handlers: Record<string, Handler> = {
     return { ok: true, online_agents: await s.subscribeOrg("presence") };
   },
   async user_typing({ s, env }, payload) {
-    const p = z.object({ conversation_id: id, sender_type: z.string().optional(), typing: z.boolean().default(true), external_id: id.optional() }).parse(payload);
+    const p = UserTyping.parse(payload);
     const m = await membershipFor(s, p.conversation_id, "chatbot", p.external_id);
     unwrap(await roomFor(env, m.ref).setTyping(m.ref, m.principal, p.typing));
     return { ok: true };
   },
   async mark_read({ s, env }, payload) {
-    const p = z.object({ conversation_id: id, message_ids: z.array(id).max(500), external_id: id.optional() }).parse(payload);
+    const p = MarkRead.parse(payload);
     const m = await membershipFor(s, p.conversation_id, "chatbot", p.external_id);
     const { seq } = unwrap(await roomFor(env, m.ref).markRead(m.ref, m.principal, { message_ids: p.message_ids }));
     return { ok: true, seq };
@@ -130,7 +151,7 @@ const handlers: Record<string, Handler> = {
 
   // ---- seed 002 ("Customer Channel API") ----
   async registerConnector({ s, env }, payload) {
-    const p = z.object({ id: z.string().min(1).max(100), name: z.string().max(200).optional(), channel: z.string().min(1).max(100).optional() }).parse(payload);
+    const p = RegisterConnector.parse(payload);
     const org = s.socket()?.org_id;
     if (!org) throw new ApiError("unauthorized", "connectors authenticate with a secret key");
     const channel = await connectorChannel(env, org, (p.channel ?? p.id).toLowerCase());
@@ -139,7 +160,7 @@ const handlers: Record<string, Handler> = {
   },
   /** Parley's addition for connectors: a customer's inbound message, by refId (e.g. a phone number). */
   async customerMessage({ s, env }, payload) {
-    const p = z.object({ refId: z.string().min(1).max(200), text: z.string(), name: displayName(200).optional(), clientMessageId: z.string().optional() }).parse(payload);
+    const p = CustomerMessage.parse(payload);
     const channelName = s.connectorChannel();
     const org = s.socket()?.org_id;
     if (!channelName || !org) throw new ApiError("forbidden", "registerConnector first");
@@ -151,7 +172,7 @@ const handlers: Record<string, Handler> = {
   },
   async joinConversation(c, payload) {
     const { s, env } = c;
-    const p = z.looseObject({ conversationId: id, id: id.optional(), name: z.string().max(200).optional() }).parse(payload);
+    const p = ChannelJoin.parse(payload);
     const m = await membershipFor(s, p.conversationId, "channel", agentOf(c) ?? p.id);
     const room = roomFor(env, m.ref);
     const history = unwrap(await room.history(m.ref, { audience: m.principal.type === "end_user" ? "end_user" : "staff", limit: 100 }));
@@ -170,21 +191,11 @@ const handlers: Record<string, Handler> = {
    * an ActivityMessage carries typing (stored nothing) or another activity (acknowledged only).
    */
   async sendMessage(c, payload) {
-    const p = z
-      .looseObject({
-        conversationId: id,
-        type: z.enum(["ChatMessage", "ActivityMessage"]).default("ChatMessage"),
-        text: z.string().default(""),
-        tag: z.enum(["whisper", ""]).optional(),
-        from: z.looseObject({ id: id.optional() }).optional(),
-        activityType: z.string().max(50).optional(),
-        attachments: z.array(z.looseObject({ type: z.string().max(255).optional(), name: z.string().max(255).optional(), contentUrl: z.string().max(2048) })).max(1).default([]),
-      })
-      .parse(payload);
+    const p = ChannelSend.parse(payload);
     const m = await membershipFor(c.s, p.conversationId, "channel", agentOf(c) ?? p.from?.id);
     if (p.type === "ActivityMessage") {
       if (p.activityType === "typing") {
-        const info = z.looseObject({ typing: z.boolean().default(true) }).catch({ typing: true }).parse((payload as { info?: unknown }).info ?? {});
+        const info = ActivityTyping.parse((payload as { info?: unknown }).info ?? {});
         unwrap(await roomFor(c.env, m.ref).setTyping(m.ref, m.principal, info.typing));
       }
       return { ok: true, stored: false };
@@ -199,7 +210,7 @@ const handlers: Record<string, Handler> = {
     return { ok: true, message: chatMessage(msg) };
   },
   async endConversation(c, payload) {
-    const p = z.looseObject({ conversationId: id, id: id.optional() }).parse(payload);
+    const p = ChannelEnd.parse(payload);
     const m = await membershipFor(c.s, p.conversationId, "channel", agentOf(c) ?? p.id);
     const { session } = unwrap(await roomFor(c.env, m.ref).resolve(m.ref, undefined));
     return { ok: true, conversationId: m.ref.id, sessionId: session.id };
