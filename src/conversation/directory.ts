@@ -6,6 +6,7 @@
 import { and, eq, isNull } from "drizzle-orm";
 import { hmacSha256Hex, randomToken, safeEqual, sha256Hex } from "../core/crypto";
 import type { ConversationRef } from "../core/conversation-ref";
+import type { Principal } from "../core/message";
 import { ApiError } from "../core/errors";
 import { database, schema } from "../db/client";
 
@@ -178,6 +179,17 @@ function toRef(conv: typeof schema.conversations.$inferSelect, user: typeof sche
 }
 
 export const roomFor = (env: Env, ref: ConversationRef) => env.CONVERSATION.getByName(ref.id);
+
+/** An enabled agent of the organisation (to hand a conversation to), or 404. */
+export async function agentOfOrg(env: Env, orgId: string, userId: string): Promise<Principal> {
+  const row = await database(env.DB)
+    .select({ id: schema.users.id, name: schema.users.name })
+    .from(schema.users)
+    .where(and(eq(schema.users.id, userId), eq(schema.users.org_id, orgId), eq(schema.users.disabled, false)))
+    .get();
+  if (!row) throw new ApiError("not_found", "agent not found");
+  return { type: "agent", id: row.id, name: row.name };
+}
 
 /** A conversation by id within an organisation, or the one a session id belongs to. */
 export async function conversationOfSession(env: Env, orgId: string, id: string): Promise<{ ref: ConversationRef; sessionId: string | null }> {

@@ -24,6 +24,9 @@ export const ClientFrame = z.discriminatedUnion("type", [
 ]);
 export type ClientFrame = z.infer<typeof ClientFrame>;
 
+/** Why an agent was taken off a conversation (`removed` frames). */
+export type RemovedReason = "resolved" | "transferred" | "unassigned";
+
 export type ServerFrame =
   | {
       type: "ready";
@@ -48,6 +51,10 @@ export type ServerFrame =
   | { type: "presence"; account_status: "online" | "offline" }
   | { type: "pong" }
   | { type: "joined"; participant: Principal }
+  /** The agent's last connection to the conversation (native WebSocket or Socket.IO) went away. */
+  | { type: "left"; participant: Principal }
+  /** The agent was taken off the conversation: it was resolved, transferred or unassigned. */
+  | { type: "removed"; participant: Principal; reason: RemovedReason }
   | { type: "handoff"; session: Session; agents_available: boolean }
   | ({ type: "queue" } & QueueStatus)
   | { type: "error"; code: ErrorCode; message: string; retryable: boolean; client_msg_id?: string };

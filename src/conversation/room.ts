@@ -30,6 +30,7 @@ import { MessageLog } from "./log";
 import { ClientFrame, MAX_FRAME_BYTES, MAX_REPLAY, PING_FRAME, PONG_FRAME, type ServerFrame } from "./protocol";
 import { SessionStore, type Session } from "./sessions";
 import { Subscribers } from "./subscribers";
+import { Participants } from "./participants";
 import { UploadStore } from "./uploads";
 import { UPLOAD_URL_TTL_MS } from "../uploads/files";
 import { RemoteFanout } from "../socketio/fanout";
@@ -83,6 +84,7 @@ export class ConversationRoom extends Server<Env> {
   private readonly log: MessageLog;
   private readonly sessions: SessionStore;
   private readonly subscribers: Subscribers;
+  private readonly participants: Participants;
   private readonly uploads: UploadStore;
   private readonly webhooks: WebhookOutbox;
   private readonly fanout: RemoteFanout;
@@ -108,6 +110,7 @@ export class ConversationRoom extends Server<Env> {
     this.log = new MessageLog(sql, () => this.ref().id);
     this.sessions = new SessionStore(sql);
     this.subscribers = new Subscribers(sql);
+    this.participants = new Participants(sql);
     this.uploads = new UploadStore(sql);
     this.webhooks = new WebhookOutbox(sql);
     this.fanout = new RemoteFanout(ctx, env);
@@ -342,6 +345,7 @@ export class ConversationRoom extends Server<Env> {
     if (open.assigned_agent_id) return fail("already_assigned", "another agent has claimed this conversation");
     // Claiming a conversation a bot is handling takes it over.
     const session = this.sessions.update(open.id, { status: "open", assigned_agent_id: agent.id, assigned_at: new Date().toISOString() });
+    this.participants.remember(agent);
     this.afterSessionChange(session, { type: "conversation_assigned", conversation_id: ref.id, assigned_to: agent.id, agent_name: agent.name }, agent);
     this.ctx.waitUntil(this.hub().assignedNotice(session.id, ref.id, agent.id).catch((err: unknown) => logError("room.assignedNotice", err)));
     return { ok: true, session };
@@ -357,8 +361,34 @@ export class ConversationRoom extends Server<Env> {
       resolved_at: new Date().toISOString(),
       ...(tags ? { tags: mergeTags(open.tags, tags) } : {}),
     });
+    if (open.assigned_agent_id) this.emit({ type: "removed", participant: this.participants.agent(open.assigned_agent_id), reason: "resolved" });
     this.afterSessionChange(session, { type: "conversation_resolved", conversation_id: ref.id, session_id: session.id, tags: session.tags });
     this.ctx.waitUntil(this.hub().released(session.id).catch((err: unknown) => logError("room.released", err)));
+    return { ok: true, session };
+  }
+
+  /**
+   * Hands the open session to another agent (`to`), or back to the queue (`to` null, and the router
+   * will not give it to the same agent again). Only its agent may, unless `by` supervises (owners
+   * and admins), who may also hand on a session nobody or a bot has.
+   */
+  async transfer(ref: ConversationRef, to: Principal | null, by: { id: string; supervisor: boolean }): Promise<Result<{ session: Session }>> {
+    const bad = this.adopt(ref);
+    if (bad) return bad;
+    const open = this.sessions.active();
+    if (!open) return fail("already_resolved", "the conversation has no open session");
+    const from = open.assigned_agent_id;
+    if (from !== by.id && !by.supervisor) return fail("forbidden", "only the conversation's agent, an owner or an admin can hand it on");
+    if (to?.id === from) return { ok: true, session: open };
+    if (!from && !to) return fail("conflict", "the conversation is not assigned");
+    const session = this.sessions.update(open.id, { status: "open", assigned_agent_id: to?.id ?? null, assigned_at: to ? new Date().toISOString() : null });
+    if (from) this.emit({ type: "removed", participant: this.participants.agent(from), reason: to ? "transferred" : "unassigned" });
+    if (to) this.participants.remember(to);
+    const event = { type: "conversation_assigned", conversation_id: ref.id, session_id: session.id, assigned_to: to?.id ?? null, agent_name: to?.name ?? null, ...(from ? { from } : {}) };
+    this.afterSessionChange(session, event, to ?? undefined);
+    const hub = this.hub();
+    const told = to ? hub.assignedNotice(session.id, ref.id, to.id) : hub.unassignedNotice({ ref, session_id: session.id, queue: this.meta("queue") || null }, from!);
+    this.ctx.waitUntil(Promise.resolve(told).catch((err: unknown) => logError("room.transferNotice", err)));
     return { ok: true, session };
   }
 
@@ -399,17 +429,31 @@ export class ConversationRoom extends Server<Env> {
   subscribe(ref: ConversationRef, name: string, principal: Principal): Result<{ head_seq: number; epoch: string; session: Session | null }> {
     const bad = this.adopt(ref);
     if (bad) return bad;
-    const isNew = !this.subscribers.list().some((s) => s.name === name);
+    const arrives = principal.type !== "end_user" && !this.present(principal);
     this.subscribers.add({ name, audience: audienceOf(principal) });
-    if (isNew && principal.type !== "end_user") this.emit({ type: "joined", participant: principal });
+    if (principal.type !== "end_user") this.participants.addRemote(name, principal);
+    if (arrives) this.emit({ type: "joined", participant: principal });
     return { ok: true, head_seq: this.log.head(), epoch: this.epoch(), session: this.sessions.latest() };
   }
 
   unsubscribe(ref: ConversationRef, name: string): Result<{}> {
     const bad = this.adopt(ref);
     if (bad) return bad;
-    this.subscribers.remove(name);
+    this.dropSubscriber(name);
     return { ok: true };
+  }
+
+  /** A Socket.IO session left the room (it said so, closed, or stopped answering): maybe its agent's last connection. */
+  private dropSubscriber(name: string) {
+    this.subscribers.remove(name);
+    const who = this.participants.removeRemote(name);
+    if (who && !this.present(who)) this.emit({ type: "left", participant: who });
+  }
+
+  /** Is this staff principal still here: a native socket (other than `exceptConnId`) or a Socket.IO session? */
+  private present(p: Principal, exceptConnId?: string): boolean {
+    for (const c of this.getConnections<SocketState>(p.type)) if (c.id !== exceptConnId && c.state?.principal.id === p.id) return true;
+    return this.participants.remotePresent(p);
   }
 
   /** Which skill-group queue this conversation's sessions join (seed 002's Subject). */
@@ -458,7 +502,9 @@ export class ConversationRoom extends Server<Env> {
   }
 
   override async onClose(conn: Connection<SocketState>): Promise<void> {
-    if (conn.state?.principal.type !== "end_user") return;
+    const who = conn.state?.principal;
+    if (who && who.type !== "end_user" && !this.present(who, conn.id)) this.emit({ type: "left", participant: who }, { exceptConnId: conn.id });
+    if (who?.type !== "end_user") return;
     const others = [...this.getConnections("end_user")].some((c) => c.id !== conn.id);
     if (!others) await this.hub().unwatch(this.ref().id).catch((err: unknown) => logError("conversation.unwatch", err));
   }
@@ -479,7 +525,7 @@ export class ConversationRoom extends Server<Env> {
     conn.setState({ principal });
     const auth = ctx.request.headers.get("x-parley-auth");
     if (auth) this.ctx.waitUntil(this.hub().trackAuth(auth, ref.id).catch((err: unknown) => logError("room.trackAuth", err)));
-    if (principal.type !== "end_user") this.emit({ type: "joined", participant: principal }, { exceptConnId: conn.id });
+    if (principal.type !== "end_user" && !this.present(principal, conn.id)) this.emit({ type: "joined", participant: principal }, { exceptConnId: conn.id });
     const url = new URL(ctx.request.url);
     const since = url.searchParams.get("since");
     const clientEpoch = url.searchParams.get("epoch");
@@ -959,7 +1005,7 @@ export class ConversationRoom extends Server<Env> {
     const topic = `conv:${this.ref().id}`;
     for (const sub of this.subscribers.list()) {
       if (opts.staffOnly && sub.audience === "end_user") continue;
-      this.fanout.send(sub.name, topic, frame, () => this.subscribers.remove(sub.name));
+      this.fanout.send(sub.name, topic, frame, () => this.dropSubscriber(sub.name));
     }
   }
 

@@ -62,6 +62,8 @@ export class OrgHub extends Server<Env> {
       session_id TEXT PRIMARY KEY, conversation_id TEXT NOT NULL, queue_id TEXT, ref TEXT NOT NULL,
       enqueued_ms INTEGER NOT NULL, last_position INTEGER)`);
     sql.exec("CREATE TABLE IF NOT EXISTS assigned (session_id TEXT PRIMARY KEY, conversation_id TEXT NOT NULL, agent_id TEXT NOT NULL, assigned_ms INTEGER NOT NULL)");
+    // A session its agent gave back to the queue is not auto-assigned to that agent again.
+    sql.exec("CREATE TABLE IF NOT EXISTS declined (session_id TEXT PRIMARY KEY, agent_id TEXT NOT NULL)");
     // Connectors (seed 002): who is registered for which channel, and each channel's ordered outbox.
     sql.exec("CREATE TABLE IF NOT EXISTS connectors (name TEXT PRIMARY KEY, channel TEXT NOT NULL)");
     sql.exec("CREATE TABLE IF NOT EXISTS connector_outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, channel TEXT NOT NULL, payload TEXT NOT NULL, sent_to TEXT)");
@@ -129,8 +131,19 @@ export class OrgHub extends Server<Env> {
   /** A room reports an assignment (auto or a claim). */
   async assignedNotice(sessionId: string, conversationId: string, agentId: string): Promise<void> {
     this.ctx.storage.sql.exec("DELETE FROM waiting WHERE session_id = ?", sessionId);
+    this.ctx.storage.sql.exec("DELETE FROM declined WHERE session_id = ?", sessionId);
     this.ctx.storage.sql.exec("INSERT OR REPLACE INTO assigned (session_id, conversation_id, agent_id, assigned_ms) VALUES (?, ?, ?, ?)", sessionId, conversationId, agentId, Date.now());
     await this.notifyPositions();
+  }
+
+  /**
+   * A room's session went back to the queue (its agent, an owner or an admin unassigned it): the
+   * agent has room for another, and the router offers the session to anyone but them.
+   */
+  async unassignedNotice(item: { ref: ConversationRef; session_id: string; queue: string | null }, fromAgentId: string): Promise<QueueStatus> {
+    this.ctx.storage.sql.exec("DELETE FROM assigned WHERE session_id = ?", item.session_id);
+    this.ctx.storage.sql.exec("INSERT OR REPLACE INTO declined (session_id, agent_id) VALUES (?, ?)", item.session_id, fromAgentId);
+    return this.enqueue(item);
   }
 
   /** A room's session ended: the agent has room for another. */
@@ -143,6 +156,7 @@ export class OrgHub extends Server<Env> {
     }
     this.ctx.storage.sql.exec("DELETE FROM waiting WHERE session_id = ?", sessionId);
     this.ctx.storage.sql.exec("DELETE FROM assigned WHERE session_id = ?", sessionId);
+    this.ctx.storage.sql.exec("DELETE FROM declined WHERE session_id = ?", sessionId);
     await this.dispatch();
   }
 
@@ -174,11 +188,12 @@ export class OrgHub extends Server<Env> {
     // Each agent's open conversations, read once and kept current as this pass assigns.
     const load = new Map<string, { open: number; last: number }>();
     for (const a of sql.exec<{ agent_id: string; n: number; last: number }>("SELECT agent_id, COUNT(*) AS n, MAX(assigned_ms) AS last FROM assigned GROUP BY agent_id")) load.set(a.agent_id, { open: a.n, last: a.last });
+    const declined = new Map(sql.exec<{ session_id: string; agent_id: string }>("SELECT session_id, agent_id FROM declined").toArray().map((d) => [d.session_id, d.agent_id]));
     for (const w of waiting) {
       const queue = w.queue_id ? cfg.queues.get(w.queue_id) : undefined;
       if (!queue?.auto_assign || !isOpen(queue.hours, new Date())) continue;
       const candidates = [...(cfg.skills.get(queue.id) ?? [])]
-        .filter((id) => online.has(id) && cfg.names.has(id))
+        .filter((id) => online.has(id) && cfg.names.has(id) && declined.get(w.session_id) !== id)
         .map((id) => ({ agent_id: id, open: load.get(id)?.open ?? 0, capacity: cfg.capacity.get(id) ?? DEFAULT_CAPACITY, last_assigned_ms: load.get(id)?.last ?? 0 }));
       const agentId = pickAgent(candidates);
       if (!agentId) continue;

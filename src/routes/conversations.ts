@@ -8,7 +8,7 @@ import { z } from "zod";
 import type { ConversationRef } from "../core/conversation-ref";
 import { unwrap } from "../core/errors";
 import { MessageInput, messageView, safeText } from "../core/message";
-import { conversationForAgent, roomFor } from "../conversation/directory";
+import { agentOfOrg, conversationForAgent, roomFor } from "../conversation/directory";
 import type { Session } from "../conversation/sessions";
 import { database, schema } from "../db/client";
 import { router } from "../http/app";
@@ -105,6 +105,22 @@ export const conversations = router()
     const agent = c.get("agent");
     const ref = await conversationForAgent(c.env, agent.org_id, c.req.param("id"));
     const { session } = unwrap(await roomFor(c.env, ref).assign(ref, agentPrincipal(agent)));
+    return c.json({ id: ref.id, session_id: session.id, assigned_agent_id: session.assigned_agent_id, assigned_at: session.assigned_at });
+  })
+  // Hands the open session to another agent of the organisation (its agent, owners and admins).
+  .post("/:id/transfer", async (c) => {
+    const body = await readJson(c, z.object({ agent_id: z.string().min(1).max(200) }));
+    const agent = c.get("agent");
+    const ref = await conversationForAgent(c.env, agent.org_id, c.req.param("id"));
+    const to = await agentOfOrg(c.env, agent.org_id, body.agent_id);
+    const { session } = unwrap(await roomFor(c.env, ref).transfer(ref, to, { id: agent.user_id, supervisor: agent.role !== "agent" }));
+    return c.json({ id: ref.id, session_id: session.id, assigned_agent_id: session.assigned_agent_id, assigned_at: session.assigned_at });
+  })
+  // Gives the open session back to the unassigned queue (its agent, owners and admins).
+  .post("/:id/unassign", async (c) => {
+    const agent = c.get("agent");
+    const ref = await conversationForAgent(c.env, agent.org_id, c.req.param("id"));
+    const { session } = unwrap(await roomFor(c.env, ref).transfer(ref, null, { id: agent.user_id, supervisor: agent.role !== "agent" }));
     return c.json({ id: ref.id, session_id: session.id, assigned_agent_id: session.assigned_agent_id, assigned_at: session.assigned_at });
   })
   .post("/:id/resolve", async (c) => {

@@ -6,6 +6,10 @@
  * - `dosti`   (seed 000): receive_message, partner_typing, partner_stopped_typing, agent_joined
  * - `chatbot` (seed 001): message_received, typing_indicator, typing_cleared, messages_read
  * - `channel` (seed 002): messageArrived with ChatMessage / ActivityMessage objects
+ *   (participantJoined/Left from `joined`/`left`, participantAdded from the session's assignment,
+ *   participantRemoved from `removed`, endOfConversation from the resolved session)
+ * Seeds 000 and 001 have no event for an agent leaving or being taken off: `left` and `removed`
+ * render nothing for them (seed 000's agent_joined still follows a transfer's new agent).
  * Org topics (seed 001 agents): conversation_updated, conversation_assigned,
  * conversation_resolved, agent_status_changed.
  */
@@ -122,6 +126,12 @@ export function renderFrame(m: Membership, frame: ServerFrame): Emission[] {
       }
       if (m.dialect === "channel") return [["messageArrived", activity(conversation_id, "participantJoined", frame.participant)]];
       return [];
+    case "left":
+      if (m.dialect === "channel") return [["messageArrived", activity(conversation_id, "participantLeft", frame.participant)]];
+      return [];
+    case "removed":
+      if (m.dialect === "channel") return [["messageArrived", activity(conversation_id, "participantRemoved", frame.participant, { reason: frame.reason })]];
+      return [];
     case "session": {
       const out: Emission[] = [];
       const assigned = frame.session.assigned_agent_id;
@@ -168,6 +178,7 @@ export function renderOrgEvent(event: { type: string } & Record<string, unknown>
     case "conversation_updated":
       return [["conversation_updated", { conversation_id: event.conversation_id, sender_type: event.sender_type, content_type: event.content_type, content: event.content }]];
     case "conversation_assigned":
+      // assigned_to is null when an agent or admin gave the conversation back to the queue.
       return [["conversation_assigned", { conversation_id: event.conversation_id, assigned_to: event.assigned_to }]];
     case "conversation_resolved":
       return [["conversation_resolved", { conversation_id: event.conversation_id, session_id: event.session_id }]];

@@ -346,6 +346,9 @@ export class SocketIoSession extends Server<Env> {
     if (socket?.org_id && (socket.principal?.type === "agent" || this.kv.get("connector_channel"))) {
       await this.env.ORG_HUB.getByName(socket.org_id).remoteGone(this.name).catch((err: unknown) => logError("socketio.remoteGone", err));
     }
+    // The rooms hear now that this connection is gone (an agent's last: participantLeft; an end
+    // user's: offline, for push). The memberships stay: a recovering client joins them again.
+    await Promise.all(this.memberships().map((m) => roomFor(this.env, m.ref).unsubscribe(m.ref, this.name).catch((err: unknown) => logError("socketio.unsubscribe", err))));
     await this.ctx.storage.setAlarm(now + RECOVERY_WINDOW_MS);
   }
 

@@ -507,7 +507,7 @@ describe("every Socket.IO event of every dialect (raw Engine.IO polling)", () =>
 // ---- native WebSocket frames --------------------------------------------------------------
 
 describe("every native WebSocket frame", () => {
-  const KNOWN = new Set(["ready", "message", "ack", "typing", "read", "session", "presence", "pong", "joined", "error"]);
+  const KNOWN = new Set(["ready", "message", "ack", "typing", "read", "session", "presence", "pong", "joined", "left", "removed", "error"]);
 
   const frameArb = (extra: Record<string, fc.Arbitrary<unknown>> = {}) =>
     fc.oneof(
