@@ -15,7 +15,7 @@ export type Channel = typeof schema.channels.$inferSelect;
 export interface VisitorCredentials {
   /** A public API key (`pk_...`): the organisation's default webchat channel. */
   publicKey?: string | undefined;
-  /** A webchat embed token (`ew_...`): that channel. */
+  /** An embed token (`ew_...`): that channel, a webchat channel's (for web pages) or a mobile channel's (for apps). */
   embedToken?: string | undefined;
 }
 
@@ -56,19 +56,33 @@ export async function channelForVisitor(env: Env, creds: VisitorCredentials, ori
 
 /**
  * The Origin a channel's allow-list must accept: none for requests from Parley's own pages (the
- * widget's iframe is served by Parley; who may frame it is enforced by CSP frame-ancestors).
+ * widget's iframe is served by Parley; who may frame it is enforced by CSP frame-ancestors), nor
+ * for Parley's own address in its ws/wss spelling, which some native WebSocket libraries send as
+ * the Origin of an app's connection (a browser's Origin is always a page's http(s) origin).
  */
 export function requestOrigin(req: Request): string | undefined {
   const origin = req.headers.get("origin") ?? undefined;
-  return origin === new URL(req.url).origin ? undefined : origin;
+  const self = new URL(req.url);
+  const selfWs = `${self.protocol === "https:" ? "wss:" : "ws:"}//${self.host}`;
+  return origin === self.origin || origin === selfWs ? undefined : origin;
 }
 
 /**
- * Browsers always send Origin on cross-origin requests and WebSocket handshakes; a listed
- * channel answers only exact scheme://host:port matches. Requests without Origin come from
- * servers and devices, which an origin list cannot restrict.
+ * Browsers always send Origin on cross-origin requests, on every POST and on WebSocket
+ * handshakes; a listed webchat channel answers only exact scheme://host:port matches. Requests
+ * without Origin come from servers and devices, which an origin list cannot restrict.
+ *
+ * A mobile channel's credential is an app's, not a web page's: apps send no Origin, so any Origin
+ * left here is a web page's (`null` included) and is refused, whatever the organisation's webchat
+ * channels allow. A page cannot borrow the app's credential to get round a webchat channel's
+ * allowed origins; the widget page itself, for an app's WebView, may be opened but never framed
+ * (widget-page.ts).
  */
 export function checkOrigin(channel: Channel, origin: string | undefined): void {
+  if (channel.kind === "mobile_sdk") {
+    if (origin !== undefined) throw new ApiError("origin_not_allowed", `origin ${origin} is a web page: a mobile channel's credential is for apps (web pages use a webchat channel)`);
+    return;
+  }
   const allowed = JSON.parse(channel.allowed_origins) as string[];
   if (allowed.length === 0 || origin === undefined) return;
   if (!allowed.includes(origin)) throw new ApiError("origin_not_allowed", `origin ${origin} is not allowed for this channel`);

@@ -88,17 +88,24 @@ export const integrations = router()
   // tokens are stored hashed). Older tokens keep working.
   .post("/:id/embed-tokens", async (c) => {
     const channel = await channelOfOrg(c.env, c.get("agent").org_id, c.req.param("id"));
-    if (channel.kind !== "webchat") throw new ApiError("validation_failed", "embed tokens belong to a webchat channel");
+    if (channel.kind !== "webchat" && channel.kind !== "mobile_sdk") throw new ApiError("validation_failed", "embed tokens belong to a webchat or mobile channel");
     const token = `ew_${randomToken(24)}`;
     const embed = { id: crypto.randomUUID(), org_id: channel.org_id, channel_id: channel.id, token_hash: await sha256Hex(token) };
     await database(c.env.DB).insert(schema.embedTokens).values(embed);
     return c.json({ id: embed.id, channel_id: channel.id, token }, 201);
   })
+  // A mobile channel comes with its own public credential, the embed token its app embeds (seed
+  // 001's WebView URL, /chat-widget/session, /ws/visitor, Socket.IO): the app's conversations,
+  // devices and pushes belong to this channel. Refused from web pages (directory.ts checkOrigin).
   .post("/mobile", async (c) => {
     const body = await readJson(c, Mobile);
-    const channel = await createChannel(c.get("agent").org_id, { kind: "mobile_sdk", ...body });
-    await database(c.env.DB).insert(schema.channels).values(channel);
-    return c.json({ id: channel.id, channel_id: channel.id, identity_secret: channel.identity_secret }, 201);
+    const org = c.get("agent").org_id;
+    const channel = await createChannel(org, { kind: "mobile_sdk", ...body });
+    const token = `ew_${randomToken(24)}`;
+    const embed = { id: crypto.randomUUID(), org_id: org, channel_id: channel.id, token_hash: await sha256Hex(token) };
+    const db = database(c.env.DB);
+    await db.batch([db.insert(schema.channels).values(channel), db.insert(schema.embedTokens).values(embed)]);
+    return c.json({ id: channel.id, channel_id: channel.id, token, identity_secret: channel.identity_secret }, 201);
   })
   .get("/", async (c) => {
     const rows = await database(c.env.DB).select().from(schema.channels).where(eq(schema.channels.org_id, c.get("agent").org_id)).all();

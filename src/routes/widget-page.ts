@@ -3,7 +3,8 @@
  *
  * Served by the Worker, not as a static asset, because its headers depend on the channel:
  * `Content-Security-Policy: frame-ancestors` lists the channel's allowed origins (`*` when it
- * lists none). A frame load carries no usable Origin header, so this header is what keeps other
+ * lists none; `'none'` for a mobile channel's page, which its app opens in a WebView and no site
+ * may frame). A frame load carries no usable Origin header, so this header is what keeps other
  * sites from framing the widget; the browser enforces it. The rest of the policy forbids inline
  * script: the page is an empty shell that loads the app (`/chat-widget/app.js`, a static asset).
  *
@@ -46,13 +47,19 @@ export const widgetPage = router().get("/", async (c) => {
   const allowed = (JSON.parse(channel.allowed_origins) as string[]).filter(isOrigin);
   const parent = q.data.parent_origin;
   const self = new URL(c.req.url).origin;
+  const app = channel.kind === "mobile_sdk";
+  if (app && parent !== undefined) {
+    // A mobile channel's page is an app's WebView, never a widget on a site.
+    return errorPage(c, 403, "This site may not show this chat", "this chat belongs to a mobile app; web pages use a webchat channel", "origin_not_allowed");
+  }
   if (parent !== undefined && (!isOrigin(parent) || (allowed.length > 0 && parent !== self && !allowed.includes(parent)))) {
     // Never a grant (frame-ancestors decides who may frame): a loader on a listed site names it.
     return errorPage(c, 403, "This site may not show this chat", `origin ${parent} is not allowed for this channel`, "origin_not_allowed");
   }
   const title = q.data.title?.trim() || channel.title || "Chat with us";
   // Parley's own pages (the demo page) may always show it.
-  setHeaders(c, allowed.length > 0 ? ["'self'", ...allowed].join(" ") : "*");
+  // A mobile channel's page is opened by its app's WebView, never framed: no site can embed it.
+  setHeaders(c, app ? "'none'" : allowed.length > 0 ? ["'self'", ...allowed].join(" ") : "*");
   return c.html(shell(title));
 });
 

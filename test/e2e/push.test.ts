@@ -3,14 +3,16 @@
 // every JWT that reaches the fake is verified with the public keys.
 //
 // The mobile user reaches Parley like seed 001's app does (a conversation opened with the
-// public key, live over the native WebSocket /ws/visitor); its devices are registered through
-// POST /chat-widget/devices; the push credentials live on a mobile channel.
+// public key, live over the native WebSocket /ws/visitor; or, in the last test, with the mobile
+// channel's own credential, over seed 001's WebView URL, REST and Socket.IO); its devices are
+// registered through POST /chat-widget/devices; the push credentials live on a mobile channel.
 import { randomUUID, webcrypto } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, expect, inject, it } from "vitest";
 import { api, expectStatus, waitFor } from "./harness.ts";
 import { newOrg } from "./fixtures.ts";
-import { openSocket } from "./ws-client.ts";
+import { openSocket, refusedSocket } from "./ws-client.ts";
+import { ack, nextEvent, SioPool } from "./sio.ts";
 
 const subtle = webcrypto.subtle;
 
@@ -186,5 +188,71 @@ describe("push notifications (FCM HTTP v1 and APNs) against wrangler dev", () =>
     expect(legacy.status).toBe(400);
     expect(legacy.json.error.message).toMatch(/legacy FCM server key/);
     expect((await b.agent.api(`/api/integrations/${channel}/push`)).status).toBe(404);
+  });
+
+  it("a mobile channel's own credential: the app's conversation, device and pushes belong to that channel; web pages cannot use it", async () => {
+    const { agent } = await newOrg();
+    const rsa = await keyPair("rsa");
+    const suffix = randomUUID().slice(0, 8);
+    const sio = new SioPool();
+    try {
+      // Two apps with push credentials: with several, only the conversation's own channel says which.
+      const made = expectStatus(await agent.api("/api/integrations/mobile", { body: { name: "Acme app" } }), 201, "mobile channel").json;
+      expect(made).toEqual({ id: made.channel_id, channel_id: expect.any(String), token: expect.stringMatching(/^ew_[\w-]{20,}$/), identity_secret: expect.any(String) });
+      const other = expectStatus(await agent.api("/api/integrations/mobile", { body: { name: "Other app" } }), 201, "second mobile channel").json;
+      const fcm = (project: string) => ({ project_id: project, client_email: `push@${project}.iam.gserviceaccount.com`, private_key: rsa.pem, private_key_id: `kid-${project}` });
+      for (const [id, project] of [[made.channel_id, `acme-${suffix}`], [other.channel_id, `other-${suffix}`]]) {
+        expectStatus(await agent.api(`/api/integrations/${id}/push`, { method: "PUT", body: { fcm: fcm(project!) } }), 200, "PUT push");
+      }
+      // A web page that a webchat channel allows is still a web page for the app's credential.
+      await agent.createWebchat(["https://shop.example"]);
+      const token = made.token as string;
+      const externalId = `app-user-${suffix}`;
+
+      // Seed 001's Option A: the app's WebView opens the widget URL with the token. No site may frame it.
+      const page = await api(`/chat-widget?embed_token=${token}&session_id=${externalId}`);
+      expectStatus(page, 200, "widget page");
+      expect(page.headers.get("content-security-policy")).toContain("frame-ancestors 'none'");
+      expectStatus(await api(`/chat-widget?embed_token=${token}&parent_origin=${encodeURIComponent("https://shop.example")}`), 403, "widget page on a site");
+      // The page's own request (same origin) and an app's (no Origin) open the conversation on the mobile channel.
+      const opened = expectStatus(await api("/chat-widget/session", { body: { embed_token: token, session_id: externalId, customer_name: "Mia" }, headers: { origin: new URL(inject("baseUrl")).origin } }), 200, "session from the page").json;
+      expect(opened.channel.id).toBe(made.channel_id);
+      const conversation = opened.conversation_id as string;
+      expect(expectStatus(await api("/chat-widget/session", { body: { embed_token: token, session_id: externalId } }), 200, "session from the app").json.conversation_id).toBe(conversation);
+      expect(expectStatus(await agent.api(`/api/conversations/${conversation}`), 200, "agent view").json.channel).toMatchObject({ id: made.channel_id, kind: "mobile_sdk" });
+      // Web pages presenting the app's credential: refused, whether or not a webchat channel allows them.
+      for (const origin of ["https://evil.example", "https://shop.example", "null"]) {
+        const r = await api("/chat-widget/session", { body: { embed_token: token, session_id: externalId }, headers: { origin } });
+        expect([origin, r.status, r.json?.error?.code]).toEqual([origin, 403, "origin_not_allowed"]);
+        expect((await refusedSocket(`/ws/visitor?embed_token=${token}&external_id=${externalId}`, { origin })).status).toBe(403);
+      }
+      const page2 = await sio.connect({ transports: ["websocket"], extraHeaders: { origin: "https://shop.example" } });
+      expect(await ack(page2, "send_message", { embed_token: token, external_id: `web-${suffix}`, content: "hi", content_type: "text" })).toMatchObject({ error: { code: "origin_not_allowed" } });
+
+      // The app registers its push token (no channel_id: the conversation's channel is the app's).
+      const device = expectStatus(await api("/chat-widget/devices", { body: { conversation_id: conversation, external_id: externalId, platform: "fcm", token: `fcm-${suffix}:APA91b${randomUUID().replace(/-/g, "")}` } }), 201, "register").json;
+      expect(device).toMatchObject({ conversation_id: conversation, platform: "fcm", push_channel_id: null, created: true });
+
+      // Seed 001's Option B: native Socket.IO with the conversation id. Online: no push.
+      const app = await sio.connect({ transports: ["websocket"] });
+      expect(await ack(app, "join_conversation", { conversation_id: conversation, external_id: externalId })).toEqual({ ok: true, conversation_id: conversation });
+      const say = async (content: string) => expectStatus(await agent.api(`/api/conversations/${conversation}/messages`, { body: { content } }), 201, "agent message").json as { id: string };
+      const live = await say("Hello Mia");
+      expect(await nextEvent(app, "message_received", (m) => m.id === live.id)).toMatchObject({ content: "Hello Mia", sender_type: "agent" });
+      // The app goes to the background and closes its socket: the next message is pushed at once, with the app's credentials.
+      app.disconnect();
+      const offline = await say("Your refund is on its way");
+      const sendsOf = (all: Hit[], id: string) => all.filter((h) => h.path.includes("messages:send") && json(h).message.data.message_id === id);
+      const pushed = await waitFor(async () => {
+        const p = sendsOf(await hits(), offline.id);
+        return p.length === 1 && p;
+      }, { timeoutMs: 15_000, message: "a push for the message after the app closed its socket" });
+      expect(pushed[0]!.path).toBe(`/v1/projects/acme-${suffix}/messages:send`);
+      expect(json(pushed[0]!).message.data.conversation_id).toBe(conversation);
+      await sleep(300);
+      expect(sendsOf(await hits(), live.id)).toEqual([]);
+    } finally {
+      sio.closeAll();
+    }
   });
 });

@@ -216,7 +216,7 @@ describe("PATCH /api/company/agents/:id", () => {
     expect(byAgent.status).toBe(401); // that session ended with the reset above
   });
 
-  it("POST /api/integrations/:id/embed-tokens: a new working token for a webchat channel; 400 for other kinds; 404 across orgs", async () => {
+  it("POST /api/integrations/:id/embed-tokens: a new working token for a webchat or mobile channel; 400 for other kinds; 404 across orgs", async () => {
     const o = await newOrg({ allowed_origins: ["https://shop.example"] });
     const other = await newOrg();
     const made = await o.agent.call(`/api/integrations/${o.webchat.channel_id}/embed-tokens`, { method: "POST" });
@@ -227,8 +227,14 @@ describe("PATCH /api/company/agents/:id", () => {
       const session = await call("/chat-widget/session", { body: { embed_token: token, session_id: `v-${token.slice(-6)}` }, headers: { origin: "https://shop.example" } });
       expect(session.status).toBe(200);
     }
+    // A mobile channel's tokens are its app's credential: they work without an Origin, never from a page.
     const mobile = (await o.agent.call("/api/integrations/mobile", { body: { name: "app" } })).body.channel_id;
-    expect((await o.agent.call(`/api/integrations/${mobile}/embed-tokens`, { method: "POST" })).status).toBe(400);
+    const app = await o.agent.call(`/api/integrations/${mobile}/embed-tokens`, { method: "POST" });
+    expect(app.status).toBe(201);
+    expect((await call("/chat-widget/session", { body: { embed_token: app.body.token, session_id: "app-user" } })).body.channel.id).toBe(mobile);
+    expect((await call("/chat-widget/session", { body: { embed_token: app.body.token, session_id: "app-user" }, headers: { origin: "https://shop.example" } })).status).toBe(403);
+    const chatApi = (await o.agent.call("/api/integrations/chat-api", { body: { name: "api" } })).body.channel_id;
+    expect((await o.agent.call(`/api/integrations/${chatApi}/embed-tokens`, { method: "POST" })).status).toBe(400);
     expect((await other.agent.call(`/api/integrations/${o.webchat.channel_id}/embed-tokens`, { method: "POST" })).status).toBe(404);
   });
 });
