@@ -962,9 +962,10 @@ export class ConversationRoom extends Server<Env> {
       this.setMeta("ref", JSON.stringify(ref));
       return null;
     }
-    const known = JSON.parse(stored) as ConversationRef;
+    const known = this.ref();
     if (known.id !== ref.id || known.org_id !== ref.org_id) return fail("not_found", "conversation not found") as never;
-    if (JSON.stringify(known) !== JSON.stringify(ref)) this.setMeta("ref", JSON.stringify(ref));
+    const json = JSON.stringify(ref);
+    if (json !== stored) this.setMeta("ref", json);
     return null;
   }
 

@@ -304,12 +304,14 @@ export class OrgHub extends Server<Env> {
   async remoteOnline(name: string, agentId: string): Promise<void> {
     const wasOnline = this.onlineAgents().has(agentId);
     this.ctx.storage.sql.exec("INSERT INTO remote (name, agent_id) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET agent_id = excluded.agent_id", name, agentId);
+    this.remoteTopics.clear();
     if (!wasOnline) this.agentStatusChanged(agentId, "online");
   }
 
   /** A Socket.IO session subscribes to queue events or presence changes. */
   async remoteSubscribe(name: string, topic: "queue" | "presence"): Promise<{ online_agents: string[] }> {
     this.ctx.storage.sql.exec(`INSERT INTO remote (name, ${topic}) VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET ${topic} = 1`, name);
+    this.remoteTopics.clear();
     return { online_agents: [...this.onlineAgents()] };
   }
 
@@ -317,6 +319,7 @@ export class OrgHub extends Server<Env> {
   async remoteGone(name: string): Promise<void> {
     const row = this.ctx.storage.sql.exec<{ agent_id: string | null }>("SELECT agent_id FROM remote WHERE name = ?", name).toArray()[0];
     this.ctx.storage.sql.exec("DELETE FROM remote WHERE name = ?", name);
+    this.remoteTopics.clear();
     const connector = this.ctx.storage.sql.exec<{ channel: string }>("SELECT channel FROM connectors WHERE name = ?", name).toArray()[0];
     if (connector) {
       this.ctx.storage.sql.exec("DELETE FROM connectors WHERE name = ?", name);
@@ -341,9 +344,16 @@ export class OrgHub extends Server<Env> {
     this.toRemote("queue", event);
   }
 
+  /** Socket.IO sessions subscribed per topic, as last read (this object is the only writer of `remote`). */
+  private remoteTopics = new Map<"queue" | "presence", string[]>();
+
   private toRemote(topic: "queue" | "presence", event: HubEvent) {
-    const rows = this.ctx.storage.sql.exec<{ name: string }>(`SELECT name FROM remote WHERE ${topic} = 1`).toArray();
-    for (const r of rows) this.fanout.send(r.name, `org:${topic}`, event, () => void this.remoteGone(r.name));
+    let names = this.remoteTopics.get(topic);
+    if (!names) {
+      names = this.ctx.storage.sql.exec<{ name: string }>(`SELECT name FROM remote WHERE ${topic} = 1`).toArray().map((r) => r.name);
+      this.remoteTopics.set(topic, names);
+    }
+    for (const name of names) this.fanout.send(name, `org:${topic}`, event, () => void this.remoteGone(name));
   }
 
   async accountStatus(): Promise<"online" | "offline"> {
