@@ -148,6 +148,18 @@ const TABLE: Row[] = [
     expect: "401  401  401  401  201  201  201  201  403  404  404  401  401  401" },
   { route: "POST /api/conversations/:id/assign", req: async (ctx) => ({ method: "POST", path: `/api/conversations/${await ctx.freshConversation()}/assign` }), expect: CONV_WRITE },
   { route: "POST /api/conversations/:id/resolve", req: async (ctx) => ({ method: "POST", path: `/api/conversations/${await ctx.freshConversation()}/resolve`, body: { tags: ["t"] } }), expect: CONV_WRITE },
+  // Handing a conversation on: a plain agent only their own (this one is nobody's yet; the next is theirs).
+  { route: "POST /api/conversations/:id/transfer", req: async (ctx) => ({ method: "POST", path: `/api/conversations/${await ctx.freshConversation()}/transfer`, body: { agent_id: ctx.targetAgentA } }),
+    expect: "401  401  401  401  403  200  200  200  403  404  404  401  401  401",
+    check: (res, ctx) => (res.body.assigned_agent_id === ctx.targetAgentA ? null : "not handed to the target") },
+  { route: "POST /api/conversations/:id/unassign", req: async (ctx) => {
+      const id = await ctx.freshConversation();
+      const given = await ctx.a.agent.call(`/api/conversations/${id}/transfer`, { body: { agent_id: ctx.agentIdA } });
+      if (given.status !== 200) throw new Error(`transfer: ${given.status}`);
+      return { method: "POST", path: `/api/conversations/${id}/unassign` };
+    },
+    expect: CONV_WRITE,
+    check: (res) => (res.body.assigned_agent_id === null ? null : "still assigned") },
   { route: "POST /api/conversations/:id/tags", req: (ctx) => ({ method: "POST", path: `/api/conversations/${ctx.convA}/tags`, body: { tags: ["vip"] } }), expect: CONV_WRITE },
   { route: "POST /api/conversations/:id/uploads", req: (ctx) => ({ method: "POST", path: `/api/conversations/${ctx.convA}/uploads` }),
     expect: "401  401  401  401  201  201  201  201  403  404  404  401  401  401" },
