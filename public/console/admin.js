@@ -321,8 +321,8 @@ export function createSettings(opts) {
         const made = await api("POST", "/api/integrations/webchat", body);
         showEmbed(chName.value, made.token);
       } else {
-        await api("POST", "/api/integrations/mobile", { name: chName.value });
-        channelResult.replaceChildren(h("p", { class: "once", text: `Mobile channel “${chName.value}” created. Set its push credentials with “Configure”.` }));
+        const made = await api("POST", "/api/integrations/mobile", { name: chName.value });
+        showAppToken(chName.value, made.token, "Set its push credentials with “Configure”.");
       }
       channelForm.reset();
       webOnly.hidden = false;
@@ -337,6 +337,16 @@ export function createSettings(opts) {
       channelResult,
       h("div", { class: "once" }, h("strong", { text: `Snippet for “${name}”.` }), " Its embed token is shown only now (you can make another later)."),
       copyBox("Paste this before </body> on the allowed sites (seed 001’s embed tag):", embedSnippet(origin, token), "snippet"),
+    );
+  }
+
+  /** A mobile channel's credential: the embed token its app embeds (docs/push.md, section 3). */
+  function showAppToken(name, token, extra = "") {
+    setChildren(
+      channelResult,
+      h("div", { class: "once" }, h("strong", { text: `App credential for “${name}”.` }), ` Its embed token is shown only now (you can make another later). ${extra}`),
+      copyBox("The app's embed token (refused from web pages: apps only)", token, "app-token"),
+      copyBox("Seed 001's WebView page (put your user's id in session_id):", `${origin}/chat-widget?embed_token=${token}&session_id=YOUR_USER_ID`, "snippet"),
     );
   }
 
@@ -371,7 +381,22 @@ export function createSettings(opts) {
                       }
                     },
                   })
-                : null,
+                : ch.kind === "mobile_sdk"
+                  ? h("button", {
+                      type: "button",
+                      class: "secondary",
+                      text: "New app token",
+                      "aria-label": `Make a new app token for ${ch.name}`,
+                      onclick: async () => {
+                        try {
+                          const made = await api("POST", `/api/integrations/${encodeURIComponent(ch.id)}/embed-tokens`);
+                          showAppToken(ch.name, made.token);
+                        } catch (err) {
+                          channelsStatus.textContent = `Could not make a token: ${err.message}`;
+                        }
+                      },
+                    })
+                  : null,
               h("button", { type: "button", class: "secondary", text: "Configure", "aria-label": `Configure ${ch.name}`, onclick: () => void openChannel(ch) }),
             ),
           ),

@@ -152,8 +152,17 @@ describe("channel settings in the console", () => {
     await page.selectOption("#channel-kind", "mobile");
     await page.fill("#channel-name", "iOS and Android app");
     await page.click("#channel-form button[type=submit]");
-    await page.waitForSelector("#channel-result:has-text('Mobile channel')", { timeout: 10_000 });
+    const token = (await page.textContent("#channel-result .copy-box.app-token code", { timeout: 10_000 }))!;
+    expect(token).toMatch(/^ew_[\w-]{20,}$/);
+    expect(await page.textContent("#channel-result .copy-box.snippet code")).toBe(`${parleyOrigin()}/chat-widget?embed_token=${token}&session_id=YOUR_USER_ID`);
     const app = (await owner.api("/api/integrations")).json.find((c: any) => c.kind === "mobile_sdk").id as string;
+    // The token shown is the app's credential: it opens conversations on the mobile channel (a native client: no Origin).
+    expect((await api("/chat-widget/session", { body: { embed_token: token, session_id: "app-user-1" } })).json.channel.id).toBe(app);
+    // Another one, from the list.
+    await page.locator(`tr[data-channel-id="${app}"] button`, { hasText: "New app token" }).click();
+    await page.waitForSelector(`#channel-result .copy-box.app-token code:not(:has-text("${token}"))`, { timeout: 10_000 });
+    const second = (await page.textContent("#channel-result .copy-box.app-token code"))!;
+    expect((await api("/chat-widget/session", { body: { embed_token: second, session_id: "app-user-2" } })).json.channel.id).toBe(app);
     await page.click("#nav-inbox");
     await configure(page, app);
     await page.waitForSelector("#push-state dd[data-platform=fcm]:has-text('not set')", { timeout: 10_000 });
