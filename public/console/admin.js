@@ -230,6 +230,10 @@ export function createSettings(opts) {
     try {
       const done = await api("PATCH", `/api/company/agents/${encodeURIComponent(agent.id)}`, change);
       if (change.password !== undefined) teamNote.textContent = `New password set for ${done.name}${done.revoked_sessions ? "; they were logged out" : ""}.`;
+      if (change.disabled === true) {
+        const n = done.released_conversations ?? 0;
+        teamNote.textContent = `${done.name} is disabled and logged out${n ? `; ${n} open conversation${n === 1 ? "" : "s"} went back to the unassigned inbox` : ""}.`;
+      }
     } catch (err) {
       teamStatus.textContent = `Could not change ${agent.name}: ${err.message}`;
     }
@@ -1069,9 +1073,12 @@ export function createSettings(opts) {
       deliveries.hidden = true;
       await Promise.all([loadTeam(), loadKeys(), loadChannels(), loadHooks(), loadRouting()]);
     },
-    /** Presence changed: re-render the team's status column. */
+    /** Presence changed: update the team's status column in place (a form open in a row stays). */
     presenceChanged() {
-      if (team.length) renderTeam();
+      for (const a of team) {
+        const cell = teamList.querySelector(`tr[data-agent-id="${CSS.escape(a.id)}"] .agent-status`);
+        if (cell) cell.textContent = a.disabled ? "Disabled" : opts.isOnline(a.id) ? "Online" : "Offline";
+      }
     },
     /** Logged out: forget everything shown (a key shown once must not outlive the session). */
     clear() {

@@ -46,6 +46,10 @@ const ui = {
   viewTitle: $("view-title"),
   viewSession: $("view-session"),
   claim: $("claim"),
+  transferForm: $("transfer-form"),
+  transferTo: $("transfer-to"),
+  transfer: $("transfer"),
+  unassign: $("unassign"),
   resolveForm: $("resolve-form"),
   tags: $("resolve-tags"),
   resolve: $("resolve"),
@@ -277,6 +281,7 @@ function renderTeam() {
     }),
   );
   settings.presenceChanged();
+  if (current) renderSession(); // the hand-to list marks who is offline
 }
 
 // ---- alerts: a sound and a desktop notification for new unassigned conversations ---------------
@@ -741,7 +746,60 @@ function renderSession() {
   ui.claim.disabled = !open || Boolean(s.assigned_agent_id);
   ui.resolve.disabled = !open;
   ui.tags.disabled = !open;
+  // Handing on: the conversation's agent, or an owner or admin (the server checks the same).
+  const mine = open && s.assigned_agent_id === me?.user.id;
+  ui.transferForm.hidden = !open || !(mine || isAdmin());
+  ui.unassign.hidden = !s?.assigned_agent_id;
+  const keep = ui.transferTo.value;
+  const choices = team.filter((a) => !a.disabled && a.id !== s?.assigned_agent_id);
+  setChildren(
+    ui.transferTo,
+    choices.length === 0
+      ? h("option", { value: "", text: "no teammate to hand to" })
+      : choices.map((a) => h("option", { value: a.id, text: `${a.id === me?.user.id ? `${a.name} (you)` : a.name}${onlineAgents.has(a.id) ? "" : " · offline"}` })),
+  );
+  if (choices.some((a) => a.id === keep)) ui.transferTo.value = keep;
+  ui.transfer.disabled = choices.length === 0;
 }
+
+/** After a transfer or unassign: the answer's session, until the socket's own session frame. */
+function handedOn(id, res) {
+  if (current?.id === id && current.session) {
+    current.session = { ...current.session, assigned_agent_id: res.assigned_agent_id };
+    renderSession();
+  }
+  scheduleInboxRefresh();
+}
+
+ui.transferForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (!current || !ui.transferTo.value) return;
+  const { id } = current;
+  const to = ui.transferTo.value;
+  ui.transfer.disabled = true;
+  showError("");
+  try {
+    handedOn(id, await api("POST", `/api/conversations/${encodeURIComponent(id)}/transfer`, { agent_id: to }));
+  } catch (err) {
+    showError(`Could not transfer: ${err.message}`);
+    renderSession();
+  }
+});
+
+ui.unassign.addEventListener("click", async () => {
+  if (!current) return;
+  const { id } = current;
+  ui.unassign.disabled = true;
+  showError("");
+  try {
+    handedOn(id, await api("POST", `/api/conversations/${encodeURIComponent(id)}/unassign`));
+  } catch (err) {
+    showError(`Could not unassign: ${err.message}`);
+    renderSession();
+  } finally {
+    ui.unassign.disabled = false;
+  }
+});
 
 ui.claim.addEventListener("click", async () => {
   if (!current) return;

@@ -15,6 +15,7 @@ import { hashPassword, MAX_PASSWORD_BYTES, randomToken, sha256Hex } from "../cor
 import { ApiError } from "../core/errors";
 import { safeText } from "../core/message";
 import { displayName } from "../core/names";
+import { conversationForAgent, roomFor } from "../conversation/directory";
 import { database, schema } from "../db/client";
 import { router } from "../http/app";
 import { requireAgent } from "../http/auth";
@@ -74,6 +75,33 @@ async function endAccess(env: Env, orgId: string, userId: string, opts: { keys: 
   const hub = env.ORG_HUB.getByName(orgId);
   await Promise.all([...sessions.map((s) => s.id_hash), ...keys.map((k) => `key:${k.id}`)].map((ref) => hub.revokeAuth(ref)));
   return sessions.length;
+}
+
+/**
+ * A disabled agent's open conversations go back to the unassigned queue (through each room's
+ * `transfer`, as a supervisor would), so no customer waits on someone who cannot answer. The list
+ * comes from D1, which trails the rooms by the flush (a conversation assigned in the last moment
+ * may stay assigned; unassigning it by hand, or resolving it, is always possible). Returns how
+ * many were released.
+ */
+async function releaseConversations(env: Env, orgId: string, userId: string, by: string): Promise<number> {
+  const open = await database(env.DB)
+    .select({ conversation_id: schema.conversationSessions.conversation_id })
+    .from(schema.conversationSessions)
+    .where(and(eq(schema.conversationSessions.org_id, orgId), eq(schema.conversationSessions.assigned_agent_id, userId), eq(schema.conversationSessions.status, "open")))
+    .all();
+  let released = 0;
+  for (const { conversation_id } of open) {
+    try {
+      const ref = await conversationForAgent(env, orgId, conversation_id);
+      const res = await roomFor(env, ref).transfer(ref, null, { id: by, supervisor: true });
+      if (res.ok && res.session.assigned_agent_id === null) released += 1;
+    } catch (err) {
+      // One conversation failing (gone, or its object unavailable) must not keep the agent enabled.
+      console.error(JSON.stringify({ at: "company.releaseConversations", conversation_id, error: String(err) }));
+    }
+  }
+  return released;
 }
 
 export const company = router()
@@ -162,11 +190,12 @@ export const company = router()
             .set(set)
             .where(and(eq(schema.users.id, target.id), eq(schema.users.org_id, caller.org_id)))
             .returning(agentColumns))[0]!;
+    const released = body.disabled === true ? await releaseConversations(c.env, caller.org_id, target.id, caller.user_id) : 0;
     const ended =
       body.disabled === true
         ? await endAccess(c.env, caller.org_id, target.id, { keys: true })
         : (set.role !== undefined && set.role !== target.role) || set.password_hash !== undefined
           ? await endAccess(c.env, caller.org_id, target.id, { keys: false })
           : 0;
-    return c.json({ ...updated, revoked_sessions: ended });
+    return c.json({ ...updated, revoked_sessions: ended, released_conversations: released });
   });

@@ -173,6 +173,7 @@ describe("the console's settings (owners and admins)", () => {
     await row.locator(".agent-status:has-text('Online')").waitFor({ timeout: 10_000 });
     await row.locator("button", { hasText: "Disable" }).click();
     await row.locator(".agent-status:has-text('Disabled')").waitFor({ timeout: 10_000 });
+    expect(await ownerSide.page.textContent("#team-note")).toBe("Dana Agent is disabled and logged out.");
 
     // Dana's console: the inbox socket closed (1008), the session is gone: back to the login.
     await agentSide.page.waitForSelector("#login:not([hidden])", { timeout: 10_000 });

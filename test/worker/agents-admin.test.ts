@@ -51,9 +51,15 @@ describe("PATCH /api/company/agents/:id", () => {
     await engine(`&sid=${sid}`, "40");
     expect(await (await engine(`&sid=${sid}`)).text()).toMatch(/^40/);
 
+    // Victor has the conversation (claimed, and in D1's lists).
+    expect((await victim.as.call(`/api/conversations/${conv.id}/assign`, { method: "POST" })).status).toBe(200);
+    await eventually(async () => (await o.agent.call("/api/conversations/?filter=all")).body.find((c: any) => c.id === conv.id)?.active_session?.assigned_agent_id === victim.id, "the claim in D1");
+
     const res = await admin.as.call(`/api/company/agents/${victim.id}`, { method: "PATCH", body: { disabled: true } });
     expect(res.status).toBe(200);
-    expect(res.body).toMatchObject({ id: victim.id, disabled: true, role: "agent", revoked_sessions: 2 });
+    expect(res.body).toMatchObject({ id: victim.id, disabled: true, role: "agent", revoked_sessions: 2, released_conversations: 1 });
+    // His conversation went back to the unassigned queue: nobody waits on a disabled agent.
+    expect((await o.agent.call(`/api/conversations/${conv.id}`)).body.active_session).toMatchObject({ status: "open", assigned_agent_id: null });
 
     for (const s of [inbox, room, otherRoom]) expect((await s.waitClosed()).code).toBe(1008);
     const after = await engine(`&sid=${sid}`);
