@@ -61,6 +61,7 @@ const ui = {
   list: h("ol", { class: "messages", role: "log", "aria-live": "polite", "aria-label": "Messages" }),
   seen: h("p", { class: "pw-seen", "aria-live": "polite" }),
   typing: h("p", { class: "typing", "aria-live": "polite" }),
+  preview: h("p", { class: "pw-preview", id: "pw-preview", hidden: true, text: "Our team sees what you type here before you send it." }),
   composer: h("form", { class: "pw-composer" }),
   file: h("input", { type: "file", id: "pw-file", class: "visually-hidden", accept: ACCEPT, multiple: true, tabIndex: -1, "aria-hidden": "true" }),
   attach: h("button", { type: "button", class: "pw-attach", "aria-label": "Attach a file or image", title: "Attach a file or image" }, clipIcon()),
@@ -78,6 +79,7 @@ setChildren(
   ui.offline,
   ui.scroll,
   ui.typing,
+  ui.preview,
   ui.composer,
 );
 document.documentElement.classList.toggle("pw-framed", launcherMode);
@@ -257,6 +259,10 @@ function listen(c) {
     }
     showPresence(data.account.status);
     showSession(data.conversation.session);
+    typingPreview = data.typing_preview;
+    ui.preview.hidden = !typingPreview;
+    if (typingPreview) ui.text.setAttribute("aria-describedby", "pw-preview");
+    else ui.text.removeAttribute("aria-describedby");
     render();
   });
   c.on("chat.message_received", ({ message: m }) => {
@@ -374,7 +380,7 @@ ui.text.addEventListener("keydown", (event) => {
 });
 ui.text.addEventListener("input", () => {
   autosize();
-  typingInput(ui.text.value.trim() !== "");
+  typingInput(ui.text.value);
 });
 ui.text.addEventListener("blur", () => typingStop(true));
 ui.attach.addEventListener("click", () => ui.file.click());
@@ -408,11 +414,17 @@ function autosize() {
 // ---- typing, both ways ------------------------------------------------------------------------
 
 let typingIdle = null;
-/** On every keystroke: the SDK sends typing:true at most every 3 s; 4 s of quiet ends it. */
-function typingInput(hasText) {
+/** The channel shows agents the draft as typed (said under the composer while it is on). */
+let typingPreview = false;
+/**
+ * On every keystroke: the SDK sends typing:true at most every 3 s (with the typing preview, the
+ * draft at most every 300 ms); 4 s of quiet ends it.
+ */
+function typingInput(text) {
   clearTimeout(typingIdle);
   if (!client) return;
-  if (!hasText) return void client.chatTyping(false);
+  if (typingPreview) client.chatDraft(text);
+  if (text.trim() === "") return void client.chatTyping(false);
   client.chatTyping(true);
   typingIdle = setTimeout(() => client?.chatTyping(false), 4_000);
 }

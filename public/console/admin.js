@@ -439,6 +439,7 @@ export function createSettings(opts) {
     const origins = ch.kind === "webchat" ? h("textarea", { id: "edit-channel-origins", rows: 3, value: ch.allowed_origins.join("\n") }) : null;
     const title = ch.kind === "webchat" ? h("input", { id: "edit-channel-title", maxLength: 200, value: ch.title ?? "", placeholder: "Chat with us" }) : null;
     const identity = h("input", { type: "checkbox", id: "edit-channel-identity", checked: ch.require_identity });
+    const preview = ch.kind === "webchat" ? h("input", { type: "checkbox", id: "edit-channel-preview", checked: ch.typing_preview }) : null;
     const secretBox = h("div", { id: "identity-secret", "aria-live": "polite" });
     const form = h(
       "form",
@@ -452,6 +453,7 @@ export function createSettings(opts) {
           const body = { name: name.value, require_identity: identity.checked };
           if (origins) body.allowed_origins = lines(origins.value);
           if (title) body.title = title.value.trim() || null;
+          if (preview) body.typing_preview = preview.checked;
           try {
             const saved = await api("PATCH", base, body);
             Object.assign(ch, saved);
@@ -467,6 +469,9 @@ export function createSettings(opts) {
       origins ? field("Allowed origins (one per line; empty: any site)", origins, "exact origins like https://shop.example: scheme, host and port, nothing else") : null,
       title ? field("Widget title", title) : null,
       h("div", { class: "check" }, identity, h("label", { htmlFor: "edit-channel-identity", text: "Require identity verification (your server signs each visitor's id: docs/identity.md)" })),
+      preview
+        ? h("div", { class: "check" }, preview, h("label", { htmlFor: "edit-channel-preview", text: "Typing preview: agents see what visitors type before they send it (the widget tells visitors; drafts are never stored)" }))
+        : null,
       h("div", { class: "row" }, h("button", { type: "submit", text: "Save channel" }), h("button", {
         type: "button",
         class: "secondary",

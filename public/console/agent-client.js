@@ -205,6 +205,7 @@ function newClientMsgId() {
  *   onMessages(messages, pending)   the sorted message list or the outbox changed
  *   onReady(readyFrame)             every (re)connection's first frame, after resume/resync
  *   onTyping(frame)                 someone else's typing frame
+ *   onDraft(draft)                  the visitor's unsent text (typing preview); "" once sent or cleared
  *   onRead(frame)                   a read receipt
  *   onSession(session)              the support session changed
  *   onPresence(status)              "online" | "offline" (the org's account status, visitors)
@@ -300,6 +301,10 @@ export class ConversationClient {
         return;
       case "message":
         this.merge([frame.message]);
+        if (frame.message.sender_type === "end_user") this.opts.onDraft?.("");
+        return;
+      case "draft":
+        this.opts.onDraft?.(frame.draft);
         return;
       case "ack": {
         // Stored. The message itself arrives as a "message" frame (normally just before the ack),

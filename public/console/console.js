@@ -57,6 +57,7 @@ const ui = {
   viewError: $("view-error"),
   messages: $("view-messages"),
   typing: $("view-typing"),
+  draft: $("view-draft"),
   replyForm: $("reply-form"),
   reply: $("reply-text"),
   quick: $("reply-quick"),
@@ -606,6 +607,7 @@ function openConversation(conv) {
     isSelf: (frame) => frame.sender_type === "agent" && frame.sender_id === me?.user.id,
     onMessages: renderMessages,
     onTyping: (frame) => typingIn.update(frame),
+    onDraft: (draft) => current?.client === client && showDraft(draft),
     onSession: (session) => {
       if (!current || current.client !== client) return;
       current.session = session;
@@ -685,6 +687,7 @@ function closeConversation() {
   current = null;
   clearInterval(convCountdown);
   typingIn.clear();
+  showDraft("");
   listCache.clear();
   ui.messages.replaceChildren();
   ui.viewBody.hidden = true;
@@ -974,6 +977,12 @@ ui.reply.addEventListener("blur", () => typingOut.stop(true));
 function showTyping(who) {
   const names = who.map((w) => w.name ?? (w.type === "end_user" ? visitorName(current?.conv) : "Someone"));
   ui.typing.textContent = names.length === 0 ? "" : `${names.join(", ")} ${names.length === 1 ? "is" : "are"} typing…`;
+}
+
+/** Typing preview (channels that opt in): the visitor's unsent text, as text. */
+function showDraft(draft) {
+  ui.draft.hidden = draft === "";
+  ui.draft.textContent = draft === "" ? "" : `${visitorName(current?.conv)} is writing: ${draft}`;
 }
 
 function showError(text) {

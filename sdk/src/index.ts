@@ -130,6 +130,11 @@ export interface InitializedData {
   read: { contact_read_seq: number };
   /** False on the first connect, true after a reconnect. */
   reconnected: boolean;
+  /**
+   * The channel shows agents what the visitor types before sending it (`chatDraft`). Tell the
+   * visitor so wherever they type (the widget does).
+   */
+  typing_preview: boolean;
 }
 
 export interface AgentTypingData {
@@ -223,6 +228,8 @@ type ServerFrame =
       account_status: AccountStatus;
       /** How far the visitor and the staff have read (absent from older servers). */
       read?: { end_user_seq: number; staff_seq: number };
+      /** The channel's typing preview (absent from older servers: off). */
+      typing_preview?: boolean;
     }
   | { type: "message"; message: Message }
   | { type: "ack"; client_msg_id: string | null; id: string; seq: number; duplicate: boolean }
@@ -267,6 +274,10 @@ const FATAL_CLOSE_CODES = new Set([4403]);
 const REFUSAL_CHECK_MS = 5_000;
 /** typing:true is repeated at most this often (the server's indicator lasts 6 s). */
 const TYPING_REFRESH_MS = 3_000;
+/** Typing preview: a draft goes out at most this often (the latest one always does). */
+const DRAFT_INTERVAL_MS = 300;
+/** The server's limit for a draft (src/conversation/protocol.ts). */
+const MAX_DRAFT_CHARS = 2_000;
 
 export function createClient(options: ClientOptions): ParleyClient {
   return new ParleyClient(options);
@@ -316,6 +327,11 @@ export class ParleyClient {
   private stopped = false;
   /** When typing:true was last sent (0: not typing, as far as the server knows). */
   private typingSentAt = 0;
+  /** The channel's typing preview (from the last ready frame). */
+  private typingPreview = false;
+  private draftSentAt = 0;
+  private pendingDraft: string | null = null;
+  private draftTimer: ReturnType<typeof setTimeout> | null = null;
   private attempts = 0;
   private lastRefusalCheck = 0;
 
@@ -699,6 +715,7 @@ export class ParleyClient {
 
     this.readyGen = gen;
     this.typingSentAt = 0;
+    this.typingPreview = frame.typing_preview === true;
     this.socketOpenSinceReady = true;
     this.everReady = true;
     this.startHeartbeat();
@@ -710,6 +727,7 @@ export class ParleyClient {
       messages: list,
       read: { contact_read_seq: this.contactReadSeq },
       reconnected,
+      typing_preview: this.typingPreview,
     };
     this.emit("initialized", data);
     if (reconnected) {
@@ -736,6 +754,7 @@ export class ParleyClient {
       if (p) {
         this.pending.delete(p.clientMsgId);
         this.typingSentAt = 0; // the server clears a sender's typing when they send
+        this.pendingDraft = null;
         p.resolve(stored);
       }
     }
@@ -848,6 +867,32 @@ export class ParleyClient {
     if (typing ? now - this.typingSentAt < TYPING_REFRESH_MS : this.typingSentAt === 0) return true;
     this.typingSentAt = typing ? now : 0;
     return this.socket!.send(JSON.stringify({ type: "typing", typing: Boolean(typing) }));
+  }
+
+  /**
+   * The composer's text, on every keystroke. Where the channel has the typing preview on
+   * (`initialized.typing_preview`), agents see it as it is typed (at most every 300 ms; the latest
+   * text always goes out); elsewhere it only drives `chatTyping`. Never stored by the server.
+   */
+  chatDraft(text: string): boolean {
+    if (!this.typingPreview) return this.chatTyping(text.trim() !== "");
+    if (!this.isLive()) return false;
+    this.pendingDraft = text.trim() === "" ? "" : text.slice(0, MAX_DRAFT_CHARS);
+    const wait = DRAFT_INTERVAL_MS - (Date.now() - this.draftSentAt);
+    if (wait <= 0) this.flushDraft();
+    else this.draftTimer ??= setTimeout(() => this.flushDraft(), wait);
+    return true;
+  }
+
+  private flushDraft() {
+    if (this.draftTimer) clearTimeout(this.draftTimer);
+    this.draftTimer = null;
+    const draft = this.pendingDraft;
+    this.pendingDraft = null;
+    if (draft === null || !this.isLive()) return;
+    this.draftSentAt = Date.now();
+    this.typingSentAt = draft === "" ? 0 : this.draftSentAt;
+    this.socket!.send(JSON.stringify({ type: "typing", typing: draft !== "", draft }));
   }
 
   /**

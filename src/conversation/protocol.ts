@@ -15,10 +15,13 @@ export const MAX_REPLAY = 300;
 /** Client pings answered by the platform without waking the object (exact string match). */
 export const PING_FRAME = '{"type":"ping"}';
 export const PONG_FRAME = '{"type":"pong"}';
+/** A typing-preview draft longer than this is refused (an error frame; the socket stays open). */
+export const MAX_DRAFT_CHARS = 2_000;
 
 export const ClientFrame = z.discriminatedUnion("type", [
   z.object({ type: z.literal("send") }).passthrough(),
-  z.object({ type: z.literal("typing"), typing: z.boolean() }),
+  // `draft`: the visitor's text as typed, for channels with the typing preview (staff only, never stored).
+  z.object({ type: z.literal("typing"), typing: z.boolean(), draft: z.string().max(MAX_DRAFT_CHARS).optional() }),
   z.object({ type: z.literal("read"), seq: z.number().int().nonnegative() }),
   z.object({ type: z.literal("ping") }),
 ]);
@@ -42,10 +45,14 @@ export type ServerFrame =
       read: { end_user_seq: number; staff_seq: number };
       /** While the session waits for an agent: the last place in line (as in `queue` frames). */
       queue: QueueStatus | null;
+      /** The channel shows agents the visitor's draft as it is typed (the widget says so). */
+      typing_preview: boolean;
     }
   | { type: "message"; message: Message }
   | { type: "ack"; client_msg_id: string | null; id: string; seq: number; duplicate: boolean }
   | { type: "typing"; sender_type: SenderType; sender_id: string; sender_name: string | null; typing: boolean }
+  /** Typing preview (staff only): the visitor's unsent text as it stands; "" when cleared. */
+  | { type: "draft"; sender_type: SenderType; sender_id: string; sender_name: string | null; draft: string }
   | { type: "read"; reader_type: SenderType; reader_id: string; seq: number }
   | { type: "session"; session: Session; /** the agent it was just assigned to */ agent?: Principal }
   | { type: "presence"; account_status: "online" | "offline" }

@@ -77,6 +77,8 @@ export interface BotOutcome {
 
 /** Bot settings are re-read from D1 at most this often (ms): edits apply within it. */
 const BOT_SETTINGS_TTL_MS = 30_000;
+/** The channel's typing-preview setting is re-read at most this often (ms): turning it off applies within it. */
+const PREVIEW_SETTING_TTL_MS = 10_000;
 
 export class ConversationRoom extends Server<Env> {
   static override options = { hibernate: true };
@@ -531,6 +533,7 @@ export class ConversationRoom extends Server<Env> {
     const clientEpoch = url.searchParams.get("epoch");
     const head = this.log.head();
     const status = principal.type === "end_user" ? await this.watchPresence() : "online";
+    const typingPreview = await this.typingPreview();
     const ready = (messages: Message[], recovered: boolean, resync: boolean) =>
       this.sendFrame(conn, {
         type: "ready",
@@ -543,6 +546,7 @@ export class ConversationRoom extends Server<Env> {
         session: this.sessions.latest(),
         account_status: status,
         read: { end_user_seq: this.readSeq("end_user"), staff_seq: this.readSeq("staff") },
+        typing_preview: typingPreview,
         queue: this.waitingStatus(),
       });
     const audience = audienceOf(principal);
@@ -584,6 +588,7 @@ export class ConversationRoom extends Server<Env> {
       }
       case "typing":
         this.applyTyping(principal, frame.data.typing, conn.id);
+        if (frame.data.draft !== undefined) await this.forwardDraft(principal, frame.data.typing ? frame.data.draft : "");
         return;
       case "read":
         this.markRead(ref, principal, { seq: frame.data.seq });
@@ -694,6 +699,38 @@ export class ConversationRoom extends Server<Env> {
   }
 
   // ---- connectors (seed 002: SMS, fb, twitter channels served by an external connector) -------
+
+  // ---- typing preview (webchat channels that opt in: agents see the visitor's draft) ----------
+
+  private previewCache: { at: number; on: boolean } | null = null;
+  private lastDraftAt = 0;
+
+  /** Whether the channel has the typing preview on (re-read from D1 at most every 10 s). */
+  private async typingPreview(): Promise<boolean> {
+    if (this.previewCache && Date.now() - this.previewCache.at < PREVIEW_SETTING_TTL_MS) return this.previewCache.on;
+    const row = await database(this.env.DB)
+      .select({ on: schema.channels.typing_preview })
+      .from(schema.channels)
+      .where(eq(schema.channels.id, this.ref().channel_id))
+      .get()
+      .catch((err: unknown) => (logError("room.typingPreview", err), null));
+    this.previewCache = { at: Date.now(), on: row?.on === true };
+    return this.previewCache.on;
+  }
+
+  /**
+   * A visitor's draft goes to staff sockets only, at most every 150 ms, and only while the channel
+   * has the preview on. Never stored; never sent to end users or Socket.IO sessions.
+   */
+  private async forwardDraft(who: Principal, draft: string) {
+    if (who.type !== "end_user") return;
+    const now = Date.now();
+    if (draft !== "" && now - this.lastDraftAt < 150) return;
+    if (!(await this.typingPreview())) return;
+    this.lastDraftAt = now;
+    const frame = JSON.stringify({ type: "draft", sender_type: who.type, sender_id: who.id, sender_name: who.name, draft } satisfies ServerFrame);
+    this.broadcast(frame, this.endUserConnIds());
+  }
 
   private channelCache: Promise<{ kind: string; name: string } | null> | null = null;
   private connectorChain: Promise<unknown> = Promise.resolve();

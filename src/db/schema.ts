@@ -90,6 +90,8 @@ export const channels = sqliteTable(
     /** When set, visitors must present HMAC-SHA256(external_id, identity_secret). */
     identity_secret: text("identity_secret"),
     require_identity: integer("require_identity", { mode: "boolean" }).notNull().default(false),
+    /** Webchat: agents see the visitor's draft as it is typed (disclosed in the widget; never stored). */
+    typing_preview: integer("typing_preview", { mode: "boolean" }).notNull().default(false),
     created_at: createdAt(),
   },
   (t) => [index("channels_org").on(t.org_id)],

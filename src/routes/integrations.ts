@@ -24,17 +24,19 @@ const Webchat = z.object({
   allowed_origins: z.array(origin).max(50).default([]),
   title: displayName(200).optional(),
   require_identity: z.boolean().default(false),
+  typing_preview: z.boolean().default(false),
 });
 const Mobile = z.object({ name: displayName(200), require_identity: z.boolean().default(false) });
-/** `PATCH /:id`: what an admin may change on a channel (origins and title: webchat only; `title: null` clears it). */
+/** `PATCH /:id`: what an admin may change on a channel (origins, title, typing preview: webchat only; `title: null` clears it). */
 const ChannelChange = z
   .strictObject({
     name: displayName(200).optional(),
     allowed_origins: z.array(origin).max(50).optional(),
     title: displayName(200).nullable().optional(),
     require_identity: z.boolean().optional(),
+    typing_preview: z.boolean().optional(),
   })
-  .refine((b) => Object.values(b).some((v) => v !== undefined), { message: "send name, allowed_origins, title and/or require_identity" });
+  .refine((b) => Object.values(b).some((v) => v !== undefined), { message: "send name, allowed_origins, title, require_identity and/or typing_preview" });
 
 type ChannelRow = typeof schema.channels.$inferSelect;
 const channelView = (r: ChannelRow) => ({
@@ -45,6 +47,7 @@ const channelView = (r: ChannelRow) => ({
   allowed_origins: JSON.parse(r.allowed_origins) as string[],
   title: r.title,
   require_identity: r.require_identity,
+  typing_preview: r.typing_preview,
   created_at: r.created_at,
 });
 
@@ -57,7 +60,7 @@ function botView(row: { channel_id: string; kind: string; config: string; enable
 
 export async function createChannel(
   orgId: string,
-  opts: { kind: ChannelKind; name: string; is_default?: boolean; allowed_origins?: string[]; title?: string; require_identity?: boolean },
+  opts: { kind: ChannelKind; name: string; is_default?: boolean; allowed_origins?: string[]; title?: string; require_identity?: boolean; typing_preview?: boolean },
 ) {
   return {
     id: crypto.randomUUID(),
@@ -69,6 +72,7 @@ export async function createChannel(
     title: opts.title ?? null,
     identity_secret: randomToken(32),
     require_identity: opts.require_identity ?? false,
+    typing_preview: opts.typing_preview ?? false,
   };
 }
 
@@ -116,14 +120,15 @@ export const integrations = router()
   .patch("/:id", async (c) => {
     const body = await readJson(c, ChannelChange);
     const channel = await channelOfOrg(c.env, c.get("agent").org_id, c.req.param("id"));
-    if ((body.allowed_origins !== undefined || body.title !== undefined) && channel.kind !== "webchat") {
-      throw new ApiError("validation_failed", "allowed_origins and title belong to a webchat channel");
+    if ((body.allowed_origins !== undefined || body.title !== undefined || body.typing_preview !== undefined) && channel.kind !== "webchat") {
+      throw new ApiError("validation_failed", "allowed_origins, title and typing_preview belong to a webchat channel");
     }
     const set: Partial<typeof schema.channels.$inferInsert> = {};
     if (body.name !== undefined) set.name = body.name;
     if (body.allowed_origins !== undefined) set.allowed_origins = JSON.stringify([...new Set(body.allowed_origins)]);
     if (body.title !== undefined) set.title = body.title;
     if (body.require_identity !== undefined) set.require_identity = body.require_identity;
+    if (body.typing_preview !== undefined) set.typing_preview = body.typing_preview;
     const [row] = await database(c.env.DB)
       .update(schema.channels)
       .set(set)

@@ -160,6 +160,7 @@ export function renderFrame(m: Membership, frame: ServerFrame): Emission[] {
     case "ack":
     case "pong":
     case "error":
+    case "draft": // the typing preview is a native-protocol feature (the console); no seed has it
       return [];
     default:
       return assertNever(frame);

@@ -1,0 +1,1 @@
+ALTER TABLE `channels` ADD `typing_preview` integer DEFAULT false NOT NULL;
