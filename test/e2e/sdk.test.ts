@@ -118,6 +118,7 @@ describe("connect and account status", () => {
       messages: [],
       read: { contact_read_seq: 0 },
       reconnected: false,
+      typing_preview: false,
     });
     expect(c.state).toBe("connected");
     expect(await rec.wait("initialized")).toEqual(init);

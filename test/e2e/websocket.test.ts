@@ -28,6 +28,7 @@ describe("visitor and agent sockets in one conversation", () => {
       account_status: "offline",
       read: { end_user_seq: 0, staff_seq: 0 },
       queue: null,
+      typing_preview: false,
     });
 
     // The sender gets its message broadcast, the session it opened, and its ack: nothing else.
