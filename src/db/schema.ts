@@ -320,3 +320,28 @@ export const devices = sqliteTable(
   },
   (t) => [uniqueIndex("devices_token").on(t.channel_id, t.platform, t.token), index("devices_user").on(t.channel_id, t.external_id)],
 );
+
+/**
+ * Who changed what (RELIABILITY.md S2): one row per state-changing action of an agent, an admin, a
+ * secret key or the system (src/audit/). Never a secret: `detail` is a small JSON object of
+ * non-secret facts (names, roles, kinds, which fields changed), built per action.
+ */
+export const auditLog = sqliteTable(
+  "audit_log",
+  {
+    id: text("id").primaryKey(),
+    org_id: text("org_id").notNull(),
+    /** ISO time of the action (the Worker's clock); entries sort by (at, id), newest first. */
+    at: text("at").notNull(),
+    actor_type: text("actor_type", { enum: ["agent", "key", "system"] }).notNull(),
+    actor_id: text("actor_id").notNull(),
+    actor_name: text("actor_name"),
+    /** Dotted: `api_key.revoked`, `conversation.assigned`, ... (docs in src/audit/log.ts). */
+    action: text("action").notNull(),
+    target_type: text("target_type").notNull(),
+    target_id: text("target_id").notNull(),
+    /** JSON object, no secrets. */
+    detail: text("detail").notNull().default("{}"),
+  },
+  (t) => [index("audit_log_org_at").on(t.org_id, t.at, t.id), index("audit_log_org_action").on(t.org_id, t.action, t.at), index("audit_log_org_actor").on(t.org_id, t.actor_id, t.at)],
+);
