@@ -20,6 +20,7 @@ import { dostiRest } from "./adapters/dosti-rest";
 import type { AppEnv } from "./http/app";
 import { limitBody } from "./http/body";
 import { notFound, onError } from "./http/errors";
+import { audit } from "./routes/audit";
 import { auth } from "./routes/auth";
 import { company } from "./routes/company";
 import { conversations } from "./routes/conversations";
@@ -65,6 +66,7 @@ const app = new Hono<AppEnv>({ strict: false })
   .route("/api/conversations", agentUploads)
   .route("/api/conversations", conversations)
   .route("/api/webhooks", webhooks)
+  .route("/api/audit", audit)
   .route("/api/chat", dostiRest)
   .route("/api/customer", customerChannel)
   .route("/api/routing", routing)

@@ -32,6 +32,7 @@ import { MAX_BODY_BYTES, parse, readJson } from "../http/body";
 import { queueChatApiWebhook } from "./chat-api-webhook";
 import { allowLocalWebhooks, checkWebhookUrl } from "../webhooks/url";
 import { newSecret } from "../webhooks/signature";
+import { actorOf, auditInsert, urlForAudit } from "../audit/log";
 
 const MAX_EVENTS = 250;
 const EVENTS_WAIT_MS = 25_000;
@@ -71,6 +72,13 @@ export const chatApiIntegration = router()
       db.insert(schema.channels).values(channel),
       db.insert(schema.embedTokens).values({ id: crypto.randomUUID(), org_id: org, channel_id: channel.id, token_hash: await sha256Hex(token) }),
       ...(hookRow ? [db.insert(schema.webhooks).values(hookRow)] : []),
+      auditInsert(db, {
+        org_id: org,
+        actor: actorOf(c.get("agent")),
+        action: "channel.created",
+        target: { type: "channel", id: channel.id },
+        detail: { kind: "chat_api", name: channel.name, ...(hookRow ? { webhook_id: hookRow.id, webhook_url: urlForAudit(hookRow.url) } : {}) },
+      }),
     ]);
     // The token and the webhook's signing secret are shown once, here.
     return c.json({ id: channel.id, channel_id: channel.id, token, ...(hookRow ? { webhook_id: hookRow.id, webhook_secret: hookRow.secret } : {}) }, 201);

@@ -54,6 +54,8 @@ export interface Agent {
    * `key:<api key id>`. Sockets carry it so that logout or revocation closes them (S10).
    */
   auth_ref: string;
+  /** The secret key that authenticated this agent (key auth only), for the audit log's actor. */
+  key?: { id: string; name: string };
 }
 
 export const agentPrincipal = (a: Agent): Principal => ({ type: "agent", id: a.user_id, name: a.name });
@@ -133,13 +135,13 @@ async function touchSession(env: Env, idHash: string, s: { created_at: string; e
 export async function agentFromSecretKey(env: Env, key: string, headers: Headers): Promise<Agent | null> {
   if (headers.get("sec-fetch-site")) throw new ApiError("forbidden", "secret keys are for servers; browsers use a session or a public key");
   const row = await database(env.DB)
-    .select({ user: schema.users, key_id: schema.apiKeys.id })
+    .select({ user: schema.users, key_id: schema.apiKeys.id, key_name: schema.apiKeys.name })
     .from(schema.apiKeys)
     .innerJoin(schema.users, eq(schema.users.id, schema.apiKeys.created_by))
     .where(and(eq(schema.apiKeys.key_hash, await sha256Hex(key)), eq(schema.apiKeys.kind, "secret"), isNull(schema.apiKeys.revoked_at)))
     .get();
   if (!row || row.user.disabled) return null;
-  return toAgent(row.user, "key", null, `key:${row.key_id}`);
+  return { ...toAgent(row.user, "key", null, `key:${row.key_id}`), key: { id: row.key_id, name: row.key_name } };
 }
 
 function toAgent(u: typeof schema.users.$inferSelect, via: Agent["via"], token: string | null, authRef: string): Agent {

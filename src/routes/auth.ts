@@ -9,6 +9,7 @@ import { router } from "../http/app";
 import { csrfToken, endSession, requireAgent, startSession } from "../http/auth";
 import { readJson } from "../http/body";
 import { createChannel } from "./integrations";
+import { actorOf, auditInsert, recordAudit } from "../audit/log";
 
 /** Failed logins per account before 429, within the window. */
 export const LOGIN_MAX_FAILURES = 10;
@@ -36,6 +37,7 @@ export const auth = router()
         db.insert(schema.organizations).values(org),
         db.insert(schema.users).values({ ...user, password_hash: await hashPassword(body.password) }),
         db.insert(schema.channels).values(channel),
+        auditInsert(db, { org_id: org.id, actor: { type: "agent", id: user.id, name: user.name }, action: "org.created", target: { type: "organization", id: org.id }, detail: { name: org.name, owner_email: user.email } }),
       ]);
     } catch (err) {
       if (isUniqueViolation(err)) throw new ApiError("email_taken", "an account with this email exists");
@@ -56,15 +58,23 @@ export const auth = router()
     if ((failures?.n ?? 0) >= LOGIN_MAX_FAILURES) throw new ApiError("rate_limited", "too many failed logins; try again later", LOGIN_WINDOW_MS / 1000);
     const user = await db.select().from(schema.users).where(eq(schema.users.email, body.email)).get();
     if (!user || user.disabled || !(await verifyPassword(body.password, user.password_hash))) {
-      await db.insert(schema.loginFailures).values({ email: body.email, at_ms: Date.now() });
+      const failure = db.insert(schema.loginFailures).values({ email: body.email, at_ms: Date.now() });
+      // A known account records the failed attempt in its organisation's audit log (never the password tried).
+      if (user) {
+        const entry = { org_id: user.org_id, actor: { type: "system" as const, id: "login", name: "Login attempt" }, action: "auth.login_failed", target: { type: "agent", id: user.id }, detail: { email: user.email, reason: user.disabled ? "disabled" : "wrong_password" } };
+        await db.batch([failure, auditInsert(db, entry)]);
+      } else await failure;
       throw new ApiError("invalid_credentials", "wrong email or password");
     }
     const org = await db.select().from(schema.organizations).where(eq(schema.organizations.id, user.org_id)).get();
     const csrf_token = await startSession(c, user.id, user.org_id);
+    await recordAudit(c.env, { org_id: user.org_id, actor: { type: "agent", id: user.id, name: user.name }, action: "auth.login", target: { type: "agent", id: user.id }, detail: { email: user.email } });
     return c.json({ user: publicUser(user), organization: { id: org!.id, name: org!.name }, csrf_token });
   })
   .post("/logout", requireAgent(), async (c) => {
-    await endSession(c, c.get("agent").org_id);
+    const agent = c.get("agent");
+    await endSession(c, agent.org_id);
+    await recordAudit(c.env, { org_id: agent.org_id, actor: actorOf(agent), action: "auth.logout", target: { type: "agent", id: agent.user_id }, detail: { via: agent.via } });
     return c.json({ ok: true });
   })
   .get("/me", requireAgent(), async (c) => {

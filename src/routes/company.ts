@@ -9,7 +9,7 @@
  * an agent's role, or setting a new password for them, ends their sessions the same way: they log
  * in again, with a new session id.
  */
-import { and, eq, isNull } from "drizzle-orm";
+import { and, eq, isNull, sql } from "drizzle-orm";
 import { z } from "zod";
 import { hashPassword, MAX_PASSWORD_BYTES, randomToken, sha256Hex } from "../core/crypto";
 import { ApiError } from "../core/errors";
@@ -20,6 +20,7 @@ import { database, schema } from "../db/client";
 import { router } from "../http/app";
 import { requireAgent } from "../http/auth";
 import { readJson } from "../http/body";
+import { actorOf, auditInsert, recordAudit, type Actor, type AuditEntry } from "../audit/log";
 
 const NewKey = z.object({ name: safeText(200).pipe(z.string().trim().min(1)), kind: z.enum(["public", "secret"]) });
 const password = z.string().min(8).refine((p) => new TextEncoder().encode(p).byteLength <= MAX_PASSWORD_BYTES, { message: `at most ${MAX_PASSWORD_BYTES} bytes` });
@@ -84,7 +85,7 @@ async function endAccess(env: Env, orgId: string, userId: string, opts: { keys: 
  * may stay assigned; unassigning it by hand, or resolving it, is always possible). Returns how
  * many were released.
  */
-async function releaseConversations(env: Env, orgId: string, userId: string, by: string): Promise<number> {
+async function releaseConversations(env: Env, orgId: string, userId: string, by: string, actor: Actor): Promise<number> {
   const open = await database(env.DB)
     .select({ conversation_id: schema.conversationSessions.conversation_id })
     .from(schema.conversationSessions)
@@ -95,7 +96,10 @@ async function releaseConversations(env: Env, orgId: string, userId: string, by:
     try {
       const ref = await conversationForAgent(env, orgId, conversation_id);
       const res = await roomFor(env, ref).transfer(ref, null, { id: by, supervisor: true });
-      if (res.ok && res.session.assigned_agent_id === null) released += 1;
+      if (res.ok && res.session.assigned_agent_id === null) {
+        released += 1;
+        await recordAudit(env, { org_id: orgId, actor, action: "conversation.unassigned", target: { type: "conversation", id: conversation_id }, detail: { session_id: res.session.id, from_agent_id: userId, reason: "agent_disabled" } });
+      }
     } catch (err) {
       // One conversation failing (gone, or its object unavailable) must not keep the agent enabled.
       console.error(JSON.stringify({ at: "company.releaseConversations", conversation_id, error: String(err) }));
@@ -128,7 +132,11 @@ export const company = router()
       key_prefix: key.slice(0, 7),
       created_by: agent.user_id,
     };
-    await database(c.env.DB).insert(schema.apiKeys).values(row);
+    const db = database(c.env.DB);
+    await db.batch([
+      db.insert(schema.apiKeys).values(row),
+      auditInsert(db, { org_id: agent.org_id, actor: actorOf(agent), action: "api_key.created", target: { type: "api_key", id: row.id }, detail: { name: row.name, kind: row.kind, prefix: row.key_prefix } }),
+    ]);
     return c.json({ id: row.id, name: row.name, kind: row.kind, key }, 201);
   })
   .get("/api-keys", async (c) => {
@@ -140,11 +148,24 @@ export const company = router()
     return c.json(rows);
   })
   .delete("/api-keys/:id", async (c) => {
-    const done = await database(c.env.DB)
-      .update(schema.apiKeys)
-      .set({ revoked_at: new Date().toISOString() })
-      .where(and(eq(schema.apiKeys.id, c.req.param("id")), eq(schema.apiKeys.org_id, c.get("agent").org_id), isNull(schema.apiKeys.revoked_at)))
-      .returning({ id: schema.apiKeys.id });
+    const agent = c.get("agent");
+    const db = database(c.env.DB);
+    const id = c.req.param("id");
+    const now = new Date().toISOString();
+    const k = schema.apiKeys;
+    // The entry is written in the same batch, only if this request is the one that revoked the key.
+    const [done] = await db.batch([
+      db
+        .update(k)
+        .set({ revoked_at: now })
+        .where(and(eq(k.id, id), eq(k.org_id, agent.org_id), isNull(k.revoked_at)))
+        .returning({ id: k.id, name: k.name, kind: k.kind, prefix: k.key_prefix }),
+      auditInsert(
+        db,
+        { org_id: agent.org_id, actor: actorOf(agent), action: "api_key.revoked", target: { type: "api_key", id } },
+        sql`exists (select 1 from ${k} where ${k.id} = ${id} and ${k.org_id} = ${agent.org_id} and ${k.revoked_at} = ${now})`,
+      ),
+    ]);
     if (done.length === 0) throw new ApiError("not_found", "API key not found");
     // Sockets opened with the key close now (S10).
     await c.env.ORG_HUB.getByName(c.get("agent").org_id).revokeAuth(`key:${done[0]!.id}`);
@@ -157,7 +178,10 @@ export const company = router()
       throw new ApiError("email_taken", "an account with this email exists");
     }
     const user = { id: crypto.randomUUID(), org_id: c.get("agent").org_id, name: body.name, email: body.email, role: body.role };
-    await db.insert(schema.users).values({ ...user, password_hash: await hashPassword(body.password) });
+    await db.batch([
+      db.insert(schema.users).values({ ...user, password_hash: await hashPassword(body.password) }),
+      auditInsert(db, { org_id: user.org_id, actor: actorOf(c.get("agent")), action: "agent.created", target: { type: "agent", id: user.id }, detail: { name: user.name, email: user.email, role: user.role } }),
+    ]);
     return c.json({ ...user, disabled: false }, 201);
   })
   .patch("/agents/:id", async (c) => {
@@ -182,15 +206,28 @@ export const company = router()
     if (body.role !== undefined && !self) set.role = body.role;
     if (body.disabled !== undefined) set.disabled = body.disabled;
     if (body.password !== undefined) set.password_hash = await hashPassword(body.password);
+    // One entry per kind of change (never the password itself), in the same batch as the change.
+    const actor = actorOf(caller);
+    const entry = (action: string, detail: Record<string, unknown>): AuditEntry => ({ org_id: caller.org_id, actor, action, target: { type: "agent", id: target.id }, detail: { name: target.name, ...detail } });
+    const entries: AuditEntry[] = [];
+    if (set.name !== undefined && set.name !== target.name) entries.push(entry("agent.renamed", { from: target.name, to: set.name }));
+    if (set.role !== undefined && set.role !== target.role) entries.push(entry("agent.role_changed", { from: target.role, to: set.role }));
+    if (set.disabled !== undefined && set.disabled !== target.disabled) entries.push(entry(set.disabled ? "agent.disabled" : "agent.enabled", {}));
+    if (set.password_hash !== undefined) entries.push(entry("agent.password_set", {}));
     const updated =
       Object.keys(set).length === 0
         ? target
-        : (await db
-            .update(schema.users)
-            .set(set)
-            .where(and(eq(schema.users.id, target.id), eq(schema.users.org_id, caller.org_id)))
-            .returning(agentColumns))[0]!;
-    const released = body.disabled === true ? await releaseConversations(c.env, caller.org_id, target.id, caller.user_id) : 0;
+        : (
+            await db.batch([
+              db
+                .update(schema.users)
+                .set(set)
+                .where(and(eq(schema.users.id, target.id), eq(schema.users.org_id, caller.org_id)))
+                .returning(agentColumns),
+              ...entries.map((e) => auditInsert(db, e)),
+            ])
+          )[0][0]!;
+    const released = body.disabled === true ? await releaseConversations(c.env, caller.org_id, target.id, caller.user_id, actor) : 0;
     const ended =
       body.disabled === true
         ? await endAccess(c.env, caller.org_id, target.id, { keys: true })

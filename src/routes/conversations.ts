@@ -14,6 +14,15 @@ import { database, schema } from "../db/client";
 import { router } from "../http/app";
 import { agentPrincipal, requireAgent } from "../http/auth";
 import { parse, readJson } from "../http/body";
+import { actorOf, recordAudit } from "../audit/log";
+import type { Agent } from "../http/auth";
+
+/**
+ * A conversation's audit entry, written after the room's change succeeded (the room is the
+ * authority; an audit failure never fails the chat). State changes only: no entry per message.
+ */
+const auditConversation = (env: Env, agent: Agent, id: string, action: string, detail: Record<string, unknown>) =>
+  recordAudit(env, { org_id: agent.org_id, actor: actorOf(agent), action, target: { type: "conversation", id }, detail });
 
 const Tags = z.array(safeText(100).pipe(z.string().trim().min(1))).max(50);
 const ListQuery = z.object({
@@ -105,6 +114,7 @@ export const conversations = router()
     const agent = c.get("agent");
     const ref = await conversationForAgent(c.env, agent.org_id, c.req.param("id"));
     const { session } = unwrap(await roomFor(c.env, ref).assign(ref, agentPrincipal(agent)));
+    await auditConversation(c.env, agent, ref.id, "conversation.assigned", { session_id: session.id, agent_id: session.assigned_agent_id });
     return c.json({ id: ref.id, session_id: session.id, assigned_agent_id: session.assigned_agent_id, assigned_at: session.assigned_at });
   })
   // Hands the open session to another agent of the organisation (its agent, owners and admins).
@@ -114,6 +124,7 @@ export const conversations = router()
     const ref = await conversationForAgent(c.env, agent.org_id, c.req.param("id"));
     const to = await agentOfOrg(c.env, agent.org_id, body.agent_id);
     const { session } = unwrap(await roomFor(c.env, ref).transfer(ref, to, { id: agent.user_id, supervisor: agent.role !== "agent" }));
+    await auditConversation(c.env, agent, ref.id, "conversation.transferred", { session_id: session.id, to_agent_id: session.assigned_agent_id, to_agent_name: to.name });
     return c.json({ id: ref.id, session_id: session.id, assigned_agent_id: session.assigned_agent_id, assigned_at: session.assigned_at });
   })
   // Gives the open session back to the unassigned queue (its agent, owners and admins).
@@ -121,18 +132,21 @@ export const conversations = router()
     const agent = c.get("agent");
     const ref = await conversationForAgent(c.env, agent.org_id, c.req.param("id"));
     const { session } = unwrap(await roomFor(c.env, ref).transfer(ref, null, { id: agent.user_id, supervisor: agent.role !== "agent" }));
+    await auditConversation(c.env, agent, ref.id, "conversation.unassigned", { session_id: session.id });
     return c.json({ id: ref.id, session_id: session.id, assigned_agent_id: session.assigned_agent_id, assigned_at: session.assigned_at });
   })
   .post("/:id/resolve", async (c) => {
     const body = c.req.header("content-length") === "0" || !c.req.header("content-type") ? {} : await readJson(c, z.object({ tags: Tags.optional() }));
     const ref = await conversationForAgent(c.env, c.get("agent").org_id, c.req.param("id"));
     const { session } = unwrap(await roomFor(c.env, ref).resolve(ref, body.tags));
+    await auditConversation(c.env, c.get("agent"), ref.id, "conversation.resolved", { session_id: session.id, tags: session.tags });
     return c.json({ id: ref.id, session_id: session.id, status: session.status, tags: session.tags, resolved_at: session.resolved_at });
   })
   .post("/:id/tags", async (c) => {
     const body = await readJson(c, z.object({ tags: Tags }));
     const ref = await conversationForAgent(c.env, c.get("agent").org_id, c.req.param("id"));
     const { session } = unwrap(await roomFor(c.env, ref).setTags(ref, body.tags));
+    await auditConversation(c.env, c.get("agent"), ref.id, "conversation.tagged", { session_id: session.id, tags: session.tags });
     return c.json({ id: ref.id, session_id: session.id, tags: session.tags });
   });
 

@@ -1,5 +1,5 @@
 /** `/api/integrations`: channels (webchat with embed tokens and allowed origins, mobile). Owners and admins. */
-import { and, eq } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
 import { z } from "zod";
 import { randomToken, sha256Hex } from "../core/crypto";
 import { displayName } from "../core/names";
@@ -10,6 +10,17 @@ import { readJson } from "../http/body";
 import { channelOfOrg } from "../conversation/directory";
 import { BotSettings } from "../bots/config";
 import { ApiError } from "../core/errors";
+import { actorOf, auditInsert, recordAudit, type AuditEntry } from "../audit/log";
+import type { Agent } from "../http/auth";
+
+/** A channel's audit entry (never its identity secret or tokens). */
+const channelEntry = (agent: Agent, channelId: string, action: string, detail: Record<string, unknown> = {}): AuditEntry => ({
+  org_id: agent.org_id,
+  actor: actorOf(agent),
+  action,
+  target: { type: "channel", id: channelId },
+  detail,
+});
 
 type ChannelKind = (typeof schema.channels.$inferInsert)["kind"];
 
@@ -85,7 +96,11 @@ export const integrations = router()
     const token = `ew_${randomToken(24)}`;
     const embed = { id: crypto.randomUUID(), org_id: org, channel_id: channel.id, token_hash: await sha256Hex(token) };
     const db = database(c.env.DB);
-    await db.batch([db.insert(schema.channels).values(channel), db.insert(schema.embedTokens).values(embed)]);
+    await db.batch([
+      db.insert(schema.channels).values(channel),
+      db.insert(schema.embedTokens).values(embed),
+      auditInsert(db, channelEntry(c.get("agent"), channel.id, "channel.created", { kind: "webchat", name: channel.name, allowed_origins: body.allowed_origins, require_identity: channel.require_identity, typing_preview: channel.typing_preview, embed_token_id: embed.id })),
+    ]);
     return c.json({ id: embed.id, channel_id: channel.id, token, identity_secret: channel.identity_secret }, 201);
   })
   // Another embed token for an existing webchat channel (the first one is shown only at creation;
@@ -95,7 +110,8 @@ export const integrations = router()
     if (channel.kind !== "webchat" && channel.kind !== "mobile_sdk") throw new ApiError("validation_failed", "embed tokens belong to a webchat or mobile channel");
     const token = `ew_${randomToken(24)}`;
     const embed = { id: crypto.randomUUID(), org_id: channel.org_id, channel_id: channel.id, token_hash: await sha256Hex(token) };
-    await database(c.env.DB).insert(schema.embedTokens).values(embed);
+    const db = database(c.env.DB);
+    await db.batch([db.insert(schema.embedTokens).values(embed), auditInsert(db, channelEntry(c.get("agent"), channel.id, "channel.embed_token_issued", { kind: channel.kind, name: channel.name, embed_token_id: embed.id }))]);
     return c.json({ id: embed.id, channel_id: channel.id, token }, 201);
   })
   // A mobile channel comes with its own public credential, the embed token its app embeds (seed
@@ -108,7 +124,11 @@ export const integrations = router()
     const token = `ew_${randomToken(24)}`;
     const embed = { id: crypto.randomUUID(), org_id: org, channel_id: channel.id, token_hash: await sha256Hex(token) };
     const db = database(c.env.DB);
-    await db.batch([db.insert(schema.channels).values(channel), db.insert(schema.embedTokens).values(embed)]);
+    await db.batch([
+      db.insert(schema.channels).values(channel),
+      db.insert(schema.embedTokens).values(embed),
+      auditInsert(db, channelEntry(c.get("agent"), channel.id, "channel.created", { kind: "mobile_sdk", name: channel.name, require_identity: channel.require_identity, embed_token_id: embed.id })),
+    ]);
     return c.json({ id: channel.id, channel_id: channel.id, token, identity_secret: channel.identity_secret }, 201);
   })
   .get("/", async (c) => {
@@ -129,21 +149,30 @@ export const integrations = router()
     if (body.title !== undefined) set.title = body.title;
     if (body.require_identity !== undefined) set.require_identity = body.require_identity;
     if (body.typing_preview !== undefined) set.typing_preview = body.typing_preview;
-    const [row] = await database(c.env.DB)
-      .update(schema.channels)
-      .set(set)
-      .where(and(eq(schema.channels.id, channel.id), eq(schema.channels.org_id, channel.org_id)))
-      .returning();
+    const db = database(c.env.DB);
+    const [[row]] = await db.batch([
+      db
+        .update(schema.channels)
+        .set(set)
+        .where(and(eq(schema.channels.id, channel.id), eq(schema.channels.org_id, channel.org_id)))
+        .returning(),
+      auditInsert(db, channelEntry(c.get("agent"), channel.id, "channel.updated", { name: channel.name, changed: Object.keys(body).filter((k) => body[k as keyof typeof body] !== undefined), to: body })),
+    ]);
     return c.json(channelView(row!));
   })
   .put("/:id/bot", async (c) => {
     const body = await readJson(c, BotSettings);
     const channel = await channelOfOrg(c.env, c.get("agent").org_id, c.req.param("id"));
     const row = { channel_id: channel.id, org_id: channel.org_id, kind: body.kind, config: JSON.stringify(body.config), enabled: body.enabled, updated_at: new Date().toISOString() };
-    await database(c.env.DB)
-      .insert(schema.bots)
-      .values(row)
-      .onConflictDoUpdate({ target: schema.bots.channel_id, set: { kind: row.kind, config: row.config, enabled: row.enabled, updated_at: row.updated_at } });
+    const db = database(c.env.DB);
+    await db.batch([
+      db
+        .insert(schema.bots)
+        .values(row)
+        .onConflictDoUpdate({ target: schema.bots.channel_id, set: { kind: row.kind, config: row.config, enabled: row.enabled, updated_at: row.updated_at } }),
+      // The bot's kind and whether it runs; never its config (a webhook bot's secret is write-only).
+      auditInsert(db, channelEntry(c.get("agent"), channel.id, "channel.bot_set", { name: channel.name, kind: row.kind, enabled: row.enabled })),
+    ]);
     return c.json(botView(row));
   })
   .get("/:id/bot", async (c) => {
@@ -154,7 +183,12 @@ export const integrations = router()
   })
   .delete("/:id/bot", async (c) => {
     const channel = await channelOfOrg(c.env, c.get("agent").org_id, c.req.param("id"));
-    await database(c.env.DB).delete(schema.bots).where(eq(schema.bots.channel_id, channel.id));
+    const db = database(c.env.DB);
+    // The entry only when there was a bot to remove (changes(): the delete's row count, in the batch's transaction).
+    await db.batch([
+      db.delete(schema.bots).where(eq(schema.bots.channel_id, channel.id)),
+      auditInsert(db, channelEntry(c.get("agent"), channel.id, "channel.bot_removed", { name: channel.name }), sql`changes() > 0`),
+    ]);
     return c.json({ channel_id: channel.id, deleted: true });
   })
   .get("/:id/identity-secret", async (c) => {
@@ -164,5 +198,7 @@ export const integrations = router()
       .where(and(eq(schema.channels.id, c.req.param("id")), eq(schema.channels.org_id, c.get("agent").org_id)))
       .get();
     if (!row) throw new ApiError("not_found", "channel not found");
+    // Reading a secret is worth knowing about (who saw it, when); the secret itself is not recorded.
+    await recordAudit(c.env, channelEntry(c.get("agent"), c.req.param("id"), "channel.identity_secret_viewed"));
     return c.json({ identity_secret: row.secret });
   });

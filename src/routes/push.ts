@@ -16,6 +16,7 @@ import { router } from "../http/app";
 import { requireAgent } from "../http/auth";
 import { parse, readJson } from "../http/body";
 import { sealingSecret } from "../push/config";
+import { actorOf, recordAudit } from "../audit/log";
 import { checkKeys, credentialsRow, describe, PushCredentialsInput, saveCredentials } from "../push/credentials";
 
 /** Older registrations of one end user beyond this many are dropped (newest kept). */
@@ -33,6 +34,10 @@ export const pushIntegrations = router()
     const bad = await checkKeys(body);
     if (bad) throw new ApiError("validation_failed", bad);
     const row = await saveCredentials(c.env, channel, body);
+    // Which platforms were set; never the credentials.
+    const set = (["fcm", "apns"] as const).filter((p) => body[p]);
+    const removed = (["fcm", "apns"] as const).filter((p) => body[p] === null);
+    await recordAudit(c.env, { org_id: channel.org_id, actor: actorOf(c.get("agent")), action: "channel.push_set", target: { type: "channel", id: channel.id }, detail: { name: channel.name, set, removed } });
     return c.json(await describe(c.env, channel.id, row));
   })
   .get("/:id/push", admin, async (c) => {
@@ -46,6 +51,7 @@ export const pushIntegrations = router()
     const where = and(eq(schema.pushCredentials.channel_id, channel.id), eq(schema.pushCredentials.org_id, channel.org_id));
     if (platform) await db.update(schema.pushCredentials).set({ ...(platform === "fcm" ? { fcm: null } : { apns: null }), updated_at: new Date().toISOString() }).where(where);
     else await db.delete(schema.pushCredentials).where(where);
+    await recordAudit(c.env, { org_id: channel.org_id, actor: actorOf(c.get("agent")), action: "channel.push_removed", target: { type: "channel", id: channel.id }, detail: { name: channel.name, platforms: platform ? [platform] : ["fcm", "apns"] } });
     return c.json(await describe(c.env, channel.id, await credentialsRow(c.env, channel.org_id, channel.id)));
   });
 

@@ -14,6 +14,8 @@ import { parse, readJson } from "../http/body";
 import { enqueueDeliveries } from "../webhooks/consumer";
 import { EVENT_TYPES, forgetEndpointCache } from "../webhooks/events";
 import { newSecret } from "../webhooks/signature";
+import { actorOf, auditInsert, recordAudit, urlForAudit, type AuditEntry } from "../audit/log";
+import type { Agent } from "../http/auth";
 import { allowLocalWebhooks, checkWebhookUrl, MAX_URL_LENGTH } from "../webhooks/url";
 
 export const MAX_ENDPOINTS_PER_ORG = 20;
@@ -50,7 +52,7 @@ export const webhooks = router()
     const count = await db.select({ n: sql<number>`count(*)` }).from(w).where(and(eq(w.org_id, org), isNull(w.channel_id))).get();
     if ((count?.n ?? 0) >= MAX_ENDPOINTS_PER_ORG) throw new ApiError("conflict", `an organisation can have at most ${MAX_ENDPOINTS_PER_ORG} webhook endpoints`);
     const row = { id: crypto.randomUUID(), org_id: org, channel_id: null, url, secret: newSecret(), events: JSON.stringify(body.events), active: true };
-    const [created] = await db.insert(w).values(row).returning();
+    const [[created]] = await db.batch([db.insert(w).values(row).returning(), auditInsert(db, hookEntry(c.get("agent"), row.id, "webhook.created", { url: urlForAudit(url), events: body.events }))]);
     forgetEndpointCache(org);
     return c.json({ ...endpointView(created!), secret: row.secret }, 201);
   })
@@ -75,7 +77,17 @@ export const webhooks = router()
       changes.active = body.active;
       changes.disabled_reason = body.active ? null : "disabled by an admin";
     }
-    const [updated] = await database(c.env.DB).update(w).set(changes).where(and(eq(w.id, current.id), eq(w.org_id, org))).returning();
+    const db = database(c.env.DB);
+    const detail = {
+      changed: Object.keys(body).filter((k) => body[k as keyof typeof body] !== undefined),
+      ...(changes.url !== undefined ? { url: urlForAudit(changes.url) } : {}),
+      ...(body.events !== undefined ? { events: body.events } : {}),
+      ...(body.active !== undefined ? { active: body.active } : {}),
+    };
+    const [[updated]] = await db.batch([
+      db.update(w).set(changes).where(and(eq(w.id, current.id), eq(w.org_id, org))).returning(),
+      auditInsert(db, hookEntry(c.get("agent"), current.id, "webhook.updated", detail)),
+    ]);
     forgetEndpointCache(org);
     return c.json(endpointView(updated!));
   })
@@ -84,7 +96,11 @@ export const webhooks = router()
     const endpoint = await endpointOf(c.env, org, c.req.param("id"));
     const db = database(c.env.DB);
     // Queued deliveries find no endpoint and are dropped by the consumer.
-    await db.batch([db.delete(d).where(and(eq(d.webhook_id, endpoint.id), eq(d.org_id, org))), db.delete(w).where(and(eq(w.id, endpoint.id), eq(w.org_id, org)))]);
+    await db.batch([
+      db.delete(d).where(and(eq(d.webhook_id, endpoint.id), eq(d.org_id, org))),
+      db.delete(w).where(and(eq(w.id, endpoint.id), eq(w.org_id, org))),
+      auditInsert(db, hookEntry(c.get("agent"), endpoint.id, "webhook.deleted", { url: urlForAudit(endpoint.url) }), sql`changes() > 0`),
+    ]);
     forgetEndpointCache(org);
     return c.json({ id: endpoint.id, deleted: true });
   })
@@ -93,10 +109,15 @@ export const webhooks = router()
     const endpoint = await endpointOf(c.env, org, c.req.param("id"));
     const secret = newSecret();
     const expires = new Date(Date.now() + ROTATION_OVERLAP_MS).toISOString();
-    await database(c.env.DB)
-      .update(w)
-      .set({ secret, previous_secret: endpoint.secret, previous_secret_expires_at: expires })
-      .where(and(eq(w.id, endpoint.id), eq(w.org_id, org)));
+    const db = database(c.env.DB);
+    await db.batch([
+      db
+        .update(w)
+        .set({ secret, previous_secret: endpoint.secret, previous_secret_expires_at: expires })
+        .where(and(eq(w.id, endpoint.id), eq(w.org_id, org))),
+      // When the old secret stops signing; never either secret.
+      auditInsert(db, hookEntry(c.get("agent"), endpoint.id, "webhook.secret_rotated", { url: urlForAudit(endpoint.url), previous_valid_until: expires })),
+    ]);
     return c.json({ id: endpoint.id, secret, previous_secret_expires_at: expires });
   })
   .get("/:id/deliveries", async (c) => {
@@ -136,8 +157,17 @@ export const webhooks = router()
       await db.update(d).set({ status: "dead", updated_at: now }).where(eq(d.id, delivery.id));
       throw new ApiError("unavailable", `could not queue the delivery: ${String(err)}`);
     }
+    await recordAudit(c.env, hookEntry(c.get("agent"), endpoint.id, "webhook.delivery_retried", { delivery_id: delivery.id, event_type: delivery.event_type }));
     return c.json(deliveryView(replayed), 202);
   });
+
+const hookEntry = (agent: Agent, id: string, action: string, detail: Record<string, unknown>): AuditEntry => ({
+  org_id: agent.org_id,
+  actor: actorOf(agent),
+  action,
+  target: { type: "webhook", id },
+  detail,
+});
 
 function allowedUrl(env: Env, raw: string): string {
   const check = checkWebhookUrl(raw, allowLocalWebhooks(env));

@@ -5,7 +5,7 @@
  *   GET  /api/routing/agents -> [{user_id, name, skills: [queue_id], capacity}] (every agent of the org)
  *   PUT  /api/routing/agents/:user_id {skills: [queue_id], capacity}
  */
-import { and, eq, inArray } from "drizzle-orm";
+import { and, eq, inArray, sql } from "drizzle-orm";
 import { z } from "zod";
 import { ApiError, isUniqueViolation } from "../core/errors";
 import { safeText } from "../core/message";
@@ -14,6 +14,7 @@ import { router } from "../http/app";
 import { requireAgent } from "../http/auth";
 import { readJson } from "../http/body";
 import { DEFAULT_CAPACITY } from "./config";
+import { actorOf, auditInsert } from "../audit/log";
 import { BusinessHours } from "./hours";
 
 const Queue = z.object({
@@ -38,8 +39,10 @@ export const routing = router()
     const b = await readJson(c, Queue);
     const org = c.get("agent").org_id;
     const row = { id: crypto.randomUUID(), org_id: org, name: b.name, auto_assign: b.auto_assign, business_hours: b.business_hours && JSON.stringify(b.business_hours), closed_message: b.closed_message };
+    const db = database(c.env.DB);
+    const detail = { name: row.name, auto_assign: row.auto_assign, business_hours: b.business_hours !== null, closed_message: b.closed_message !== null };
     try {
-      await database(c.env.DB).insert(schema.queues).values(row);
+      await db.batch([db.insert(schema.queues).values(row), auditInsert(db, { org_id: org, actor: actorOf(c.get("agent")), action: "routing.queue_created", target: { type: "queue", id: row.id }, detail })]);
     } catch (err) {
       if (isUniqueViolation(err)) throw new ApiError("conflict", "a queue with this name exists");
       throw err;
@@ -54,11 +57,17 @@ export const routing = router()
   .put("/queues/:id", async (c) => {
     const b = await readJson(c, Queue);
     const org = c.get("agent").org_id;
-    const done = await database(c.env.DB)
-      .update(schema.queues)
-      .set({ name: b.name, auto_assign: b.auto_assign, business_hours: b.business_hours && JSON.stringify(b.business_hours), closed_message: b.closed_message })
-      .where(and(eq(schema.queues.id, c.req.param("id")), eq(schema.queues.org_id, org)))
-      .returning();
+    const db = database(c.env.DB);
+    const id = c.req.param("id");
+    const detail = { name: b.name, auto_assign: b.auto_assign, business_hours: b.business_hours !== null, closed_message: b.closed_message !== null };
+    const [done] = await db.batch([
+      db
+        .update(schema.queues)
+        .set({ name: b.name, auto_assign: b.auto_assign, business_hours: b.business_hours && JSON.stringify(b.business_hours), closed_message: b.closed_message })
+        .where(and(eq(schema.queues.id, id), eq(schema.queues.org_id, org)))
+        .returning(),
+      auditInsert(db, { org_id: org, actor: actorOf(c.get("agent")), action: "routing.queue_updated", target: { type: "queue", id }, detail }, sql`changes() > 0`),
+    ]);
     if (!done[0]) throw new ApiError("not_found", "queue not found");
     await c.env.ORG_HUB.getByName(org).routingChanged();
     return c.json(view(done[0]));
@@ -95,6 +104,7 @@ export const routing = router()
       db.delete(schema.agentSkills).where(eq(schema.agentSkills.user_id, userId)),
       ...skills.map((q) => db.insert(schema.agentSkills).values({ org_id: org, user_id: userId, queue_id: q })),
       db.insert(schema.agentCapacity).values({ user_id: userId, org_id: org, capacity: b.capacity }).onConflictDoUpdate({ target: schema.agentCapacity.user_id, set: { capacity: b.capacity } }),
+      auditInsert(db, { org_id: org, actor: actorOf(c.get("agent")), action: "routing.agent_updated", target: { type: "agent", id: userId }, detail: { skills, capacity: b.capacity } }),
     ]);
     await c.env.ORG_HUB.getByName(org).routingChanged();
     return c.json({ user_id: userId, skills, capacity: b.capacity });

@@ -113,6 +113,9 @@ const TABLE: Row[] = [
   { route: "POST /api/company/api-keys", req: () => ({ method: "POST", path: "/api/company/api-keys", body: { name: "k", kind: "public" } }), expect: ADMIN_CREATE },
   { route: "DELETE /api/company/api-keys/:id", req: async (ctx) => ({ method: "DELETE", path: `/api/company/api-keys/${await ctx.freshKeyId()}` }),
     expect: "401  401  401  401  403  200  200  200  403  403  404  401  401  401" },
+  // ---- /api/audit (owners and admins, org-scoped: org B's admin reads org B's log only)
+  { route: "GET /api/audit", req: () => ({ method: "GET", path: "/api/audit?action=agent.created&limit=100" }), expect: ADMIN_READ,
+    check: (res, ctx, c) => (res.body.entries.some((e: any) => e.target.id === ctx.targetAgentA) === !c.foreign ? null : c.foreign ? "org B reads org A's audit log" : "org A's log misses the agent it created") },
   // ---- /api/integrations
   { route: "GET /api/integrations", req: () => ({ method: "GET", path: "/api/integrations" }), expect: ADMIN_READ },
   { route: "POST /api/integrations/webchat", req: () => ({ method: "POST", path: "/api/integrations/webchat", body: { name: "w", allowed_origins: ["https://shop.example"] } }), expect: ADMIN_CREATE },
