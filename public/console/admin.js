@@ -6,7 +6,8 @@
  * and, for mobile channels, its push credentials (…/push; stored secrets are never shown back);
  * routing (/api/routing: skill-group queues with business hours, agents' skills and capacity);
  * webhook endpoints (/api/webhooks: add with the signing secret shown once, enable/disable,
- * rotate, delete) and their delivery log, with replay of dead deliveries.
+ * rotate, delete) and their delivery log, with replay of dead deliveries; the audit log
+ * (/api/audit: who changed what, newest first, filtered by action or actor, "Older" for the next page).
  *
  * Everything is built with h() and textContent: names, origins and keys from the server never
  * become markup.
@@ -1001,6 +1002,66 @@ export function createSettings(opts) {
     await load();
   }
 
+  // ---- audit log (GET /api/audit: newest first, `before` = the last entry's id) ---------------
+  const auditList = h("tbody", { id: "audit-list" });
+  const auditStatus = h("p", { class: "error", role: "alert" });
+  const auditAction = h("input", { id: "audit-action", type: "text", maxLength: 100, placeholder: "e.g. api_key.revoked or agent" });
+  const auditActor = h("select", { id: "audit-actor" }, h("option", { value: "", text: "Anyone" }));
+  const auditMore = h("button", { type: "button", class: "secondary", id: "audit-more", text: "Older", hidden: true, onclick: () => void loadAudit(true) });
+  const auditForm = h(
+    "form",
+    { id: "audit-form", class: "row", onsubmit: (e) => (e.preventDefault(), void loadAudit(false)) },
+    field("Action", auditAction),
+    field("Who", auditActor),
+    h("button", { type: "submit", class: "secondary", text: "Show" }),
+  );
+  let auditBefore = null;
+  let auditFor = 0;
+
+  /** "role: agent → admin", "tags: billing, done": the detail as short text, never markup. */
+  const auditDetail = (detail) =>
+    Object.entries(detail ?? {})
+      .map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(", ") || "none" : v !== null && typeof v === "object" ? JSON.stringify(v) : String(v)}`)
+      .join(" · ");
+
+  async function loadAudit(more) {
+    auditStatus.textContent = "";
+    const run = ++auditFor;
+    const q = new URLSearchParams({ limit: "50" });
+    const action = auditAction.value.trim();
+    if (action) q.set("action", action);
+    if (auditActor.value) q.set("actor_id", auditActor.value);
+    if (more && auditBefore) q.set("before", auditBefore);
+    try {
+      const page = await api("GET", `/api/audit?${q}`);
+      if (run !== auditFor) return;
+      const rows = page.entries.map((e) =>
+        h(
+          "tr",
+          { "data-audit-id": e.id, "data-action": e.action },
+          h("td", { text: new Date(e.at).toLocaleString() }),
+          h("td", { class: "audit-actor", text: `${e.actor.name ?? e.actor.id}${e.actor.type === "agent" ? "" : ` (${e.actor.type})`}` }),
+          h("td", {}, h("code", { class: "audit-action", text: e.action })),
+          h("td", { class: "audit-target", text: `${e.target.type} ${e.target.id}` }),
+          h("td", { class: "audit-detail", text: auditDetail(e.detail) }),
+        ),
+      );
+      if (!more) setChildren(auditList, rows.length ? rows : h("tr", {}, h("td", { colspan: "5", class: "hint", text: "No entries." })));
+      else auditList.append(...rows);
+      auditBefore = page.next_before;
+      auditMore.hidden = !auditBefore;
+    } catch (err) {
+      auditStatus.textContent = `Could not load the audit log: ${err.message}`;
+    }
+  }
+
+  /** The "Who" choices: the team (names as text), keeping the current choice. */
+  function auditActors() {
+    const chosen = auditActor.value;
+    setChildren(auditActor, h("option", { value: "", text: "Anyone" }), team.map((a) => h("option", { value: a.id, text: a.name })));
+    auditActor.value = team.some((a) => a.id === chosen) ? chosen : "";
+  }
+
   // ---- layout --------------------------------------------------------------------------------
   const jump = (id, text) => h("button", { type: "button", class: "secondary", text, onclick: () => document.getElementById(id)?.scrollIntoView({ block: "start" }) });
   setChildren(
@@ -1013,6 +1074,7 @@ export function createSettings(opts) {
       jump("channels-admin-title", "Channels"),
       jump("routing-admin-title", "Routing"),
       jump("hooks-admin-title", "Webhooks"),
+      jump("audit-admin-title", "Audit log"),
     ),
     h(
       "section",
@@ -1069,6 +1131,16 @@ export function createSettings(opts) {
       hooksStatus,
       deliveries,
     ),
+    h(
+      "section",
+      { class: "admin-section", "aria-labelledby": "audit-admin-title" },
+      h("h2", { id: "audit-admin-title", text: "Audit log" }),
+      h("p", { class: "hint", text: "Who changed what: keys, agents, channels, webhooks, routing, conversations handed on or resolved, logins. Never a password or secret." }),
+      auditForm,
+      table("Audit log", ["When", "Who", "Action", "Target", "Detail"], auditList),
+      auditMore,
+      auditStatus,
+    ),
   );
 
   return {
@@ -1076,7 +1148,8 @@ export function createSettings(opts) {
       panelFor += 1;
       channelPanel.hidden = true;
       deliveries.hidden = true;
-      await Promise.all([loadTeam(), loadKeys(), loadChannels(), loadHooks(), loadRouting()]);
+      auditBefore = null;
+      await Promise.all([loadTeam().then(auditActors), loadKeys(), loadChannels(), loadHooks(), loadRouting(), loadAudit(false)]);
     },
     /** Presence changed: update the team's status column in place (a form open in a row stays). */
     presenceChanged() {
@@ -1090,9 +1163,13 @@ export function createSettings(opts) {
       panelFor += 1;
       team = [];
       channels = [];
-      for (const el of [teamList, keysList, channelsList, keyResult, channelResult, channelPanel, hooksList, hookResult, deliveries, queuesList, routingAgents]) el.replaceChildren();
-      for (const el of [teamStatus, teamNote, keysStatus, channelsStatus, hooksStatus, routingStatus, routingNote]) el.textContent = "";
-      for (const form of [agentForm, keyForm, channelForm, hookForm]) form.reset();
+      auditFor += 1;
+      auditBefore = null;
+      auditMore.hidden = true;
+      for (const el of [teamList, keysList, channelsList, keyResult, channelResult, channelPanel, hooksList, hookResult, deliveries, queuesList, routingAgents, auditList]) el.replaceChildren();
+      for (const el of [teamStatus, teamNote, keysStatus, channelsStatus, hooksStatus, routingStatus, routingNote, auditStatus]) el.textContent = "";
+      for (const form of [agentForm, keyForm, channelForm, hookForm, auditForm]) form.reset();
+      setChildren(auditActor, h("option", { value: "", text: "Anyone" }));
       editQueue(null);
       deliveries.hidden = true;
       webOnly.hidden = false;

@@ -6,7 +6,7 @@
 import { and, desc, eq, gt, isNull, ne, sql } from "drizzle-orm";
 import { z } from "zod";
 import type { ConversationRef } from "../core/conversation-ref";
-import { unwrap } from "../core/errors";
+import { ApiError, unwrap } from "../core/errors";
 import { MessageInput, messageView, safeText } from "../core/message";
 import { agentOfOrg, conversationForAgent, roomFor } from "../conversation/directory";
 import type { Session } from "../conversation/sessions";
@@ -36,8 +36,21 @@ const PageQuery = z.object({
 });
 const SendBody = z.looseObject({ sender_type: z.enum(["agent", "bot"]).default("agent") });
 
+/** The state changes whose refused attempts (403, 404: another org's or no such conversation) are recorded too (S2). */
+const CHANGES = new Set(["assign", "transfer", "unassign", "resolve", "tags"]);
+
 export const conversations = router()
   .use(requireAgent())
+  .use("/:id/:change", async (c, next) => {
+    // Read before next(): afterwards c.req.param() answers for the handler's route.
+    const change = c.req.param("change");
+    const id = c.req.param("id");
+    await next();
+    if (c.req.method !== "POST" || !CHANGES.has(change) || (c.res.status !== 403 && c.res.status !== 404)) return;
+    // In the caller's own organisation: the id they tried, never anything of another org's.
+    const code = c.error instanceof ApiError ? c.error.code : String(c.res.status);
+    await auditConversation(c.env, c.get("agent"), id.slice(0, 200), "conversation.change_refused", { attempted: change, code });
+  })
   .get("/", async (c) => {
     const q = parse(ListQuery, c.req.query());
     const agent = c.get("agent");

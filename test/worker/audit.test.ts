@@ -241,6 +241,30 @@ describe("audit log", () => {
     expect((await entries(o, "&action=conversation.unassigned")).find((e) => e.target.id === id2)).toMatchObject({ actor: { id: o.user.id }, detail: { from_agent_id: bob.id, reason: "agent_disabled" } });
   });
 
+  it("a refused change to a conversation (another org's: 404 with no state change; someone else's: 403) is recorded for the attempt, in the caller's own organisation", async () => {
+    const a = await newOrg();
+    const b = await newOrg();
+    const id = await conversation(a);
+    const mallory = await addAgent(b);
+    for (const [path, body] of [["assign", undefined], ["resolve", {}], ["tags", { tags: ["x"] }], ["unassign", undefined], ["transfer", { agent_id: mallory.id }]] as const) {
+      const r = await mallory.session.call(`/api/conversations/${id}/${path}`, { method: "POST", body });
+      expect(r.status, path).toBe(404);
+    }
+    const state = await a.agent.call(`/api/conversations/${id}`);
+    expect(state.body.active_session).toMatchObject({ status: "open", assigned_agent_id: null, tags: [] });
+    const refused = await entries(b, "&action=conversation.change_refused");
+    expect(refused.map((e) => e.detail.attempted).sort()).toEqual(["assign", "resolve", "tags", "transfer", "unassign"]);
+    expect(refused.every((e) => e.actor.id === mallory.id && e.target.id === id && e.detail.code === "not_found")).toBe(true);
+    expect(JSON.stringify(refused)).not.toContain(a.org.id);
+    expect((await entries(a)).filter((e) => e.target.id === id)).toEqual([]);
+    // Within the organisation: a plain agent handing on a teammate's conversation is 403, recorded.
+    const ann = await addAgent(a);
+    const bob = await addAgent(a);
+    expect((await ann.session.call(`/api/conversations/${id}/assign`, { method: "POST" })).status).toBe(200);
+    expect((await bob.session.call(`/api/conversations/${id}/unassign`, { method: "POST" })).status).toBe(403);
+    expect((await entries(a, `&actor_id=${bob.id}&action=conversation`))).toMatchObject([{ action: "conversation.change_refused", target: { id }, detail: { attempted: "unassign", code: "forbidden" } }]);
+  });
+
   it("is org-isolated, for owners and admins only (agents 403), newest first with before/limit pages and action/actor_id filters", async () => {
     const a = await newOrg();
     const b = await newOrg();
