@@ -12,6 +12,16 @@ import { limitNewConversationFor } from "../http/abuse";
 import { displayName } from "../core/names";
 import { activity, chatbotMessage, chatMessage, dostiMessage, type Dialect, type Membership } from "./dialects";
 import type { SocketIoSession } from "./session";
+import { recordAudit, type Actor } from "../audit/log";
+
+/** The agent (or the secret key) behind this Socket.IO session, for the audit log; null for end users. */
+function socketActor(s: SocketIoSession): Actor | null {
+  const socket = s.socket();
+  const p = socket?.principal;
+  if (!socket?.org_id || p?.type !== "agent") return null;
+  if (socket.via_key && socket.auth_ref?.startsWith("key:")) return { type: "key", id: socket.auth_ref.slice(4), name: `${p.name ?? p.id} (key)` };
+  return { type: "agent", id: p.id, name: p.name ?? null };
+}
 
 type Reply = Record<string, unknown>;
 type Ctx = { s: SocketIoSession; env: Env };
@@ -124,6 +134,8 @@ const handlers: Record<string, Handler> = {
     // Claim first, join after: a refused claim (already_assigned) must not join the room.
     const { ref, principal } = await s.resolveConversation(p.conversation_id, undefined);
     const { session } = unwrap(await roomFor(env, ref).assign(ref, principal));
+    const actor = socketActor(s);
+    if (actor) await recordAudit(env, { org_id: ref.org_id, actor, action: "conversation.assigned", target: { type: "conversation", id: ref.id }, detail: { session_id: session.id, agent_id: session.assigned_agent_id, via: "socket.io" } });
     await s.join(ref, principal, s.membership(ref.id)?.dialect ?? "chatbot", null);
     return { ok: true, conversation_id: ref.id, assigned_agent_id: session.assigned_agent_id, assigned_at: session.assigned_at };
   },
@@ -213,6 +225,9 @@ const handlers: Record<string, Handler> = {
     const p = ChannelEnd.parse(payload);
     const m = await membershipFor(c.s, p.conversationId, "channel", agentOf(c) ?? p.id);
     const { session } = unwrap(await roomFor(c.env, m.ref).resolve(m.ref, undefined));
+    // An agent ending it is an agent's action (a customer leaving is not audited).
+    const actor = socketActor(c.s);
+    if (actor) await recordAudit(c.env, { org_id: m.ref.org_id, actor, action: "conversation.resolved", target: { type: "conversation", id: m.ref.id }, detail: { session_id: session.id, tags: session.tags, via: "socket.io" } });
     return { ok: true, conversationId: m.ref.id, sessionId: session.id };
   },
 };

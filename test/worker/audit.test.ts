@@ -3,9 +3,9 @@
  * keys leaves one entry {who, what, target, detail} in D1, written with the change; the log is
  * for owners and admins of the organisation only, newest first, and never holds a secret.
  */
-import { env } from "cloudflare:workers";
+import { env, exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { asAgent, call, eventually, newOrg, withKey } from "./helpers";
+import { asAgent, BASE, call, eventually, newOrg, withKey } from "./helpers";
 
 type Org = Awaited<ReturnType<typeof newOrg>>;
 type Caller = { call: ReturnType<typeof asAgent>["call"] };
@@ -41,6 +41,41 @@ async function conversation(o: Org, visitorId = `v-${crypto.randomUUID()}`) {
   const sent = await call("/api/chat/send", { body: { apiKey: o.pk, visitorId, message: "hello" } });
   expect(sent.status).toBe(200);
   return (await call("/chat-widget/session", { body: { key: o.pk, session_id: visitorId } })).body.conversation_id as string;
+}
+
+
+/** One Socket.IO session over raw Engine.IO polling with the agent's cookie: CONNECT, then each event's ack. */
+async function socketIoEvents(cookie: string, events: [string, unknown][]): Promise<any[]> {
+  const engine = async (sid: string | null, body?: string) => {
+    const res = await exports.default.fetch(
+      new Request(`${BASE}/socket.io/?EIO=4&transport=polling${sid ? `&sid=${sid}` : ""}`, {
+        method: body === undefined ? "GET" : "POST",
+        headers: { cookie, ...(body === undefined ? {} : { "content-type": "text/plain;charset=UTF-8" }) },
+        body,
+      }),
+    );
+    return res.text();
+  };
+  const sid = JSON.parse((await engine(null)).slice(1)).sid as string;
+  const take = async (prefix: string) => {
+    for (let i = 0; i < 10; i++) {
+      const hit = (await engine(sid)).split("\x1e").find((p) => p.startsWith(prefix));
+      if (hit) return hit;
+    }
+    throw new Error(`no ${prefix} packet`);
+  };
+  const acks: any[] = [];
+  try {
+    await engine(sid, "40");
+    await take("40");
+    for (const [i, event] of events.entries()) {
+      await engine(sid, `42${i + 1}${JSON.stringify(event)}`);
+      acks.push(JSON.parse((await take(`43${i + 1}`)).slice(`43${i + 1}`.length))[0]);
+    }
+  } finally {
+    await engine(sid, "1");
+  }
+  return acks;
 }
 
 const toPem = (der: ArrayBuffer) => `-----BEGIN PRIVATE KEY-----\n${btoa(String.fromCharCode(...new Uint8Array(der))).replace(/.{64}/g, "$&\n")}\n-----END PRIVATE KEY-----\n`;
@@ -239,6 +274,21 @@ describe("audit log", () => {
     const off = await o.agent.call(`/api/company/agents/${bob.id}`, { method: "PATCH", body: { disabled: true } });
     expect(off.body).toMatchObject({ released_conversations: 1 });
     expect((await entries(o, "&action=conversation.unassigned")).find((e) => e.target.id === id2)).toMatchObject({ actor: { id: o.user.id }, detail: { from_agent_id: bob.id, reason: "agent_disabled" } });
+  });
+
+  it("over Socket.IO too: an agent's claim_conversation and endConversation are recorded (via socket.io)", async () => {
+    const o = await newOrg();
+    const id = await conversation(o);
+    const acks = await socketIoEvents(o.cookie, [
+      ["claim_conversation", { conversation_id: id }],
+      ["endConversation", { conversationId: id }],
+    ]);
+    expect(acks.map((a) => a?.ok)).toEqual([true, true]);
+    const log = (await entries(o)).filter((e) => e.target.id === id).reverse();
+    expect(log).toMatchObject([
+      { action: "conversation.assigned", actor: { type: "agent", id: o.user.id }, detail: { agent_id: o.user.id, via: "socket.io" } },
+      { action: "conversation.resolved", actor: { type: "agent", id: o.user.id }, detail: { via: "socket.io" } },
+    ]);
   });
 
   it("a refused change to a conversation (another org's: 404 with no state change; someone else's: 403) is recorded for the attempt, in the caller's own organisation", async () => {
