@@ -431,6 +431,11 @@ export class ConversationRoom extends Server<Env> {
   subscribe(ref: ConversationRef, name: string, principal: Principal): Result<{ head_seq: number; epoch: string; session: Session | null }> {
     const bad = this.adopt(ref);
     if (bad) return bad;
+    // S15: one visitor's connections (native sockets and Socket.IO sessions together) are capped.
+    const known = this.subscribers.list().some((s) => s.name === name);
+    if (principal.type === "end_user" && !known && this.endUserConnections() >= MAX_END_USER_SOCKETS) {
+      return fail("rate_limited", `at most ${MAX_END_USER_SOCKETS} open connections per visitor; close one first`, 5);
+    }
     const arrives = principal.type !== "end_user" && !this.present(principal);
     this.subscribers.add({ name, audience: audienceOf(principal) });
     if (principal.type !== "end_user") this.participants.addRemote(name, principal);
@@ -443,6 +448,11 @@ export class ConversationRoom extends Server<Env> {
     if (bad) return bad;
     this.dropSubscriber(name);
     return { ok: true };
+  }
+
+  /** The visitor's open connections here: native sockets and Socket.IO sessions (a room is one visitor's). */
+  private endUserConnections(): number {
+    return [...this.getConnections("end_user")].length + this.subscribers.list().filter((s) => s.audience === "end_user").length;
   }
 
   /** A Socket.IO session left the room (it said so, closed, or stopped answering): maybe its agent's last connection. */
@@ -519,8 +529,8 @@ export class ConversationRoom extends Server<Env> {
       return;
     }
     // S15: a cap on one visitor's open sockets (this one is already counted).
-    if (principal.type === "end_user" && [...this.getConnections("end_user")].length > MAX_END_USER_SOCKETS) {
-      this.sendError(conn, "rate_limited", `at most ${MAX_END_USER_SOCKETS} open sockets per visitor; close one first`);
+    if (principal.type === "end_user" && this.endUserConnections() > MAX_END_USER_SOCKETS) {
+      this.sendError(conn, "rate_limited", `at most ${MAX_END_USER_SOCKETS} open connections per visitor; close one first`);
       conn.close(4008, "rate_limited");
       return;
     }

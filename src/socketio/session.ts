@@ -428,13 +428,23 @@ export class SocketIoSession extends Server<Env> {
     const pid = socket.pid;
     if (socket.principal?.type === "agent" && socket.org_id && !socket.via_key) await this.env.ORG_HUB.getByName(socket.org_id).remoteOnline(this.name, socket.principal.id);
     if (socket.auth_ref && socket.org_id) await this.env.ORG_HUB.getByName(socket.org_id).trackRemoteAuth(this.name, socket.auth_ref);
+    if (!recovered && identity.visitor) {
+      // Seed 000: the visitor's conversation is the connection's own; joined before the CONNECT
+      // is answered, so a refusal (e.g. the visitor's connection cap) is a connect_error.
+      try {
+        await this.join(identity.visitor, socket.principal!, "dosti", null);
+      } catch (err) {
+        this.kv.delete("socket");
+        const message = err instanceof ApiError ? err.message : "internal error";
+        if (!(err instanceof ApiError)) logError("socketio.connect_join", err);
+        this.sendSio({ type: PacketType.CONNECT_ERROR, nsp: "/", data: { message } });
+        return;
+      }
+    }
     this.sendSio({ type: PacketType.CONNECT, nsp: "/", data: { sid: socket.id, pid } });
     if (recovered) {
       for (const topic of recovered.org_topics) await this.subscribeOrg(topic);
       for (const m of recovered.memberships) await this.join(m.ref, m.principal, m.dialect, m.last_seq);
-    } else if (identity.visitor) {
-      // Seed 000: the visitor's conversation is the connection's own.
-      await this.join(identity.visitor, socket.principal!, "dosti", null);
     }
   }
 

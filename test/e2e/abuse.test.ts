@@ -4,10 +4,11 @@
 import { randomInt } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
-import { NEW_CONVERSATIONS_PER_MINUTE } from "../../src/core/limits.ts";
+import { MAX_END_USER_SOCKETS, NEW_CONVERSATIONS_PER_MINUTE } from "../../src/core/limits.ts";
 import { api } from "./harness.ts";
 import { listed, newOrg, visitorId } from "./fixtures.ts";
-import { ConnectRefused, dostiVisitorOpts, SioPool } from "./sio.ts";
+import { ConnectRefused, dostiVisitorOpts, SioPool, type Socket } from "./sio.ts";
+import { openSocket } from "./ws-client.ts";
 
 const pool = new SioPool();
 afterEach(pool.closeAll);
@@ -65,5 +66,32 @@ describe("abuse rates over real HTTP", () => {
     const late = pool.connect(dostiVisitorOpts(org.pk, visitorId("sio-late"), "Late", { extraHeaders: headers, transports: ["polling"] }));
     await expect(late).rejects.toThrow(/too many new conversations/);
     await pool.connect(dostiVisitorOpts(org.pk, first, "Support", { extraHeaders: headers, transports: ["polling"] }));
+  });
+
+  it("one visitor's connections are capped across Socket.IO and the native socket: the 21st is refused (connect_error rate_limited, or close 4008); closing one frees a place", async () => {
+    const org = await newOrg();
+    const vid = visitorId("tabs");
+    const opts = dostiVisitorOpts(org.pk, vid, "Many Tabs", { transports: ["websocket"], reconnection: false });
+    const open: Socket[] = [];
+    for (let i = 0; i < MAX_END_USER_SOCKETS - 1; i++) open.push(await pool.connect(opts));
+    const native = await openSocket(`/ws/visitor?key=${org.pk}&external_id=${vid}`);
+    await native.next((f) => f.type === "ready");
+    // Now at the cap (19 Socket.IO sessions and one native socket): one more of either is refused.
+    await expect(pool.connect(opts)).rejects.toThrow(/at most 20 open connections per visitor/);
+    const extra = await openSocket(`/ws/visitor?key=${org.pk}&external_id=${vid}`);
+    expect(await extra.waitClosed()).toMatchObject({ code: 4008 });
+    // Other visitors are unaffected; a closed tab frees a place.
+    await pool.connect(dostiVisitorOpts(org.pk, visitorId("other"), "Other", { transports: ["websocket"], reconnection: false }));
+    open.pop()!.disconnect();
+    const again = await (async () => {
+      for (let i = 0; i < 50; i++) {
+        const s = await pool.connect(opts).catch(() => null);
+        if (s) return s;
+        await sleep(100);
+      }
+      throw new Error("no place freed");
+    })();
+    expect(again.connected).toBe(true);
+    native.close();
   });
 });
