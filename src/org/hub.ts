@@ -13,6 +13,7 @@
  * enqueue sessions that need an agent, report assignments and releases, and the hub auto-assigns
  * within skill-group queues (src/routing/) and keeps waiting customers told of their position.
  */
+import { recordAudit, type Actor } from "../audit/log";
 import { Server, type Connection, type ConnectionContext } from "partyserver";
 import type { Principal } from "../core/message";
 import { RemoteFanout } from "../socketio/fanout";
@@ -36,6 +37,9 @@ export interface QueueStatus {
   agents_available: boolean;
 }
 import { PING_FRAME, PONG_FRAME } from "../conversation/protocol";
+
+/** Who the audit log names for automatic assignments. */
+const ROUTER: Actor = { type: "system", id: "router", name: "Router" };
 
 interface SocketState {
   principal: Principal;
@@ -202,6 +206,15 @@ export class OrgHub extends Server<Env> {
       if (result.ok) {
         await this.assignedNotice(w.session_id, w.conversation_id, agentId);
         load.set(agentId, { open: (load.get(agentId)?.open ?? 0) + 1, last: Date.now() });
+        this.ctx.waitUntil(
+          recordAudit(this.env, {
+            org_id: ref.org_id,
+            actor: ROUTER,
+            action: "conversation.assigned",
+            target: { type: "conversation", id: ref.id },
+            detail: { agent_id: agentId, queue_id: queue.id, session_id: w.session_id, via: "router" },
+          }),
+        );
       }
       else sql.exec("DELETE FROM waiting WHERE session_id = ?", w.session_id); // claimed meanwhile, or ended
     }

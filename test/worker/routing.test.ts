@@ -52,6 +52,19 @@ describe("routing", () => {
     // Ann resolves billing #1: billing #2 goes to her.
     expect((await o.agent.call(`/api/conversations/${c1.body.conversationId}/resolve`, { body: {} })).status).toBe(200);
     await eventually(async () => (await o.agent.call(`/api/conversations/${c2.body.conversationId}`)).body.active_session?.assigned_agent_id === ann.id, "Ann gets billing #2 after resolving #1");
+
+    // The audit log names the router for each automatic assignment.
+    const routed = await eventually(async () => {
+      const r = await o.agent.call("/api/audit?action=conversation.assigned&actor_id=router&limit=100");
+      return r.body.entries.length === 3 && r.body.entries;
+    }, "three router assignments in the audit log");
+    expect(routed.map((e: any) => [e.actor, e.target.id, e.detail.agent_id, e.detail.via])).toEqual(
+      [
+        [c2.body.conversationId, ann.id],
+        [c3.body.conversationId, bob.id],
+        [c1.body.conversationId, ann.id],
+      ].map(([conversation, agent]) => [{ type: "system", id: "router", name: "Router" }, conversation, agent, "router"]),
+    );
   });
 
   it("tells customers outside business hours and when no agent is online; agents can still claim by hand", async () => {
