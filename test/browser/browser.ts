@@ -6,6 +6,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { chromium, type Browser, type BrowserContext, type Frame, type Page } from "playwright-core";
+import { afterAll, beforeAll } from "vitest";
 import { baseUrl, waitFor } from "../e2e/harness.ts";
 
 export { waitFor };
@@ -161,4 +162,28 @@ export async function screenshot(target: Page, name: string): Promise<void> {
   const dir = process.env.SCREENSHOTS === "docs" ? join(repo, "docs", "screenshots") : join(repo, "test-results", "screenshots");
   mkdirSync(dir, { recursive: true });
   await target.screenshot({ path: join(dir, name), animations: "disabled" });
+}
+
+/** What {@link useBrowser} sets up: filled in by its beforeAll hook, so read it inside tests. */
+export interface BrowserFixture {
+  browser: Browser;
+  /** The customer's website (only with `site: true`, the default). */
+  site: HostSite;
+}
+
+/**
+ * The browser tests' common set-up: registers beforeAll/afterAll hooks that launch Chromium (and,
+ * unless `site: false`, a {@link hostSite}) and close them again. Call it at a test file's top level.
+ */
+export function useBrowser(options: { site?: boolean } = {}): BrowserFixture {
+  const fixture = {} as Partial<BrowserFixture>;
+  beforeAll(async () => {
+    fixture.browser = await launch();
+    if (options.site !== false) fixture.site = await hostSite();
+  });
+  afterAll(async () => {
+    await fixture.browser?.close();
+    await fixture.site?.close();
+  });
+  return fixture as BrowserFixture;
 }

@@ -2,23 +2,12 @@
 // once), webchat channels (the snippet pasted on a customer's page works) and agents (add, change
 // role, disable: the disabled agent's open console drops to the login screen). Plain agents see
 // no settings and the routes answer them 403.
-import type { Browser, Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Page } from "playwright-core";
+import { describe, expect, it } from "vitest";
 import { api, signupOrg } from "../e2e/harness.ts";
-import { consolePage, hostPage, hostSite, launch, openWidget, parleyOrigin, screenshot, visitorSends, waitFor, xssSentinels, type HostSite } from "./browser.ts";
+import { consolePage, hostPage, openWidget, parleyOrigin, screenshot, useBrowser, visitorSends, waitFor, xssSentinels } from "./browser.ts";
 
-let browser: Browser;
-let site: HostSite;
-
-beforeAll(async () => {
-  browser = await launch();
-  site = await hostSite();
-});
-
-afterAll(async () => {
-  await browser?.close();
-  await site?.close();
-});
+const env = useBrowser();
 
 async function openSettings(page: Page) {
   await page.click("#nav-settings");
@@ -33,7 +22,7 @@ const XSS_NAME = "<img src=x onerror=window.__xss=21>";
 describe("the console's settings (owners and admins)", () => {
   it("an owner creates keys (each secret shown once), revokes one, creates a webchat channel whose pasted snippets work on the allowed site, and adds an agent", async () => {
     const owner = await signupOrg("Snippet Co");
-    const { context, page } = await consolePage(browser, owner);
+    const { context, page } = await consolePage(env.browser, owner);
     await openSettings(page);
 
     // A public key: shown once, with seed 000's snippet.
@@ -70,28 +59,28 @@ describe("the console's settings (owners and admins)", () => {
     // A webchat channel for the customer's site: the snippet to paste, shown with its token.
     await page.selectOption("#channel-kind", "webchat");
     await page.fill("#channel-name", "Shop");
-    await page.fill("#channel-origins", site.origin);
+    await page.fill("#channel-origins", env.site.origin);
     await page.fill("#channel-title", "Shop help");
     await page.click("#channel-form button[type=submit]");
     const embedTag = (await copied(page, "#channel-result", "snippet"))!;
     expect(embedTag).toMatch(new RegExp(`^<script src="${parleyOrigin()}/chat-widget/embed\\.js" data-embed-token="ew_[\\w-]{20,}"></script>$`));
     const channelRow = page.locator("tr[data-channel-id]", { hasText: "Shop" });
     await channelRow.waitFor({ timeout: 10_000 });
-    expect(await channelRow.textContent()).toContain(site.origin);
+    expect(await channelRow.textContent()).toContain(env.site.origin);
     await screenshot(page, "console-settings.png");
 
     // Both snippets, pasted as shown, work on the customer's site.
-    const visitor = await browser.newContext();
+    const visitor = await env.browser.newContext();
     for (const [path, tag, text] of [["/pasted-embed", embedTag, "Hello from the embed snippet"], ["/pasted-widget", widgetTag, "Hello from the widget snippet"]] as const) {
       const p = await visitor.newPage();
-      await p.goto(site.page(path, hostPage(tag)));
+      await p.goto(env.site.page(path, hostPage(tag)));
       await visitorSends(await openWidget(p), text);
     }
     // The React component as shown, run with a stand-in for React's useEffect (mount once).
     const asPlainScript = reactComponent.replace(/^import .*$/m, "const useEffect = (effect) => { effect(); };").replace("export default function", "function");
-    const reactVisitor = await browser.newContext(); // another visitor (the same key would resume the first one's chat)
+    const reactVisitor = await env.browser.newContext(); // another visitor (the same key would resume the first one's chat)
     const p2 = await reactVisitor.newPage();
-    await p2.goto(site.page("/pasted-react", hostPage(`<script>${asPlainScript}\nChatWidget();</script>`, "A React app")));
+    await p2.goto(env.site.page("/pasted-react", hostPage(`<script>${asPlainScript}\nChatWidget();</script>`, "A React app")));
     await visitorSends(await openWidget(p2), "Hello from the React snippet");
     // "Get snippet" makes a new token for an existing channel; it works too.
     await channelRow.locator("button", { hasText: "Get snippet" }).click();
@@ -99,7 +88,7 @@ describe("the console's settings (owners and admins)", () => {
     const second = (await copied(page, "#channel-result", "snippet"))!;
     expect(second).not.toBe(embedTag);
     const p3 = await visitor.newPage();
-    await p3.goto(site.page("/pasted-again", hostPage(second)));
+    await p3.goto(env.site.page("/pasted-again", hostPage(second)));
     await visitorSends(await openWidget(p3), "Hello from a second token");
 
     // The conversations reach the inbox.
@@ -163,8 +152,8 @@ describe("the console's settings (owners and admins)", () => {
     const email = `agent-${crypto.randomUUID()}@e2e.parley.test`;
     const made = await owner.api("/api/company/agents", { body: { name: "Dana Agent", email, password: "agent password", role: "agent" } });
     expect(made.status).toBe(201);
-    const ownerSide = await consolePage(browser, owner);
-    const agentSide = await consolePage(browser, { email, password: "agent password" });
+    const ownerSide = await consolePage(env.browser, owner);
+    const agentSide = await consolePage(env.browser, { email, password: "agent password" });
 
     // The owner sees Dana online in the team list.
     await ownerSide.page.waitForSelector(`#team-list li.online[data-agent-id="${made.json.id}"]`, { timeout: 10_000 });
@@ -201,7 +190,7 @@ describe("the console's settings (owners and admins)", () => {
     const owner = await signupOrg();
     const email = `agent-${crypto.randomUUID()}@e2e.parley.test`;
     expect((await owner.api("/api/company/agents", { body: { name: "Plain", email, password: "agent password", role: "agent" } })).status).toBe(201);
-    const { context, page } = await consolePage(browser, { email, password: "agent password" });
+    const { context, page } = await consolePage(env.browser, { email, password: "agent password" });
     expect(await page.isHidden("#nav-settings")).toBe(true);
     expect(await page.isHidden("#settings")).toBe(true);
     // The team list works for everyone.

@@ -1,20 +1,11 @@
 // The console's audit log (RELIABILITY.md S2) in a real browser: an owner sees who changed what,
 // newest first, with hostile names as inert text, filters it by action and by who, and pages back
 // with "Older". A plain agent's console has no settings, and the route answers them 403.
-import type { Browser } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { api, signupOrg } from "../e2e/harness.ts";
-import { consolePage, launch, xssSentinels } from "./browser.ts";
+import { consolePage, useBrowser, xssSentinels } from "./browser.ts";
 
-let browser: Browser;
-
-beforeAll(async () => {
-  browser = await launch();
-});
-
-afterAll(async () => {
-  await browser?.close();
-});
+const env = useBrowser({ site: false });
 
 const XSS_NAME = "<img src=x onerror=window.__xss=41>";
 
@@ -28,7 +19,7 @@ describe("the console's audit log", () => {
     expect(agent.status).toBe(201);
     for (let i = 0; i < 55; i++) expect((await owner.api("/api/routing/queues", { body: { name: `queue ${i}`, auto_assign: false } })).status).toBe(201);
 
-    const { context, page } = await consolePage(browser, owner);
+    const { context, page } = await consolePage(env.browser, owner);
     await page.click("#nav-settings");
     const rows = page.locator("#audit-list tr[data-audit-id]");
     await page.waitForSelector("#audit-list tr[data-audit-id]", { timeout: 10_000 });

@@ -3,24 +3,20 @@
 // whose secret is never shown back; removing it) and a mobile channel's push credentials (issue
 // #6: FCM and APNs keys saved, shown only as "set" with their public fields, removed).
 import { generateKeyPairSync } from "node:crypto";
-import type { Browser, ConsoleMessage, Page } from "playwright-core";
+import type { ConsoleMessage, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { api, signupOrg } from "../e2e/harness.ts";
-import { consolePage, hostPage, hostSite, launch, openWidget, parleyOrigin, visitorSends, waitFor, type HostSite } from "./browser.ts";
+import { consolePage, hostPage, hostSite, openWidget, parleyOrigin, visitorSends, useBrowser, waitFor, type HostSite } from "./browser.ts";
 
-let browser: Browser;
-let oldSite: HostSite;
+/** env.site is the channel's old site. */
+const env = useBrowser();
 let newSite: HostSite;
 
 beforeAll(async () => {
-  browser = await launch();
-  oldSite = await hostSite();
   newSite = await hostSite();
 });
 
 afterAll(async () => {
-  await browser?.close();
-  await oldSite?.close();
   await newSite?.close();
 });
 
@@ -39,11 +35,11 @@ const pageText = (page: Page) =>
 describe("channel settings in the console", () => {
   it("an admin moves a webchat channel to another site from the console: the widget works there at once and is refused on the old one; the identity secret is shown on request", async () => {
     const owner = await signupOrg("Move Co");
-    const chat = (await owner.api("/api/integrations/webchat", { body: { name: "Storefront", allowed_origins: [oldSite.origin] } })).json;
+    const chat = (await owner.api("/api/integrations/webchat", { body: { name: "Storefront", allowed_origins: [env.site.origin] } })).json;
     const snippet = `<script src="${parleyOrigin()}/chat-widget/embed.js" data-embed-token="${chat.token}"></script>`;
-    const { context, page } = await consolePage(browser, owner);
+    const { context, page } = await consolePage(env.browser, owner);
     await configure(page, chat.channel_id);
-    expect(await page.inputValue("#edit-channel-origins")).toBe(oldSite.origin);
+    expect(await page.inputValue("#edit-channel-origins")).toBe(env.site.origin);
     await page.fill("#edit-channel-origins", `${newSite.origin}\n`);
     await page.fill("#edit-channel-title", "Storefront help");
     await page.click("#channel-edit-form button[type=submit]");
@@ -51,16 +47,16 @@ describe("channel settings in the console", () => {
     await page.locator(`tr[data-channel-id="${chat.channel_id}"]`, { hasText: newSite.origin }).waitFor({ timeout: 10_000 });
 
     // The same snippet: works on the new site, refused on the old one.
-    const visitors = await browser.newContext();
+    const visitors = await env.browser.newContext();
     const fresh = await visitors.newPage();
     await fresh.goto(newSite.page("/shop", hostPage(snippet)));
     await visitorSends(await openWidget(fresh), "Hello from the new site");
     const stale = await visitors.newPage();
     const errors: string[] = [];
     stale.on("console", (m: ConsoleMessage) => m.type() === "error" && errors.push(m.text()));
-    await stale.goto(oldSite.page("/shop", hostPage(snippet)));
+    await stale.goto(env.site.page("/shop", hostPage(snippet)));
     await waitFor(() => errors.some((t) => t.startsWith("Parley: the chat widget was refused")), { timeoutMs: 10_000, message: "the loader's refusal on the old site" });
-    expect(errors.find((t) => t.startsWith("Parley:"))).toContain(oldSite.origin);
+    expect(errors.find((t) => t.startsWith("Parley:"))).toContain(env.site.origin);
 
     // The identity secret, on request, is the channel's.
     await page.click("#show-identity-secret");
@@ -74,7 +70,7 @@ describe("channel settings in the console", () => {
     const owner = await signupOrg("Bot Co");
     const pk = (await owner.createKey("public")).key;
     const website = (await owner.api("/api/integrations")).json.find((c: any) => c.is_default).id as string;
-    const { context, page } = await consolePage(browser, owner);
+    const { context, page } = await consolePage(env.browser, owner);
     await configure(page, website);
 
     expect(await page.inputValue("#bot-kind")).toBe("none");
@@ -147,7 +143,7 @@ describe("channel settings in the console", () => {
 
   it("a mobile channel's FCM and APNs credentials are saved from the console, shown only as set with their public fields, and removed", async () => {
     const owner = await signupOrg("Push Co");
-    const { context, page } = await consolePage(browser, owner);
+    const { context, page } = await consolePage(env.browser, owner);
     await page.click("#nav-settings");
     await page.selectOption("#channel-kind", "mobile");
     await page.fill("#channel-name", "iOS and Android app");

@@ -2,23 +2,12 @@
 // details beside the conversation (markup in them stays text), and the alerts for a conversation
 // arriving in the unassigned inbox (a chime and a desktop notification; none when muted).
 import { createHmac } from "node:crypto";
-import type { Browser, BrowserContext } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { BrowserContext } from "playwright-core";
+import { describe, expect, it } from "vitest";
 import { api, signupOrg } from "../e2e/harness.ts";
-import { consolePage, hostPage, hostSite, launch, openWidget, parleyOrigin, screenshot, visitorSends, waitFor, xssSentinels, type HostSite } from "./browser.ts";
+import { consolePage, hostPage, openWidget, parleyOrigin, screenshot, useBrowser, visitorSends, waitFor, xssSentinels } from "./browser.ts";
 
-let browser: Browser;
-let site: HostSite;
-
-beforeAll(async () => {
-  browser = await launch();
-  site = await hostSite();
-});
-
-afterAll(async () => {
-  await browser?.close();
-  await site?.close();
-});
+const env = useBrowser();
 
 /**
  * Records what the page asks the browser for: each `new Notification(...)` (title, body) and each
@@ -67,12 +56,12 @@ describe("the console around the conversation", () => {
     const email = `agent-${crypto.randomUUID()}@e2e.parley.test`;
     const made = await owner.api("/api/company/agents", { body: { name: "Pat Teammate", email, password: "agent password", role: "agent" } });
     expect(made.status).toBe(201);
-    const ownerSide = await consolePage(browser, owner);
+    const ownerSide = await consolePage(env.browser, owner);
     const page = ownerSide.page;
     await page.waitForSelector(`#team-list li.online[data-agent-id="${owner.user.id}"]:has-text('(you)')`, { timeout: 10_000 });
     await page.waitForSelector(`#team-list li.offline[data-agent-id="${made.json.id}"]:has-text('Pat Teammate')`, { timeout: 10_000 });
 
-    const pat = await consolePage(browser, { email, password: "agent password" });
+    const pat = await consolePage(env.browser, { email, password: "agent password" });
     await page.waitForSelector(`#team-list li.online[data-agent-id="${made.json.id}"]`, { timeout: 10_000 });
     await page.waitForSelector("#org-conn:has-text('2 agents online')", { timeout: 10_000 });
     // Pat sees the owner too.
@@ -88,7 +77,7 @@ describe("the console around the conversation", () => {
   it("alerts with a chime and a desktop notification when a conversation arrives unassigned, shows the visitor's details as text, and stays quiet when muted", async () => {
     const owner = await signupOrg("Alerts Co");
     const pk = (await owner.createKey("public")).key;
-    const context = await browser.newContext({ viewport: { width: 1280, height: 760 } });
+    const context = await env.browser.newContext({ viewport: { width: 1280, height: 760 } });
     await recordAlerts(context);
     const page = await context.newPage();
     await page.goto(`${parleyOrigin()}/console/`);
@@ -169,7 +158,7 @@ describe("the console around the conversation", () => {
     const channel = (await owner.api("/api/integrations")).json.find((c: any) => c.is_default).id as string;
     const bot = await owner.api(`/api/integrations/${channel}/bot`, { method: "PUT", body: { kind: "flow", config: { greeting: { content: "Hi, I am the bot." }, intents: [] } } });
     expect(bot.status).toBe(200);
-    const context = await browser.newContext();
+    const context = await env.browser.newContext();
     await recordAlerts(context);
     const page = await context.newPage();
     await page.goto(`${parleyOrigin()}/console/`);
@@ -196,11 +185,11 @@ describe("the console around the conversation", () => {
   it("shows the page the widget's visitor is on (from the loader), without its fragment", async () => {
     const owner = await signupOrg("Page Co");
     const pk = (await owner.createKey("public")).key;
-    const url = site.page("/shop/anvils", hostPage(`<script src="${parleyOrigin()}/widget.js" data-key="${pk}"></script>`));
-    const visitor = await (await browser.newContext()).newPage();
+    const url = env.site.page("/shop/anvils", hostPage(`<script src="${parleyOrigin()}/widget.js" data-key="${pk}"></script>`));
+    const visitor = await (await env.browser.newContext()).newPage();
     await visitor.goto(`${url}?size=50kg#reviews`);
     await visitorSends(await openWidget(visitor), "Is the 50 kg anvil in stock?");
-    const { context, page } = await consolePage(browser, owner);
+    const { context, page } = await consolePage(env.browser, owner);
     await page.locator("#inbox-list button").first().click();
     await page.waitForSelector("#details dd[data-field='page-url'] a", { timeout: 10_000 });
     expect(await page.getAttribute("#details dd[data-field='page-url'] a", "href")).toBe(`${url}?size=50kg`);
@@ -220,7 +209,7 @@ describe("the console around the conversation", () => {
     const identity_hash = createHmac("sha256", secret).update("customer-4417").digest("hex");
     const session = await api("/chat-widget/session", { body: { key: pk, session_id: "customer-4417", identity_hash, customer_name: "Vera" } });
     expect(session.status).toBe(200);
-    const { context, page } = await consolePage(browser, owner);
+    const { context, page } = await consolePage(env.browser, owner);
     expect((await api("/api/chat/send", { body: { apiKey: pk, visitorId: "customer-4417", message: "It is me", identityHash: identity_hash } })).status).toBe(200);
     await page.locator("#inbox-list button", { hasText: "Vera" }).click();
     await page.waitForSelector("#details dd[data-field='user-id']", { timeout: 10_000 });

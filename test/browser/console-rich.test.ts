@@ -3,23 +3,12 @@
 // carousel in seed 001's shapes; the visitor's widget renders each and the visitor's choices
 // come back to the agent as replies. A file the server refuses says why.
 import { deflateSync } from "node:zlib";
-import type { Browser, Frame, Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Frame, Page } from "playwright-core";
+import { describe, expect, it } from "vitest";
 import { signupOrg } from "../e2e/harness.ts";
-import { consolePage, hostPage, hostSite, launch, messageTexts, openWidget, parleyOrigin, screenshot, visitorSends, waitFor, xssSentinels, type HostSite } from "./browser.ts";
+import { consolePage, hostPage, messageTexts, openWidget, parleyOrigin, screenshot, useBrowser, visitorSends, waitFor, xssSentinels } from "./browser.ts";
 
-let browser: Browser;
-let site: HostSite;
-
-beforeAll(async () => {
-  browser = await launch();
-  site = await hostSite();
-});
-
-afterAll(async () => {
-  await browser?.close();
-  await site?.close();
-});
+const env = useBrowser();
 
 /** A tiny RGB PNG of one colour, encoded here so the test needs no files. */
 function png(width = 24, height = 16): Buffer {
@@ -58,12 +47,12 @@ describe("rich replies from the console", () => {
   it("an agent sends an image with a caption, a dropdown and a carousel; the visitor sees each and answers by choosing; a refused file says why", async () => {
     const agent = await signupOrg("Rich Co");
     const pk = await agent.createKey("public");
-    const visitor = await (await browser.newContext()).newPage();
-    await visitor.goto(site.page("/rich", hostPage(`<script src="${parleyOrigin()}/widget.js" data-key="${pk.key}"></script>`)));
+    const visitor = await (await env.browser.newContext()).newPage();
+    await visitor.goto(env.site.page("/rich", hostPage(`<script src="${parleyOrigin()}/widget.js" data-key="${pk.key}"></script>`)));
     const frame = await openWidget(visitor);
     await visitorSends(frame, "Which part do I need?");
 
-    const { context, page } = await consolePage(browser, agent);
+    const { context, page } = await consolePage(env.browser, agent);
     const item = page.locator("#inbox-list button").first(); // the only conversation (previews come from live events)
     await item.waitFor({ timeout: 10_000 });
     await item.click();

@@ -1,26 +1,17 @@
 // Routing from the console's settings, in a real browser: a skill-group queue with business hours,
 // edited; an agent given the skill and a capacity; then a customer asking for that queue (seed
 // 002's Subject) is assigned to that agent automatically.
-import type { Browser } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { api, signupOrg } from "../e2e/harness.ts";
-import { consolePage, launch, waitFor } from "./browser.ts";
+import { consolePage, useBrowser, waitFor } from "./browser.ts";
 
-let browser: Browser;
-
-beforeAll(async () => {
-  browser = await launch();
-});
-
-afterAll(async () => {
-  await browser?.close();
-});
+const env = useBrowser({ site: false });
 
 describe("routing in the console", () => {
   it("a queue with business hours and an agent's skill set in the console route a customer's conversation to that agent", async () => {
     const owner = await signupOrg("Routing Co");
     const pk = (await owner.createKey("public")).key;
-    const { context, page } = await consolePage(browser, owner);
+    const { context, page } = await consolePage(env.browser, owner);
     await page.click("#nav-settings");
 
     // A queue, open every day all day (UTC), assigned automatically.

@@ -1,20 +1,11 @@
 // Handing a conversation on from the console, in a real browser: an agent claims, transfers it to
 // a teammate (who finds it in Mine), the teammate (an owner) gives it back to the unassigned
 // queue; a plain agent gets no such controls on a conversation that is not theirs.
-import type { Browser } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { api, signupOrg } from "../e2e/harness.ts";
-import { consolePage, launch, waitFor } from "./browser.ts";
+import { consolePage, useBrowser, waitFor } from "./browser.ts";
 
-let browser: Browser;
-
-beforeAll(async () => {
-  browser = await launch();
-});
-
-afterAll(async () => {
-  await browser?.close();
-});
+const env = useBrowser({ site: false });
 
 describe("transfer and unassign in the console", () => {
   it("an agent claims and hands a conversation to a teammate, who gives it back to the queue; a plain agent cannot hand on another's", async () => {
@@ -25,8 +16,8 @@ describe("transfer and unassign in the console", () => {
     expect((await api("/api/chat/send", { body: { apiKey: pk, visitorId: "handed-1", visitorName: "Hugo", message: "Who can help me?" } })).status).toBe(200);
     const conv = await waitFor(async () => (await owner.api("/api/conversations/?filter=unassigned")).json[0], { timeoutMs: 10_000, message: "the conversation listed" });
 
-    const ownerSide = await consolePage(browser, owner);
-    const danaSide = await consolePage(browser, { email, password: "agent password" });
+    const ownerSide = await consolePage(env.browser, owner);
+    const danaSide = await consolePage(env.browser, { email, password: "agent password" });
     const d = danaSide.page;
     await d.locator("#inbox-list button", { hasText: "Hugo" }).click();
     await d.waitForSelector("#view-session:has-text('unassigned')", { timeout: 10_000 });

@@ -5,13 +5,13 @@
 import { once } from "node:events";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { Browser, Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { api, signupOrg } from "../e2e/harness.ts";
 import { verifySignature, type SignedDelivery } from "../e2e/webhook-signature.ts";
-import { consolePage, launch, waitFor } from "./browser.ts";
+import { consolePage, useBrowser, waitFor } from "./browser.ts";
 
-let browser: Browser;
+const env = useBrowser({ site: false });
 let receiver: Server;
 let receiverUrl: string;
 /** What the receiver answers; every request it gets. */
@@ -19,7 +19,6 @@ let answer = 200;
 const received: (SignedDelivery & { type: string })[] = [];
 
 beforeAll(async () => {
-  browser = await launch();
   receiver = createServer((req, res) => {
     let body = "";
     req.on("data", (chunk) => (body += chunk));
@@ -40,7 +39,6 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await browser?.close();
   receiver?.closeAllConnections();
   await new Promise((resolve) => receiver?.close(resolve));
 });
@@ -51,7 +49,7 @@ describe("webhooks in the console", () => {
   it("adds an endpoint whose secret verifies the deliveries, shows the log, replays a dead delivery after a 410 disabled the endpoint, rotates the secret and deletes the endpoint", async () => {
     const owner = await signupOrg("Hooks Co");
     const pk = (await owner.createKey("public")).key;
-    const { context, page } = await consolePage(browser, owner);
+    const { context, page } = await consolePage(env.browser, owner);
     await page.click("#nav-settings");
     await page.fill("#hook-url", receiverUrl);
     await page.check("#hook-event-message-created");

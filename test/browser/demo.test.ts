@@ -1,25 +1,17 @@
 // The demo page (`npm start` prints /demo/?key=pk_…): the real widget, embedded by seed 000's
 // snippet with the key from the address; without a key, a notice that says how to get one.
-import type { Browser, ConsoleMessage } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ConsoleMessage } from "playwright-core";
+import { describe, expect, it } from "vitest";
 import { signupOrg } from "../e2e/harness.ts";
-import { launch, messageTexts, openWidget, parleyOrigin, screenshot, visitorSends, waitFor } from "./browser.ts";
+import { messageTexts, openWidget, parleyOrigin, screenshot, useBrowser, visitorSends, waitFor } from "./browser.ts";
 
-let browser: Browser;
-
-beforeAll(async () => {
-  browser = await launch();
-});
-
-afterAll(async () => {
-  await browser?.close();
-});
+const env = useBrowser({ site: false });
 
 describe("the demo page", () => {
   it("embeds the real widget with the key from ?key=, and chats", async () => {
     const agent = await signupOrg();
     const pk = await agent.createKey("public");
-    const page = await (await browser.newContext()).newPage();
+    const page = await (await env.browser.newContext()).newPage();
     const errors: string[] = [];
     page.on("console", (m: ConsoleMessage) => m.type() === "error" && errors.push(m.text()));
     await page.goto(`${parleyOrigin()}/demo/?key=${pk.key}`);
@@ -47,7 +39,7 @@ describe("the demo page", () => {
   });
 
   it("without a key says how to get one, and embeds nothing", async () => {
-    const page = await (await browser.newContext()).newPage();
+    const page = await (await env.browser.newContext()).newPage();
     await page.goto(`${parleyOrigin()}/demo/`);
     await page.waitForSelector("#notice:not([hidden])");
     expect(await page.textContent("#notice")).toBe("This demo page needs a public key in its address. Start Parley with npm start and open the demo URL it prints (it ends in ?key=pk_…).");

@@ -1,23 +1,18 @@
 // Seed 001's embed.js on a customer's page (a strict CSP, another origin than Parley): the
 // visitor id in localStorage, the postMessage bridge both ways, and a site that is not allowed.
-import type { Browser, ConsoleMessage } from "playwright-core";
+import type { ConsoleMessage } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { api, signupOrg, type Client } from "../e2e/harness.ts";
-import { hostPage, hostSite, launch, messageTexts, openWidget, parleyOrigin, visitorSends, waitFor, widgetFrame, xssSentinels, type HostSite } from "./browser.ts";
+import { hostPage, hostSite, messageTexts, openWidget, parleyOrigin, useBrowser, visitorSends, waitFor, widgetFrame, xssSentinels, type HostSite } from "./browser.ts";
 
-let browser: Browser;
-let site: HostSite;
+const env = useBrowser();
 let evil: HostSite;
 
 beforeAll(async () => {
-  browser = await launch();
-  site = await hostSite();
   evil = await hostSite();
 });
 
 afterAll(async () => {
-  await browser?.close();
-  await site?.close();
   await evil?.close();
 });
 
@@ -60,12 +55,12 @@ describe("seed 001's <script src=/chat-widget/embed.js data-embed-token>", () =>
   it("keeps the visitor id in cw_sid_{token}, takes identify/open/close from the page, and reports ready/opened/message/closed to it", async () => {
     const parley = parleyOrigin();
     const agent = await signupOrg();
-    const chat = await webchat(agent, [site.origin], "Acme help");
+    const chat = await webchat(agent, [env.site.origin], "Acme help");
     const snippet = `<script src="${parley}/chat-widget/embed.js" data-embed-token="${chat.token}"></script>`;
-    const url = site.page("/seed001", hostPage(`${recorder(parley)}${snippet}`).replace("<head>", `<head>${strictCsp(parley)}`));
+    const url = env.site.page("/seed001", hostPage(`${recorder(parley)}${snippet}`).replace("<head>", `<head>${strictCsp(parley)}`));
     // A sibling frame from another origin, listening for anything the widget might send it.
     evil.page("/sibling", `<!doctype html><script>window.__got = []; addEventListener("message", (e) => window.__got.push(e.data));</script>`);
-    const page = await (await browser.newContext()).newPage();
+    const page = await (await env.browser.newContext()).newPage();
     const csp: string[] = [];
     page.on("console", (m: ConsoleMessage) => m.type() === "error" && csp.push(m.text()));
     await page.goto(url);
@@ -82,7 +77,7 @@ describe("seed 001's <script src=/chat-widget/embed.js data-embed-token>", () =>
     expect(sid).toMatch(/^v_[0-9a-f]{36}$/);
     const frame = await widgetFrame(page);
     expect(new URL(frame.url()).searchParams.get("session_id")).toBe(sid);
-    expect(new URL(frame.url()).searchParams.get("parent_origin")).toBe(site.origin);
+    expect(new URL(frame.url()).searchParams.get("parent_origin")).toBe(env.site.origin);
 
     // Another origin's frame tells the widget to open: ignored (the exact origin and the parent only).
     const sibling = page.frames().find((f) => f.url().startsWith(evil.origin))!;
@@ -121,15 +116,15 @@ describe("seed 001's <script src=/chat-widget/embed.js data-embed-token>", () =>
   it("refuses a site that is not in the channel's allowed origins: the browser blocks the frame (frame-ancestors), the API answers 403, the console says why", async () => {
     const parley = parleyOrigin();
     const agent = await signupOrg();
-    const chat = await webchat(agent, [site.origin]);
+    const chat = await webchat(agent, [env.site.origin]);
 
     const framePage = await api(`/chat-widget?embed_token=${chat.token}`);
     expect(framePage.status).toBe(200);
-    expect(framePage.headers.get("content-security-policy")).toContain(`frame-ancestors 'self' ${site.origin} ${parley}`);
+    expect(framePage.headers.get("content-security-policy")).toContain(`frame-ancestors 'self' ${env.site.origin} ${parley}`);
     expect(framePage.headers.get("content-security-policy")).toContain("script-src 'self'");
 
     const url = evil.page("/stolen", hostPage(`<script src="${parley}/chat-widget/embed.js" data-embed-token="${chat.token}"></script>`, "Not the shop"));
-    const page = await (await browser.newContext()).newPage();
+    const page = await (await env.browser.newContext()).newPage();
     const errors: string[] = [];
     page.on("console", (m: ConsoleMessage) => m.type() === "error" && errors.push(m.text()));
     await page.goto(url);
@@ -163,9 +158,9 @@ describe("seed 001's <script src=/chat-widget/embed.js data-embed-token>", () =>
   it("works as seed 001's hand-built iframe (session_id, customer_name, title; always open, no bridge)", async () => {
     const parley = parleyOrigin();
     const agent = await signupOrg();
-    const chat = await webchat(agent, [site.origin]);
-    const page = await (await browser.newContext()).newPage();
-    await page.goto(site.page("/manual", hostPage(seed001Iframe(parley, chat.token, "42", "Ada Lovelace"))));
+    const chat = await webchat(agent, [env.site.origin]);
+    const page = await (await env.browser.newContext()).newPage();
+    await page.goto(env.site.page("/manual", hostPage(seed001Iframe(parley, chat.token, "42", "Ada Lovelace"))));
     const frame = await waitFor(() => page.frames().find((f) => f.url().startsWith(`${parley}/chat-widget`)), { message: "the widget frame" });
     await frame.waitForSelector("#pw-text", { state: "visible" });
     expect(await frame.textContent("#pw-title")).toBe("Support Chat");
@@ -205,8 +200,8 @@ function useEffectBody() {
 useEffectBody()();
 window.__cleanup = useEffectBody();
 </script>`;
-    const page = await (await browser.newContext()).newPage();
-    await page.goto(site.page("/react", hostPage(effect, "A React app")));
+    const page = await (await env.browser.newContext()).newPage();
+    await page.goto(env.site.page("/react", hostPage(effect, "A React app")));
     const frame = await openWidget(page, "launcher");
     expect(await page.locator("#parley-launcher").count()).toBe(1);
     expect(await page.locator("#parley-frame").count()).toBe(1);
@@ -230,8 +225,8 @@ window.__cleanup = useEffectBody();
   it("on a phone-sized screen takes the whole screen, and works from the keyboard (Enter opens, Escape closes, focus returns)", async () => {
     const agent = await signupOrg();
     const pk = await agent.createKey("public");
-    const page = await (await browser.newContext({ viewport: { width: 375, height: 667 }, isMobile: true, hasTouch: true })).newPage();
-    await page.goto(site.page("/phone", hostPage(`<script src="${parleyOrigin()}/widget.js" data-key="${pk.key}"></script>`)));
+    const page = await (await env.browser.newContext({ viewport: { width: 375, height: 667 }, isMobile: true, hasTouch: true })).newPage();
+    await page.goto(env.site.page("/phone", hostPage(`<script src="${parleyOrigin()}/widget.js" data-key="${pk.key}"></script>`)));
     const frame = await widgetFrame(page);
     await page.focus("#parley-launcher");
     await page.keyboard.press("Enter");

@@ -1,22 +1,10 @@
 // The typing preview in a real browser: a webchat channel that opts in shows the agent what the
 // visitor types before it is sent; the widget says so under its composer; the draft is text.
-import type { Browser } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { signupOrg } from "../e2e/harness.ts";
-import { consolePage, hostPage, hostSite, launch, openWidget, parleyOrigin, visitorSends, waitFor, xssSentinels, type HostSite } from "./browser.ts";
+import { consolePage, hostPage, openWidget, parleyOrigin, useBrowser, visitorSends, waitFor, xssSentinels } from "./browser.ts";
 
-let browser: Browser;
-let site: HostSite;
-
-beforeAll(async () => {
-  browser = await launch();
-  site = await hostSite();
-});
-
-afterAll(async () => {
-  await browser?.close();
-  await site?.close();
-});
+const env = useBrowser();
 
 describe("typing preview", () => {
   it("opted in: the widget discloses it, the agent sees the draft as typed (as text), and it clears once sent", async () => {
@@ -27,15 +15,15 @@ describe("typing preview", () => {
     const patched = await agent.api(`/api/integrations/${channel.id}`, { method: "PATCH", body: { typing_preview: true } });
     expect(patched.status).toBe(200);
 
-    const visitor = await (await browser.newContext()).newPage();
-    await visitor.goto(site.page("/preview", hostPage(`<script src="${parleyOrigin()}/widget.js" data-key="${pk.key}"></script>`)));
+    const visitor = await (await env.browser.newContext()).newPage();
+    await visitor.goto(env.site.page("/preview", hostPage(`<script src="${parleyOrigin()}/widget.js" data-key="${pk.key}"></script>`)));
     const frame = await openWidget(visitor);
     await frame.waitForSelector("#pw-preview:visible", { timeout: 10_000 });
     expect(await frame.textContent("#pw-preview")).toContain("sees what you type");
     expect(await frame.getAttribute("#pw-text", "aria-describedby")).toBe("pw-preview");
     await visitorSends(frame, "Hi there");
 
-    const { page } = await consolePage(browser, agent);
+    const { page } = await consolePage(env.browser, agent);
     const item = page.locator("#inbox-list button").first();
     await item.waitFor({ timeout: 10_000 });
     await item.click();

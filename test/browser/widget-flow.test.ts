@@ -1,32 +1,21 @@
 // The whole support flow in a real browser: a customer's page (another origin) embeds the widget
 // by seed 000's script tag; an agent in another browser context answers from the console.
-import type { Browser, WebSocketRoute } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { WebSocketRoute } from "playwright-core";
+import { describe, expect, it } from "vitest";
 import { signupOrg } from "../e2e/harness.ts";
-import { consolePage, hostPage, hostSite, launch, messageTexts, openWidget, parleyOrigin, screenshot, visitorSends, waitFor, xssSentinels, type HostSite } from "./browser.ts";
+import { consolePage, hostPage, messageTexts, openWidget, parleyOrigin, screenshot, useBrowser, visitorSends, waitFor, xssSentinels } from "./browser.ts";
 
-let browser: Browser;
-let site: HostSite;
-
-beforeAll(async () => {
-  browser = await launch();
-  site = await hostSite();
-});
-
-afterAll(async () => {
-  await browser?.close();
-  await site?.close();
-});
+const env = useBrowser();
 
 describe("seed 000's <script src=/widget.js data-key> on a customer's page, the console beside it", () => {
   it("visitor and agent chat live: claim, text and quick-button replies, typing, read receipts, unread badge, resolve with tags, history after a reload", async () => {
     const agent = await signupOrg("Acme Support");
     const pk = await agent.createKey("public");
-    const url = site.page("/seed000", hostPage(`<script src="${parleyOrigin()}/widget.js" data-key="${pk.key}"></script>`));
+    const url = env.site.page("/seed000", hostPage(`<script src="${parleyOrigin()}/widget.js" data-key="${pk.key}"></script>`));
 
-    const agentSide = await consolePage(browser, agent);
+    const agentSide = await consolePage(env.browser, agent);
     const console_ = agentSide.page;
-    const visitorContext = await browser.newContext({ viewport: { width: 1000, height: 720 } });
+    const visitorContext = await env.browser.newContext({ viewport: { width: 1000, height: 720 } });
     const page = await visitorContext.newPage();
     await page.goto(url);
 
@@ -102,7 +91,7 @@ describe("seed 000's <script src=/widget.js data-key> on a customer's page, the 
   it("shows a visible reconnecting state when the network drops, then resumes and sends what was written meanwhile", async () => {
     const agent = await signupOrg();
     const pk = await agent.createKey("public");
-    const context = await browser.newContext();
+    const context = await env.browser.newContext();
     // The visitor's sockets pass through the test, which can cut them (and refuse new ones)
     // like a dropped network would; offline emulation leaves open WebSockets alone.
     let down = false;
@@ -113,7 +102,7 @@ describe("seed 000's <script src=/widget.js data-key> on a customer's page, the 
       open.add(ws);
     });
     const page = await context.newPage();
-    await page.goto(site.page("/offline", hostPage(`<script src="${parleyOrigin()}/widget.js" data-key="${pk.key}"></script>`)));
+    await page.goto(env.site.page("/offline", hostPage(`<script src="${parleyOrigin()}/widget.js" data-key="${pk.key}"></script>`)));
     const frame = await openWidget(page);
     await visitorSends(frame, "Before the tunnel");
     down = true;

@@ -2,23 +2,12 @@
 // a file picked in the widget becomes an image message in the widget and in the agent's console,
 // and a waiting customer sees their place in the agents' queue.
 import { deflateSync } from "node:zlib";
-import type { Browser, Frame, Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Frame, Page } from "playwright-core";
+import { describe, expect, it } from "vitest";
 import { api, expectStatus, signupOrg } from "../e2e/harness.ts";
-import { consolePage, hostPage, hostSite, launch, messageTexts, openWidget, parleyOrigin, screenshot, visitorSends, waitFor, xssSentinels, type HostSite } from "./browser.ts";
+import { consolePage, hostPage, messageTexts, openWidget, parleyOrigin, screenshot, useBrowser, visitorSends, waitFor, xssSentinels } from "./browser.ts";
 
-let browser: Browser;
-let site: HostSite;
-
-beforeAll(async () => {
-  browser = await launch();
-  site = await hostSite();
-});
-
-afterAll(async () => {
-  await browser?.close();
-  await site?.close();
-});
+const env = useBrowser();
 
 /** A small PNG (an orange box with a darker band), encoded here so the test needs no files. */
 function png(width = 96, height = 64): Buffer {
@@ -64,8 +53,8 @@ describe("the widget on the Web SDK", () => {
   it("uploads an image from the attach button: it shows in the widget and in the agent's console; a refused file says why", async () => {
     const agent = await signupOrg();
     const pk = await agent.createKey("public");
-    const page = await (await browser.newContext()).newPage();
-    await page.goto(site.page("/upload", hostPage(`<script src="${parleyOrigin()}/widget.js" data-key="${pk.key}"></script>`)));
+    const page = await (await env.browser.newContext()).newPage();
+    await page.goto(env.site.page("/upload", hostPage(`<script src="${parleyOrigin()}/widget.js" data-key="${pk.key}"></script>`)));
     const frame = await openWidget(page);
     await visitorSends(frame, "Here is a photo of the dent");
 
@@ -78,7 +67,7 @@ describe("the widget on the Web SDK", () => {
     expect(await frame.getAttribute(".msg.mine img.msg-image", "src")).toMatch(new RegExp(`^${parleyOrigin()}/files/`));
 
     // The agent's console shows the same image.
-    const { context, page: console_ } = await consolePage(browser, agent);
+    const { context, page: console_ } = await consolePage(env.browser, agent);
     const item = console_.locator("#inbox-list button").first();
     await item.waitFor({ timeout: 10_000 });
     await item.click();
@@ -107,8 +96,8 @@ describe("the widget on the Web SDK", () => {
     const other = expectStatus(await api("/chat-widget/session", { body: { key: pk.key, customer_name: "Earlier customer" } }), 200, "the other customer's session").json;
     expectStatus(await api("/api/chat/send", { body: { apiKey: pk.key, visitorId: other.external_id, message: "Is anyone there?" } }), 200, "the other customer's message");
 
-    const page = await (await browser.newContext()).newPage();
-    await page.goto(site.page("/queue", hostPage(`<script src="${parleyOrigin()}/widget.js" data-key="${pk.key}"></script>`)));
+    const page = await (await env.browser.newContext()).newPage();
+    await page.goto(env.site.page("/queue", hostPage(`<script src="${parleyOrigin()}/widget.js" data-key="${pk.key}"></script>`)));
     const frame = await openWidget(page);
     expect(await frame.isVisible(".pw-queue")).toBe(false);
     await visitorSends(frame, "Hello, I need help with my order");

@@ -1,22 +1,10 @@
 // RELIABILITY S12 in a real browser: markup in names, messages, rich media and file names shows as
 // text in the widget and in the console, and no script runs anywhere (window.__xss stays unset).
-import type { Browser } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { signupOrg } from "../e2e/harness.ts";
-import { consolePage, hostPage, hostSite, launch, messageTexts, openWidget, parleyOrigin, screenshot, visitorSends, waitFor, xssSentinels, type HostSite } from "./browser.ts";
+import { consolePage, hostPage, messageTexts, openWidget, parleyOrigin, screenshot, useBrowser, visitorSends, waitFor, xssSentinels } from "./browser.ts";
 
-let browser: Browser;
-let site: HostSite;
-
-beforeAll(async () => {
-  browser = await launch();
-  site = await hostSite();
-});
-
-afterAll(async () => {
-  await browser?.close();
-  await site?.close();
-});
+const env = useBrowser();
 
 const PAYLOADS = [
   "<img src=x onerror=window.__xss=1>",
@@ -38,9 +26,9 @@ describe("markup in names, messages and rich media renders as text in the widget
     const agent = await signupOrg();
     const pk = await agent.createKey("public");
     const escaped = NAME.replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/</g, "&lt;");
-    const page = await (await browser.newContext()).newPage();
-    await page.goto(site.page("/xss", hostPage(`<script src="${parleyOrigin()}/widget.js" data-key="${pk.key}" data-customer-name="${escaped}"></script>`)));
-    const { context, page: console_ } = await consolePage(browser, agent);
+    const page = await (await env.browser.newContext()).newPage();
+    await page.goto(env.site.page("/xss", hostPage(`<script src="${parleyOrigin()}/widget.js" data-key="${pk.key}" data-customer-name="${escaped}"></script>`)));
+    const { context, page: console_ } = await consolePage(env.browser, agent);
 
     const frame = await openWidget(page);
     for (const p of PAYLOADS) await visitorSends(frame, p);
