@@ -287,6 +287,15 @@ export class RawPolling {
     return rawRequest(this.url(), { method: "POST", body: Array.isArray(packets) ? packets.join(RECORD_SEPARATOR) : packets, timeoutMs });
   }
 
+  /**
+   * The Socket.IO CONNECT on the main namespace: POSTs `40` (with `auth` as its payload, if any)
+   * and waits for the server's `40` answer; returns that answer's payload (sid, pid, ...).
+   */
+  async connect(auth?: object): Promise<any> {
+    await this.post(auth === undefined ? "40" : `40${JSON.stringify(auth)}`);
+    return JSON.parse((await this.until((p) => p.startsWith("40"))).packet.slice(2));
+  }
+
   /** Packets a GET brought that until() has not looked at yet. */
   private unread: string[] = [];
 

@@ -166,11 +166,9 @@ describe("connection state recovery with another principal", () => {
     const victim = visitorId("victim");
     const conversation_id = await openConversation(o.pk, victim, "Victim");
     const a = await RawPolling.open(`&apiKey=${o.pk}&role=visitor&visitorId=${victim}`);
-    await a.post("40");
-    const connected = JSON.parse((await a.until((p) => p.startsWith("40"))).packet.slice(2));
+    const connected = await a.connect();
     const other = await RawPolling.open(`&apiKey=${o.pk}&role=visitor&visitorId=${visitorId("other")}`);
-    await other.post(`40${JSON.stringify({ pid: connected.pid, offset: "e30" })}`);
-    expect(JSON.parse((await other.until((p) => p.startsWith("40"))).packet.slice(2)).pid).not.toBe(connected.pid);
+    expect((await other.connect({ pid: connected.pid, offset: "e30" })).pid).not.toBe(connected.pid);
 
     await a.post(`421${JSON.stringify(["send_message", { type: "saas", message: "still here" }])}`);
     expect((await a.until((p) => p.startsWith("431"))).packet).toContain("still here");
