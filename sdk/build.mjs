@@ -52,14 +52,40 @@ function emitTypes(entry, outdir) {
   const tmp = join(outdir, ".types");
   rmSync(tmp, { recursive: true, force: true });
   const tsc = join(here, "..", "node_modules", "typescript", "bin", "tsc");
-  const args = [tsc, entry, "--declaration", "--emitDeclarationOnly", "--outDir", tmp, "--target", "es2022", "--module", "esnext",
+  const args = [tsc, entry, "--declaration", "--emitDeclarationOnly", "--outDir", tmp, "--rootDir", join(here, ".."), "--target", "es2022", "--module", "esnext",
     "--moduleResolution", "bundler", "--lib", "es2022,dom", "--types", "", "--strict", "--skipLibCheck", "--ignoreConfig"];
   const run = spawnSync(process.execPath, args, { encoding: "utf8" });
   if (run.status !== 0) throw new Error(`tsc (declarations) failed:\n${run.stdout}${run.stderr}`);
   const out = join(outdir, "parley-sdk.d.ts");
-  writeFileSync(out, `${BANNER}\n${readFileSync(join(tmp, "index.d.ts"), "utf8")}`);
+  const index = readFileSync(join(tmp, "sdk", "src", "index.d.ts"), "utf8");
+  const wire = readFileSync(join(tmp, "src", "core", "wire.d.ts"), "utf8");
+  writeFileSync(out, `${BANNER}\n${inlineWire(index, wire)}`);
   rmSync(tmp, { recursive: true, force: true });
   return out;
+}
+
+/**
+ * The typings name the server's wire types (src/core/wire.ts), which are not shipped: they go into
+ * the one file as a private namespace, and the SDK's imports and re-exports of them become aliases.
+ * @param {string} index the SDK's declarations @param {string} wire src/core/wire.ts's
+ */
+function inlineWire(index, wire) {
+  const from = /^(import|export) type \{([^}]*)\} from "\.\.\/\.\.\/src\/core\/wire(?:\.ts)?";\n/gm;
+  /** @type {Map<string, string>} */
+  const aliases = new Map();
+  /** @type {string[]} */
+  const exported = [];
+  for (const [, kind, names = ""] of index.matchAll(from)) {
+    for (const name of names.split(",").map((n) => n.trim()).filter(Boolean)) {
+      const [original = name, local = original] = name.split(/\s+as\s+/);
+      aliases.set(local, original);
+      if (kind === "export") exported.push(local);
+    }
+  }
+  const namespace = `declare namespace Wire {\n${wire.replace(/^export \{\};\n?/m, "").replace(/^export declare /gm, "export ").trimEnd()}\n}\n`;
+  const imports = [...aliases].map(([local, original]) => `import ${local} = Wire.${original};\n`).join("");
+  const reexports = exported.length ? `export type { ${exported.join(", ")} };\n` : "";
+  return `${namespace}${imports}${reexports}${index.replace(from, "")}`;
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === resolve(process.argv[1])) {

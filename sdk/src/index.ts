@@ -24,91 +24,18 @@
  * No DOM, no Node APIs: browsers and Node 22+ (global WebSocket, fetch, EventTarget).
  */
 import ReconnectingWebSocket from "partysocket/ws";
+import type { AccountStatus, Message as WireMessage, QueueStatus, SenderType, ServerFrame as WireServerFrame, Session, TypedRichMedia } from "../../src/core/wire.ts";
 
 // ---- the wire model (Parley's message object, seed 001's rich media) -----------------------
 
-export type AccountStatus = "online" | "offline";
-export type SenderType = "end_user" | "agent" | "bot" | "system";
-export type DeliveryStatus = "SENT" | "DELIVERED" | "READ" | "NOT_SENT";
-
-export interface Button {
-  label: string;
-  value: string;
-}
-export interface ImageMedia {
-  url: string;
-  alt?: string;
-}
-export interface FileMedia {
-  url: string;
-  filename: string;
-  size?: number;
-  mime_type?: string;
-}
-export interface QuickButtonMedia {
-  buttons: Button[];
-}
-export interface CarouselMedia {
-  cards: { image_url?: string; title: string; subtitle?: string; buttons?: Button[] }[];
-}
-export interface DropdownMedia {
-  placeholder?: string;
-  options: Button[];
-}
-
-interface MessageBase {
-  id: string;
-  conversation_id: string;
-  /** Absent on messages fetched from the webchat history endpoint. */
-  session_id?: string;
-  /** Per-conversation order (gapless for staff; a visitor's view skips private notes). */
-  seq: number;
-  sender_type: SenderType;
-  /** The visitor id for visitors, the user id for agents, "bot" for bots. */
-  sender_id: string;
-  sender_name: string | null;
-  content: string;
-  client_msg_id: string | null;
-  private: boolean;
-  status: DeliveryStatus;
-  created_at: string;
-}
+// The types are the server's own (src/core/wire.ts, shared with the Worker), so the two cannot drift.
+export type { AccountStatus, Button, CarouselMedia, ContentType, DeliveryStatus, DropdownMedia, FileMedia, ImageMedia, QueueStatus, QuickButtonMedia, SenderType, Session } from "../../src/core/wire.ts";
 
 /** A stored message. `content_type` tells which `rich_media` shape it carries. */
-export type Message = MessageBase &
-  (
-    | { content_type: "text"; rich_media: null }
-    | { content_type: "image"; rich_media: ImageMedia }
-    | { content_type: "file"; rich_media: FileMedia }
-    | { content_type: "quick_button"; rich_media: QuickButtonMedia }
-    | { content_type: "carousel"; rich_media: CarouselMedia }
-    | { content_type: "dropdown"; rich_media: DropdownMedia }
-  );
-export type ContentType = Message["content_type"];
-
-/** A support session of the conversation (opened by the visitor's first message). */
-export interface Session {
-  id: string;
-  status: "bot" | "open" | "resolved";
-  assigned_agent_id: string | null;
-  tags: string[];
-  opened_at: string;
-  first_message_at: string | null;
-  assigned_at: string | null;
-  resolved_at: string | null;
-  handed_off_at: string | null;
-  [extra: string]: unknown;
-}
-
-/** Where a waiting visitor stands in the agents' queue. */
-export interface QueueStatus {
-  position: number | null;
-  estimated_wait_s: number | null;
-  queue: string | null;
-  open: boolean;
-  closed_message: string | null;
-  agents_available: boolean;
-}
+export type Message = Omit<WireMessage, "session_id" | "content_type" | "rich_media"> & {
+  /** Absent on messages fetched from the webchat history endpoint. */
+  session_id?: string;
+} & TypedRichMedia;
 
 /** An upload slot: PUT the bytes to `url` (or POST multipart field `file`), then chatUploadFinish(token). */
 export interface UploadInfo {
@@ -215,32 +142,7 @@ export class ParleyError extends Error {
 
 // ---- the native protocol's frames (server -> client) ------------------------------------------
 
-type ServerFrame =
-  | {
-      type: "ready";
-      conversation_id: string;
-      epoch: string;
-      head_seq: number;
-      recovered: boolean;
-      resync_required: boolean;
-      messages: Message[];
-      session: Session | null;
-      account_status: AccountStatus;
-      /** How far the visitor and the staff have read (absent from older servers). */
-      read?: { end_user_seq: number; staff_seq: number };
-      /** The channel's typing preview (absent from older servers: off). */
-      typing_preview?: boolean;
-    }
-  | { type: "message"; message: Message }
-  | { type: "ack"; client_msg_id: string | null; id: string; seq: number; duplicate: boolean }
-  | { type: "typing"; sender_type: SenderType; sender_id: string; sender_name: string | null; typing: boolean }
-  | { type: "read"; reader_type: SenderType; reader_id: string; seq: number }
-  | { type: "session"; session: Session }
-  | { type: "handoff"; session: Session; agents_available: boolean }
-  | ({ type: "queue" } & QueueStatus)
-  | { type: "presence"; account_status: AccountStatus }
-  | { type: "error"; code: string; message: string; retryable: boolean; client_msg_id?: string }
-  | { type: "joined" | "pong" };
+type ServerFrame = WireServerFrame<Message>;
 
 interface SessionAnswer {
   conversation_id: string;

@@ -3,21 +3,9 @@
  * one), in the conversation object's SQLite. Every change bumps `version`; the flush copies rows
  * whose version is ahead of `flushed_version` to D1, where an upsert keeps the newest version.
  */
-export interface Session {
-  id: string;
-  /** `bot`: a bot is answering; the session joins the agents' queue (`open`) on hand-off. */
-  status: "bot" | "open" | "resolved";
-  assigned_agent_id: string | null;
-  tags: string[];
-  opened_at: string;
-  first_message_at: string | null;
-  assigned_at: string | null;
-  resolved_at: string | null;
-  handed_off_at: string | null;
-  /** The flow bot's consecutive misses (it hands off after N). */
-  bot_misses: number;
-  version: number;
-}
+import type { Session } from "../core/wire";
+
+export type { Session };
 
 type Row = Omit<Session, "tags"> & { tags: string; flushed_version: number };
 

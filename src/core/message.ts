@@ -4,6 +4,7 @@
  * Rich media shapes are exactly seed 001's.
  */
 import { z } from "zod";
+import type { Message, Principal } from "./wire";
 
 /** Limits, counted in UTF-8 bytes so a cut never depends on the client's string encoding. */
 export const MAX_CONTENT_BYTES = 16 * 1024;
@@ -83,33 +84,7 @@ export const MessageInput = z
 export type RichMedia = z.infer<(typeof RICH_MEDIA)[ContentType]>;
 export type MessageDraft = z.output<typeof MessageInput>;
 
-export type SenderType = "end_user" | "agent" | "bot" | "system";
-export type DeliveryStatus = "SENT" | "DELIVERED" | "READ" | "NOT_SENT";
-
-/** Who is acting, as the Worker authenticated it. `id` is the external id for end users. */
-export interface Principal {
-  type: SenderType;
-  id: string;
-  name: string | null;
-}
-
-/** A stored message, as every adapter receives it. */
-export interface Message {
-  id: string;
-  conversation_id: string;
-  session_id: string;
-  seq: number;
-  sender_type: SenderType;
-  sender_id: string;
-  sender_name: string | null;
-  content_type: ContentType;
-  content: string;
-  rich_media: RichMedia;
-  client_msg_id: string | null;
-  private: boolean;
-  status: DeliveryStatus;
-  created_at: string;
-}
+export type { DeliveryStatus, Message, Principal, SenderType } from "./wire";
 
 /** Who reads: end users never see private messages. */
 export type Audience = "end_user" | "staff";

@@ -28,14 +28,8 @@ const CLOSED_MESSAGE = "We are closed right now. Leave a message and we will rep
 const ROUTING_TTL_MS = 10_000;
 
 /** Where a session stands in its queue, for the customer. */
-export interface QueueStatus {
-  position: number | null;
-  estimated_wait_s: number | null;
-  queue: string | null;
-  open: boolean;
-  closed_message: string | null;
-  agents_available: boolean;
-}
+import type { QueueStatus } from "../core/wire";
+export type { QueueStatus };
 import { PING_FRAME, PONG_FRAME } from "../conversation/protocol";
 
 /** Who the audit log names for automatic assignments. */
