@@ -7,13 +7,13 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
-import { DatabaseSync } from "node:sqlite";
 import { setTimeout as sleep } from "node:timers/promises";
 import { root } from "../scripts/lib/wrangler.mjs";
 import { AckTimeout, parleyOrg, parleyRest, parleySioTarget, parleyWsTarget, peerTarget, relayTarget } from "./lib/clients.mjs";
-import { machineLoad, treeUsage } from "./lib/procs.mjs";
+import { d1Check as d1CheckIn } from "./lib/d1.mjs";
+import { machineLoad, settle, treeUsage } from "./lib/procs.mjs";
 import { writeReport } from "./lib/report.mjs";
-import { d1File, exportParley, LEAN_ENV, parleyServer, PeerServer, relayServer } from "./lib/servers.mjs";
+import { exportParley, LEAN_ENV, parleyServer, PeerServer, relayServer } from "./lib/servers.mjs";
 import { mapLimit, mapSettled, round, summary } from "./lib/stats.mjs";
 
 // ---- configuration (every size can be set by env) ------------------------------------------------
@@ -242,51 +242,9 @@ async function loadStep(book, pairs, rate, seconds, serverPid) {
   return out;
 }
 
-/**
- * Waits until the server's process tree is quiet (under `quietMs` of CPU in each of two
- * consecutive seconds), at most maxMs; returns how long it waited. Used before any idle or
- * cold measurement, so leftovers of the previous scenario (closing sockets, alarms) are not
- * counted.
- */
-async function settle(pid, maxMs = 30_000, quietMs = 40) {
-  const t0 = Date.now();
-  let quiet = 0;
-  let prev = treeUsage(pid);
-  while (Date.now() - t0 < maxMs && quiet < 2) {
-    await sleep(1000);
-    const cur = treeUsage(pid);
-    quiet = cur.cpuMs - prev.cpuMs <= quietMs ? quiet + 1 : 0;
-    prev = cur;
-  }
-  return Date.now() - t0;
-}
-
 // ---- D1: every acknowledged Parley message present exactly once after the flush --------------------
 
-async function d1Check(prefix, ackedKeys, timeoutMs = 30_000) {
-  const t0 = Date.now();
-  const file = d1File(parleyStateDir);
-  let last = null;
-  for (;;) {
-    const db = new DatabaseSync(file, { readOnly: true });
-    try {
-      db.exec("PRAGMA busy_timeout = 2000");
-      const rows = db.prepare("SELECT client_msg_id AS k, COUNT(*) AS c FROM messages WHERE client_msg_id LIKE ? GROUP BY client_msg_id").all(`${prefix}.%`);
-      const counts = new Map(rows.map((r) => [r.k, Number(r.c)]));
-      const missing = ackedKeys.filter((k) => !counts.has(k)).length;
-      const duplicated = rows.filter((r) => Number(r.c) > 1).length;
-      last = { acked: ackedKeys.length, rows: rows.length, missing, duplicated, waited_ms: Date.now() - t0 };
-    } catch (err) {
-      last = { acked: ackedKeys.length, error: String(err.message ?? err), waited_ms: Date.now() - t0 };
-    } finally {
-      db.close();
-    }
-    if ((last.missing === 0 && !last.error) || Date.now() - t0 > timeoutMs) break;
-    await sleep(200);
-  }
-  last.ok = last.missing === 0 && last.duplicated === 0 && !last.error;
-  return last;
-}
+const d1Check = (prefix, ackedKeys, timeoutMs) => d1CheckIn(parleyStateDir, prefix, ackedKeys, timeoutMs);
 
 function correctness(steps) {
   const sum = (k) => steps.reduce((a, s) => a + (s[k] ?? 0), 0);

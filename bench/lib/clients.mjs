@@ -439,3 +439,77 @@ export function parleyRest(server, org) {
     },
   };
 }
+
+// ---- Parley conversation sockets that check their own log (bench/load.mjs) ------------------------
+
+/**
+ * One client's view of a conversation's log across reconnects: every message by seq, checked for
+ * duplicates, gaps and order. `lastSeq` starts at the resume point (or just before the first
+ * message seen).
+ */
+export class SeqLog {
+  constructor() {
+    this.lastSeq = null;
+    this.epoch = null;
+    this.keys = new Set();
+    this.received = 0;
+    this.duplicated = 0;
+    this.gaps = 0;
+    this.reordered = 0;
+  }
+  take(m) {
+    if (this.lastSeq === null) this.lastSeq = m.seq - 1;
+    if (m.seq <= this.lastSeq) {
+      if (m.client_msg_id && this.keys.has(m.client_msg_id)) this.duplicated++;
+      else this.reordered++;
+      return false;
+    }
+    if (m.seq > this.lastSeq + 1) this.gaps += m.seq - this.lastSeq - 1;
+    this.lastSeq = m.seq;
+    this.received++;
+    if (m.client_msg_id) this.keys.add(m.client_msg_id);
+    return true;
+  }
+  /** Resume query for the next connection ("" before the first ready). */
+  resumeQuery() {
+    return this.lastSeq === null || this.epoch === null ? "" : `since=${this.lastSeq}&epoch=${encodeURIComponent(this.epoch)}`;
+  }
+}
+
+/**
+ * A native Parley conversation socket (visitor or agent URL) feeding a SeqLog: the ready frame's
+ * messages, then every `message` frame (onMessage(m, now) for each new one). send(key, content)
+ * resolves with the ack frame and rejects with an error frame's code. With `resume`, the log's
+ * since/epoch are added to the URL.
+ */
+export async function parleyLogSocket(url, { headers, log = new SeqLog(), resume = false, onMessage, onFrame } = {}) {
+  const pending = new Pending();
+  const q = resume ? log.resumeQuery() : "";
+  const deliver = (m) => {
+    const now = performance.now();
+    if (log.take(m)) onMessage?.(m, now);
+  };
+  const s = { log, ready: null, closeCode: null, errors: {} };
+  s.ws = await openWs(q ? `${url}${url.includes("?") ? "&" : "?"}${q}` : url, {
+    headers,
+    ready: (f) => f.type === "ready" && ((s.ready = f), true),
+    onFrame(f) {
+      if (f.type === "message") deliver(f.message);
+      else if (f.type === "ack") pending.resolve(f.client_msg_id, f);
+      else if (f.type === "error") {
+        s.errors[f.code] = (s.errors[f.code] ?? 0) + 1;
+        if (f.client_msg_id) pending.reject(f.client_msg_id, Object.assign(new Error(`${f.code}: ${f.message}`), { code: f.code }));
+      } else onFrame?.(f);
+    },
+  });
+  log.epoch = s.ready.epoch;
+  for (const m of s.ready.messages ?? []) deliver(m);
+  s.closed = new Promise((resolve) => s.ws.once("close", (code, reason) => resolve((s.closeCode = code), (s.closeReason = String(reason)))));
+  s.send = (key, content) => {
+    const p = pending.add(key);
+    s.ws.send(JSON.stringify({ type: "send", content, content_type: "text", client_msg_id: key }));
+    return p;
+  };
+  s.close = () => s.ws.close();
+  return s;
+}

@@ -56,3 +56,57 @@ export function machineLoad() {
   const [one, five, fifteen] = readFileSync("/proc/loadavg", "utf8").split(" ").map(Number);
   return { load1: one, load5: five, load15: fifteen };
 }
+
+/**
+ * Waits until the server's process tree is quiet (under `quietMs` of CPU in each of two
+ * consecutive seconds), at most maxMs; returns how long it waited. Used before any idle or
+ * cold measurement, so leftovers of the previous scenario (closing sockets, alarms) are not
+ * counted.
+ */
+export async function settle(pid, maxMs = 30_000, quietMs = 40) {
+  const t0 = Date.now();
+  let quiet = 0;
+  let prev = treeUsage(pid);
+  while (Date.now() - t0 < maxMs && quiet < 2) {
+    await new Promise((r) => setTimeout(r, 1000));
+    const cur = treeUsage(pid);
+    quiet = cur.cpuMs - prev.cpuMs <= quietMs ? quiet + 1 : 0;
+    prev = cur;
+  }
+  return Date.now() - t0;
+}
+
+/**
+ * Samples a process tree every `everyMs` until stop(): CPU used over the window and RSS at the
+ * start, peak and end (MB). `pid` is a function, so a runtime restarted mid-window is followed.
+ */
+export function monitor(pid, everyMs = 500) {
+  const mb = (kb) => Math.round(kb / 102.4) / 10;
+  let cpuBase = 0;
+  let last = treeUsage(pid());
+  const first = last;
+  let peak = last.rssKb;
+  const timer = setInterval(() => {
+    let cur;
+    try {
+      cur = treeUsage(pid());
+    } catch {
+      return; // between a stop and a start
+    }
+    if (cur.cpuMs < last.cpuMs) cpuBase += last.cpuMs; // a new process tree: keep the old one's CPU
+    last = cur;
+    peak = Math.max(peak, cur.rssKb);
+  }, everyMs);
+  const t0 = Date.now();
+  return {
+    stop() {
+      clearInterval(timer);
+      const cur = treeUsage(pid());
+      if (cur.cpuMs < last.cpuMs) cpuBase += last.cpuMs;
+      peak = Math.max(peak, cur.rssKb);
+      const seconds = (Date.now() - t0) / 1000;
+      const cpuMs = cpuBase + cur.cpuMs - first.cpuMs;
+      return { seconds: Math.round(seconds), cpu_ms: cpuMs, cpu_ms_per_s: Math.round(cpuMs / seconds), rss_mb_start: mb(first.rssKb), rss_mb_peak: mb(peak), rss_mb_end: mb(cur.rssKb) };
+    },
+  };
+}
