@@ -62,11 +62,12 @@ function openWs(url, { headers, ready, onFrame }) {
 
 /** Pending sends keyed by client id: resolved by the ack frame, rejected by an error frame. */
 class Pending {
-  constructor() {
+  constructor(timeoutMs = ACK_TIMEOUT_MS) {
     this.map = new Map();
+    this.timeoutMs = timeoutMs;
   }
   add(key) {
-    return withTimeout(new Promise((resolve, reject) => this.map.set(key, { resolve, reject })), ACK_TIMEOUT_MS, `ack ${key}`).finally(() => this.map.delete(key));
+    return withTimeout(new Promise((resolve, reject) => this.map.set(key, { resolve, reject })), this.timeoutMs, `ack ${key}`).finally(() => this.map.delete(key));
   }
   resolve(key, value) {
     this.map.get(key)?.resolve(value);
@@ -479,11 +480,12 @@ export class SeqLog {
 /**
  * A native Parley conversation socket (visitor or agent URL) feeding a SeqLog: the ready frame's
  * messages, then every `message` frame (onMessage(m, now) for each new one). send(key, content)
- * resolves with the ack frame and rejects with an error frame's code. With `resume`, the log's
+ * resolves with the ack frame and rejects with an error frame's code (or AckTimeout after
+ * `ackTimeoutMs`, default 10 s). With `resume`, the log's
  * since/epoch are added to the URL.
  */
-export async function parleyLogSocket(url, { headers, log = new SeqLog(), resume = false, onMessage, onFrame } = {}) {
-  const pending = new Pending();
+export async function parleyLogSocket(url, { headers, log = new SeqLog(), resume = false, onMessage, onFrame, ackTimeoutMs } = {}) {
+  const pending = new Pending(ackTimeoutMs);
   const q = resume ? log.resumeQuery() : "";
   const deliver = (m) => {
     const now = performance.now();

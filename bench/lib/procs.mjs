@@ -86,6 +86,7 @@ export function monitor(pid, everyMs = 500) {
   let last = treeUsage(pid());
   const first = last;
   let peak = last.rssKb;
+  let peakFds = openFds(pid());
   const timer = setInterval(() => {
     let cur;
     try {
@@ -96,6 +97,9 @@ export function monitor(pid, everyMs = 500) {
     if (cur.cpuMs < last.cpuMs) cpuBase += last.cpuMs; // a new process tree: keep the old one's CPU
     last = cur;
     peak = Math.max(peak, cur.rssKb);
+    try {
+      peakFds = Math.max(peakFds, openFds(pid()));
+    } catch {}
   }, everyMs);
   const t0 = Date.now();
   return {
@@ -106,7 +110,25 @@ export function monitor(pid, everyMs = 500) {
       peak = Math.max(peak, cur.rssKb);
       const seconds = (Date.now() - t0) / 1000;
       const cpuMs = cpuBase + cur.cpuMs - first.cpuMs;
-      return { seconds: Math.round(seconds), cpu_ms: cpuMs, cpu_ms_per_s: Math.round(cpuMs / seconds), rss_mb_start: mb(first.rssKb), rss_mb_peak: mb(peak), rss_mb_end: mb(cur.rssKb) };
+      return { seconds: Math.round(seconds), cpu_ms: cpuMs, cpu_ms_per_s: Math.round(cpuMs / seconds), rss_mb_start: mb(first.rssKb), rss_mb_peak: mb(peak), rss_mb_end: mb(cur.rssKb), open_files_peak: peakFds };
     },
   };
 }
+
+/** Open file descriptors over a process tree. */
+export function openFds(root) {
+  let n = 0;
+  for (const pid of treePids(root)) {
+    try {
+      n += readdirSync(`/proc/${pid}/fd`).length;
+    } catch {}
+  }
+  return n;
+}
+
+/** The per-process open-file limit (soft) of the root of a tree. */
+export function nofileLimit(pid) {
+  const line = readFileSync(`/proc/${pid}/limits`, "utf8").split("\n").find((l) => l.startsWith("Max open files"));
+  return Number(line?.split(/\s+/)[3]);
+}
+
