@@ -31,7 +31,7 @@ const config = {
   L3: { conversations: num("LOAD_L3_CONVS", 300, 20), polls_per_conversation: num("LOAD_L3_POLLS_PER_CONV", 10, 5), hold_s: num("LOAD_L3_HOLD_S", 60, 5), wait_s: 30, send_rate: num("LOAD_L3_SEND_RATE", 100, 100), return_target_ms: num("LOAD_L3_RETURN_MS", 5000, 5000), asked: "5,000 polls over 500 conversations, 60 s idle", limit: "5,000 held polls (10 per conversation, 500 conversations) crashed the local runtime: wrangler dev and workerd hold several descriptors per open connection and hit this machine's 20,000 open files per process (EMFILE, workerd restarted by wrangler; the limit cannot be raised here): 3,000 by default" },
   L4: { conversations: num("LOAD_L4_CONVS", 50, 5), sockets_per_conversation: num("LOAD_L4_SOCKETS_PER_CONV", 20, 10), rate_per_conversation: num("LOAD_L4_RATE", 1, 2), before_s: num("LOAD_L4_BEFORE_S", 10, 4), after_s: num("LOAD_L4_AFTER_S", 10, 4), asked: "1,000 sockets in 50 conversations", limit: "a deploy closes sockets with 1001/1012; locally the runtime is stopped (SIGTERM to wrangler dev) and started on the same state, so clients see 1006" },
   L5: { conversations: num("LOAD_L5_CONVS", 200, 20), rate_per_conversation: num("LOAD_L5_RATE", 1, 1), seconds: num("LOAD_L5_SECONDS", 60, 8), lag_target_ms: num("LOAD_L5_LAG_MS", 5000, 5000), asked: "10,000 conversations at 1 msg/s for 10 min", limit: "10,000 msg/s is far past this machine: Parley sustains about 300 msg/s over 100 conversations on these two cores under wrangler dev (bench S2), so 200 conversations for 60 s" },
-  L6: { events: num("LOAD_L6_EVENTS", 2000, 100), conversations: num("LOAD_L6_CONVS", 50, 5), down_s: num("LOAD_L6_DOWN_S", 10, 3), receiver_delay_ms: num("LOAD_L6_DELAY_MS", 0, 0), drain_timeout_s: num("LOAD_L6_DRAIN_S", 300, 120), asked: "10,000 events, receiver at 10 s per request", limit: "the local Queues consumer delivers about 30 events/s, so 10,000 events take about 6 minutes per pass: 2,000 by default (LOAD_L6_EVENTS=10000 runs the full size); a receiver taking 10 s is past Parley's 3 s attempt timeout, so every attempt would fail: LOAD_L6_DELAY_MS sets a delay" },
+  L6: { events: num("LOAD_L6_EVENTS", 10000, 100), conversations: num("LOAD_L6_CONVS", 50, 5), down_s: num("LOAD_L6_DOWN_S", 10, 3), receiver_delay_ms: num("LOAD_L6_DELAY_MS", 0, 0), drain_timeout_s: num("LOAD_L6_DRAIN_S", 300, 120), asked: "10,000 events, receiver at 10 s per request", limit: "the receiver answers at once once up: one taking 10 s is past Parley's 3 s attempt timeout, so every attempt would fail and retry (LOAD_L6_DELAY_MS sets a delay)" },
   L7: { megabytes: num("LOAD_L7_MB", 10, 2), message_kb: num("LOAD_L7_MSG_KB", 15, 15), others: num("LOAD_L7_OTHERS", 20, 5), asked: "10 MB broadcast past one socket that does not read" },
 };
 
@@ -302,9 +302,11 @@ async function L3() {
   const idle = hold0.stop();
   const earlyErrors = { ...stats.errors };
   const sendAt = new Map();
+  const sendAck = [];
   const sendRes = await paced(convs.length, c.send_rate, async (i) => {
     sendAt.set(i, performance.now());
     await convs[i].rest.agentSend(convs[i].id, `L3 ${prefix}.${i}`, `${prefix}.${i}`);
+    sendAck.push(performance.now() - sendAt.get(i));
     return `${prefix}.${i}`;
   });
   const ackedKeys = sendRes.filter((r) => r.status === "fulfilled").map((r) => r.value);
@@ -328,6 +330,7 @@ async function L3() {
     sends_acked: ackedKeys.length,
     returned_with_message: count(pollers, (p) => p.got),
     send_to_return_ms: ret,
+    send_ack_ms: summary(sendAck),
     d1,
     server,
     worker_memory_note: "workerd runs the Worker, every object and D1 in one process locally: its RSS is the whole runtime, not the 128 MB isolate limit",
