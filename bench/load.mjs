@@ -459,6 +459,7 @@ async function L4() {
     reconnect_ms: summary(storm.reconnect_ms),
     acked_seq_increasing: ackSeqOk,
     checks,
+    first_anomalies: clients.filter((cl) => cl.log.anomaly).slice(0, 5).map((cl) => cl.log.anomaly),
     d1,
     server,
   };

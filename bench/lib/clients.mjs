@@ -452,20 +452,31 @@ export class SeqLog {
   constructor() {
     this.lastSeq = null;
     this.epoch = null;
+    this.connections = 0;
     this.keys = new Set();
     this.received = 0;
     this.duplicated = 0;
     this.gaps = 0;
     this.reordered = 0;
+    this.trail = []; // the last few (where, seq) taken, for the first anomaly's report
+    this.anomaly = null;
   }
-  take(m) {
+  /** `where`: "ready" (the ready frame's replay) or "live" (a message frame), on connection n. */
+  take(m, where = "live") {
+    this.trail.push(`${where}#${this.connections}:${m.seq}`);
+    if (this.trail.length > 8) this.trail.shift();
+    if (this.anomaly && this.anomaly.length < 16) this.anomaly.push(`after: ${where}#${this.connections}:${m.seq}`);
     if (this.lastSeq === null) this.lastSeq = m.seq - 1;
     if (m.seq <= this.lastSeq) {
       if (m.client_msg_id && this.keys.has(m.client_msg_id)) this.duplicated++;
       else this.reordered++;
+      this.anomaly ??= [...this.trail];
       return false;
     }
-    if (m.seq > this.lastSeq + 1) this.gaps += m.seq - this.lastSeq - 1;
+    if (m.seq > this.lastSeq + 1) {
+      this.gaps += m.seq - this.lastSeq - 1;
+      this.anomaly ??= [...this.trail];
+    }
     this.lastSeq = m.seq;
     this.received++;
     if (m.client_msg_id) this.keys.add(m.client_msg_id);
@@ -487,16 +498,26 @@ export class SeqLog {
 export async function parleyLogSocket(url, { headers, log = new SeqLog(), resume = false, onMessage, onFrame, ackTimeoutMs } = {}) {
   const pending = new Pending(ackTimeoutMs);
   const q = resume ? log.resumeQuery() : "";
-  const deliver = (m) => {
+  const deliver = (m, where) => {
     const now = performance.now();
-    if (log.take(m)) onMessage?.(m, now);
+    if (log.take(m, where)) onMessage?.(m, now);
   };
+  log.connections++;
   const s = { log, ready: null, closeCode: null, errors: {} };
+  // The ready frame's replay is taken inside the frame handler: frames that arrive in the same read
+  // are handled before any promise continuation, and must come after it.
+  const onReady = (f) => {
+    s.ready = f;
+    log.epoch = f.epoch;
+    log.trail.push(`ready#${log.connections}(since ${q ? log.lastSeq : "-"}, head ${f.head_seq}, ${(f.messages ?? []).length} replayed${f.recovered ? "" : ", not recovered"})`);
+    for (const m of f.messages ?? []) deliver(m, "ready");
+    return true;
+  };
   s.ws = await openWs(q ? `${url}${url.includes("?") ? "&" : "?"}${q}` : url, {
     headers,
-    ready: (f) => f.type === "ready" && ((s.ready = f), true),
+    ready: (f) => f.type === "ready" && onReady(f),
     onFrame(f) {
-      if (f.type === "message") deliver(f.message);
+      if (f.type === "message") deliver(f.message, s.ready ? "live" : "before-ready");
       else if (f.type === "ack") pending.resolve(f.client_msg_id, f);
       else if (f.type === "error") {
         s.errors[f.code] = (s.errors[f.code] ?? 0) + 1;
@@ -504,8 +525,6 @@ export async function parleyLogSocket(url, { headers, log = new SeqLog(), resume
       } else onFrame?.(f);
     },
   });
-  log.epoch = s.ready.epoch;
-  for (const m of s.ready.messages ?? []) deliver(m);
   s.closed = new Promise((resolve) => s.ws.once("close", (code, reason) => resolve((s.closeCode = code), (s.closeReason = String(reason)))));
   s.send = (key, content) => {
     const p = pending.add(key);
