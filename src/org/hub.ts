@@ -223,15 +223,11 @@ export class OrgHub extends Server<Env> {
     const agentsAvailable = this.onlineAgents().size > 0;
     if (!w) return { position: null, estimated_wait_s: null, queue: queue?.name ?? null, open, closed_message: null, agents_available: agentsAvailable };
     const position = sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM waiting WHERE queue_id IS ? AND enqueued_ms <= ?", w.queue_id, w.enqueued_ms).one().n;
-    const waits = sql.exec<{ wait_ms: number }>("SELECT wait_ms FROM recent_waits").toArray().map((r) => r.wait_ms);
-    return {
-      position,
-      estimated_wait_s: estimateWaitS(position, waits),
-      queue: queue?.name ?? null,
-      open,
-      closed_message: open ? null : (queue?.closed_message ?? CLOSED_MESSAGE),
-      agents_available: agentsAvailable,
-    };
+    return waitingStatus(position, queue, this.recentWaits(), agentsAvailable, open);
+  }
+
+  private recentWaits(): number[] {
+    return this.ctx.storage.sql.exec<{ wait_ms: number }>("SELECT wait_ms FROM recent_waits").toArray().map((r) => r.wait_ms);
   }
 
   /**
@@ -242,7 +238,7 @@ export class OrgHub extends Server<Env> {
   private async notifyPositions() {
     const cfg = await this.config();
     const sql = this.ctx.storage.sql;
-    const waits = sql.exec<{ wait_ms: number }>("SELECT wait_ms FROM recent_waits").toArray().map((r) => r.wait_ms);
+    const waits = this.recentWaits();
     const agentsAvailable = this.onlineAgents().size > 0;
     const now = new Date();
     const seen = new Map<string, number>();
@@ -255,15 +251,7 @@ export class OrgHub extends Server<Env> {
       if (position === w.last_position) continue;
       sql.exec("UPDATE waiting SET last_position = ? WHERE session_id = ?", position, w.session_id);
       const queue = w.queue_id ? (cfg.queues.get(w.queue_id) ?? null) : null;
-      const open = isOpen(queue?.hours ?? null, now);
-      const status: QueueStatus = {
-        position,
-        estimated_wait_s: estimateWaitS(position, waits),
-        queue: queue?.name ?? null,
-        open,
-        closed_message: open ? null : (queue?.closed_message ?? CLOSED_MESSAGE),
-        agents_available: agentsAvailable,
-      };
+      const status = waitingStatus(position, queue, waits, agentsAvailable, isOpen(queue?.hours ?? null, now));
       const ref = JSON.parse(w.ref) as ConversationRef;
       this.ctx.waitUntil(
         this.env.CONVERSATION.getByName(ref.id)
@@ -411,4 +399,16 @@ export class OrgHub extends Server<Env> {
     for (const r of this.ctx.storage.sql.exec<{ agent_id: string }>("SELECT agent_id FROM remote WHERE agent_id IS NOT NULL")) ids.add(r.agent_id);
     return ids;
   }
+}
+
+/** A waiting customer's place in line, as the room shows it. */
+function waitingStatus(position: number, queue: { name: string; closed_message: string | null } | null, waits: number[], agentsAvailable: boolean, open: boolean): QueueStatus {
+  return {
+    position,
+    estimated_wait_s: estimateWaitS(position, waits),
+    queue: queue?.name ?? null,
+    open,
+    closed_message: open ? null : (queue?.closed_message ?? CLOSED_MESSAGE),
+    agents_available: agentsAvailable,
+  };
 }

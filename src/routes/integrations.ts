@@ -87,14 +87,19 @@ export async function createChannel(
   };
 }
 
+/** A new embed token (`ew_`, shown once) and its row (only the hash is stored). */
+async function newEmbedToken(orgId: string, channelId: string) {
+  const token = `ew_${randomToken(24)}`;
+  return { token, embed: { id: crypto.randomUUID(), org_id: orgId, channel_id: channelId, token_hash: await sha256Hex(token) } };
+}
+
 export const integrations = router()
   .use(requireAgent("owner", "admin"))
   .post("/webchat", async (c) => {
     const body = await readJson(c, Webchat);
     const org = c.get("agent").org_id;
     const channel = await createChannel(org, { kind: "webchat", ...body });
-    const token = `ew_${randomToken(24)}`;
-    const embed = { id: crypto.randomUUID(), org_id: org, channel_id: channel.id, token_hash: await sha256Hex(token) };
+    const { token, embed } = await newEmbedToken(org, channel.id);
     const db = database(c.env.DB);
     await db.batch([
       db.insert(schema.channels).values(channel),
@@ -108,8 +113,7 @@ export const integrations = router()
   .post("/:id/embed-tokens", async (c) => {
     const channel = await channelOfOrg(c.env, c.get("agent").org_id, c.req.param("id"));
     if (channel.kind !== "webchat" && channel.kind !== "mobile_sdk") throw new ApiError("validation_failed", "embed tokens belong to a webchat or mobile channel");
-    const token = `ew_${randomToken(24)}`;
-    const embed = { id: crypto.randomUUID(), org_id: channel.org_id, channel_id: channel.id, token_hash: await sha256Hex(token) };
+    const { token, embed } = await newEmbedToken(channel.org_id, channel.id);
     const db = database(c.env.DB);
     await db.batch([db.insert(schema.embedTokens).values(embed), auditInsert(db, channelEntry(c.get("agent"), channel.id, "channel.embed_token_issued", { kind: channel.kind, name: channel.name, embed_token_id: embed.id }))]);
     return c.json({ id: embed.id, channel_id: channel.id, token }, 201);
@@ -121,8 +125,7 @@ export const integrations = router()
     const body = await readJson(c, Mobile);
     const org = c.get("agent").org_id;
     const channel = await createChannel(org, { kind: "mobile_sdk", ...body });
-    const token = `ew_${randomToken(24)}`;
-    const embed = { id: crypto.randomUUID(), org_id: org, channel_id: channel.id, token_hash: await sha256Hex(token) };
+    const { token, embed } = await newEmbedToken(org, channel.id);
     const db = database(c.env.DB);
     await db.batch([
       db.insert(schema.channels).values(channel),
