@@ -5,6 +5,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
+import { deflateSync } from "node:zlib";
 import { chromium, type Browser, type BrowserContext, type Frame, type Page } from "playwright-core";
 import { afterAll, beforeAll } from "vitest";
 import { baseUrl, waitFor } from "../e2e/harness.ts";
@@ -187,3 +188,42 @@ export function useBrowser(options: { site?: boolean } = {}): BrowserFixture {
   });
   return fixture as BrowserFixture;
 }
+
+/** A small PNG (an orange box with a darker band), encoded here so the test needs no files. */
+export function png(width = 96, height = 64): Buffer {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (buf: Buffer) => {
+    let c = 0xffffffff;
+    for (const b of buf) c = crcTable[(c ^ b) & 0xff]! ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type: string, data: Buffer) => {
+    const body = Buffer.concat([Buffer.from(type, "ascii"), data]);
+    const out = Buffer.alloc(body.length + 8);
+    out.writeUInt32BE(data.length, 0);
+    body.copy(out, 4);
+    out.writeUInt32BE(crc(body), body.length + 4);
+    return out;
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header[8] = 8; // bit depth
+  header[9] = 2; // RGB
+  const rows = Buffer.alloc((width * 3 + 1) * height);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const band = y > height / 3 && y < (height * 2) / 3;
+      rows.set(band ? [180, 70, 20] : [240, 150, 60], y * (width * 3 + 1) + 1 + x * 3);
+    }
+  }
+  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk("IHDR", header), chunk("IDAT", deflateSync(rows)), chunk("IEND", Buffer.alloc(0))]);
+}
+
+/** The loaded images (naturalWidth > 0) in a message list, by alt text. */
+export const loadedImages = (target: Frame | Page) =>
+  target.evaluate(() => [...document.querySelectorAll<HTMLImageElement>(".messages .msg:not(.pending) img.msg-image")].filter((i) => i.complete && i.naturalWidth > 0).map((i) => i.alt));

@@ -2,46 +2,13 @@
 // uploaded from the agent's computer (R2, through the agent upload routes), a dropdown and a
 // carousel in seed 001's shapes; the visitor's widget renders each and the visitor's choices
 // come back to the agent as replies. A file the server refuses says why.
-import { deflateSync } from "node:zlib";
-import type { Frame, Page } from "playwright-core";
 import { describe, expect, it } from "vitest";
 import { signupOrg } from "../e2e/harness.ts";
-import { consolePage, hostPage, messageTexts, openWidget, parleyOrigin, screenshot, useBrowser, visitorSends, waitFor, xssSentinels } from "./browser.ts";
+import { consolePage, loadedImages, png, hostPage, messageTexts, openWidget, parleyOrigin, screenshot, useBrowser, visitorSends, waitFor, xssSentinels } from "./browser.ts";
 
 const env = useBrowser();
 
-/** A tiny RGB PNG of one colour, encoded here so the test needs no files. */
-function png(width = 24, height = 16): Buffer {
-  const table = Array.from({ length: 256 }, (_, n) => {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    return c >>> 0;
-  });
-  const crc = (buf: Buffer) => {
-    let c = 0xffffffff;
-    for (const b of buf) c = table[(c ^ b) & 0xff]! ^ (c >>> 8);
-    return (c ^ 0xffffffff) >>> 0;
-  };
-  const chunk = (type: string, data: Buffer) => {
-    const body = Buffer.concat([Buffer.from(type, "ascii"), data]);
-    const out = Buffer.alloc(body.length + 8);
-    out.writeUInt32BE(data.length, 0);
-    body.copy(out, 4);
-    out.writeUInt32BE(crc(body), body.length + 4);
-    return out;
-  };
-  const header = Buffer.alloc(13);
-  header.writeUInt32BE(width, 0);
-  header.writeUInt32BE(height, 4);
-  header[8] = 8;
-  header[9] = 2;
-  const rows = Buffer.alloc((width * 3 + 1) * height);
-  for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) rows.set([30, 120, 200], y * (width * 3 + 1) + 1 + x * 3);
-  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk("IHDR", header), chunk("IDAT", deflateSync(rows)), chunk("IEND", Buffer.alloc(0))]);
-}
 
-const loadedImages = (target: Frame | Page) =>
-  target.evaluate(() => [...document.querySelectorAll<HTMLImageElement>(".messages .msg:not(.pending) img.msg-image")].filter((i) => i.complete && i.naturalWidth > 0).map((i) => i.alt));
 
 describe("rich replies from the console", () => {
   it("an agent sends an image with a caption, a dropdown and a carousel; the visitor sees each and answers by choosing; a refused file says why", async () => {
