@@ -2,13 +2,12 @@
 // the signing secret shown once verifies what arrives; the delivery log; a receiver answering
 // 410 Gone disables the endpoint and kills the delivery, which is replayed from the console once
 // the endpoint is enabled again; rotating the secret; deleting the endpoint.
-import { once } from "node:events";
-import { createServer, type Server } from "node:http";
+import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { api, signupOrg } from "../e2e/harness.ts";
-import { verifySignature, type SignedDelivery } from "../e2e/webhook-signature.ts";
+import { startReceiver, stopReceiver, verifySignature, type Received } from "../e2e/webhook-receiver.ts";
 import { consolePage, useBrowser, waitFor } from "./browser.ts";
 
 const env = useBrowser({ site: false });
@@ -16,32 +15,14 @@ let receiver: Server;
 let receiverUrl: string;
 /** What the receiver answers; every request it gets. */
 let answer = 200;
-const received: (SignedDelivery & { type: string })[] = [];
+const received: Received[] = [];
 
 beforeAll(async () => {
-  receiver = createServer((req, res) => {
-    let body = "";
-    req.on("data", (chunk) => (body += chunk));
-    req.on("end", () => {
-      let type = "";
-      try {
-        type = JSON.parse(body).type;
-      } catch {
-        // not JSON: recorded with no type
-      }
-      received.push({ id: String(req.headers["webhook-id"] ?? ""), timestamp: String(req.headers["webhook-timestamp"] ?? ""), signature: String(req.headers["webhook-signature"] ?? ""), body, type });
-      res.writeHead(answer).end();
-    });
-  });
-  receiver.listen(0, "127.0.0.1");
-  await once(receiver, "listening");
+  receiver = await startReceiver(0, received, () => answer);
   receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/parley-events`;
 });
 
-afterAll(async () => {
-  receiver?.closeAllConnections();
-  await new Promise((resolve) => receiver?.close(resolve));
-});
+afterAll(() => stopReceiver(receiver));
 
 const hookRow = (page: Page) => page.locator("tr[data-hook-id]");
 
@@ -61,7 +42,7 @@ describe("webhooks in the console", () => {
 
     // A visitor writes: the receiver gets message.created, signed with the secret the console showed.
     expect((await api("/api/chat/send", { body: { apiKey: pk, visitorId: "hook-visitor", message: "first" } })).status).toBe(200);
-    const first = await waitFor(() => received.find((r) => r.type === "message.created" && r.body.includes('"first"')), { timeoutMs: 15_000, message: "the first delivery" });
+    const first = await waitFor(() => received.find((r) => r.json?.type === "message.created" && r.body.includes('"first"')), { timeoutMs: 15_000, message: "the first delivery" });
     expect(verifySignature(secret, first)).toBe(true);
     await hookRow(page).locator("button", { hasText: "Deliveries" }).click();
     await page.waitForSelector("#deliveries tr[data-status='delivered']", { timeout: 10_000 });

@@ -12,24 +12,13 @@
 // admin API, and it receives the very same conversation's events.
 // .dev.vars gives the server ALLOW_LOCAL_WEBHOOKS=true and WEBHOOK_BACKOFF_BASE_SECONDS=1
 // (retries after 1 s, 4 s, 16 s, ...).
-import { once } from "node:events";
-import { createServer, type Server } from "node:http";
+import type { Server } from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, describe, expect, it } from "vitest";
 import { freePort } from "../../scripts/lib/wrangler.mjs";
 import { listed, newOrg, visitorId } from "./fixtures.ts";
-import { verifySignature } from "./webhook-signature.ts";
+import { startReceiver, stopReceiver, verifySignature, type Received } from "./webhook-receiver.ts";
 import { api, expectStatus, waitFor } from "./harness.ts";
-
-interface Received {
-  path: string;
-  id: string;
-  timestamp: string;
-  signature: string;
-  userAgent: string;
-  body: string;
-  json: any;
-}
 
 /** What can be checked without the secret: the Standard Webhooks headers' shape and a fresh timestamp. */
 function expectStandardWebhookHeaders(r: Received) {
@@ -45,36 +34,7 @@ function expectStandardWebhookHeaders(r: Received) {
 }
 
 let server: Server | undefined;
-afterAll(async () => {
-  if (server?.listening) {
-    server.closeAllConnections();
-    server.close();
-    await once(server, "close");
-  }
-});
-
-async function startReceiver(port: number, received: Received[]): Promise<Server> {
-  const s = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
-      const body = Buffer.concat(chunks).toString("utf8");
-      received.push({
-        path: req.url ?? "",
-        id: String(req.headers["webhook-id"] ?? ""),
-        timestamp: String(req.headers["webhook-timestamp"] ?? ""),
-        signature: String(req.headers["webhook-signature"] ?? ""),
-        userAgent: String(req.headers["user-agent"] ?? ""),
-        body,
-        json: JSON.parse(body),
-      });
-      res.writeHead(204).end();
-    });
-  });
-  s.listen(port, "127.0.0.1");
-  await once(s, "listening");
-  return s;
-}
+afterAll(() => stopReceiver(server));
 
 /** Dedupes by webhook-id as a receiver does; a redelivery must carry the same bytes. */
 function dedupe(list: Received[]): Map<string, Received> {

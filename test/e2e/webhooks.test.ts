@@ -5,52 +5,15 @@
 // receiver following docs/webhooks.md would), and nothing may be lost.
 // .dev.vars gives the server ALLOW_LOCAL_WEBHOOKS=true and WEBHOOK_BACKOFF_BASE_SECONDS=1
 // (retries after 1 s, 4 s, 16 s, ... instead of 10 s, 40 s, 160 s, ...).
-import { once } from "node:events";
-import { createServer, type Server } from "node:http";
+import type { Server } from "node:http";
 import { afterAll, describe, expect, it } from "vitest";
 import { freePort } from "../../scripts/lib/wrangler.mjs";
 import { dostiVisitor, listed, newOrg, sent, visitorId } from "./fixtures.ts";
 import { expectStatus, waitFor } from "./harness.ts";
-import { verifySignature } from "./webhook-signature.ts";
-
-interface Received {
-  id: string;
-  timestamp: string;
-  signature: string;
-  body: string;
-  json: any;
-}
+import { startReceiver, stopReceiver, verifySignature, type Received } from "./webhook-receiver.ts";
 
 let server: Server | undefined;
-afterAll(async () => {
-  if (server?.listening) {
-    server.closeAllConnections();
-    server.close();
-    await once(server, "close");
-  }
-});
-
-/** Starts the receiver on the port the endpoint points at. */
-async function startReceiver(port: number, received: Received[]): Promise<Server> {
-  const s = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
-      const body = Buffer.concat(chunks).toString("utf8");
-      received.push({
-        id: String(req.headers["webhook-id"] ?? ""),
-        timestamp: String(req.headers["webhook-timestamp"] ?? ""),
-        signature: String(req.headers["webhook-signature"] ?? ""),
-        body,
-        json: JSON.parse(body),
-      });
-      res.writeHead(204).end();
-    });
-  });
-  s.listen(port, "127.0.0.1");
-  await once(s, "listening");
-  return s;
-}
+afterAll(() => stopReceiver(server));
 
 describe("webhooks against wrangler dev", () => {
   it("a receiver that is down while events happen gets every event exactly once when it comes up, signed", { timeout: 120_000 }, async () => {
