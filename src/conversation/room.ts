@@ -79,6 +79,8 @@ export interface BotOutcome {
 const BOT_SETTINGS_TTL_MS = 30_000;
 /** The channel's typing-preview setting is re-read at most this often (ms): turning it off applies within it. */
 const PREVIEW_SETTING_TTL_MS = 10_000;
+/** After the hub said nobody listens, live events are skipped this long at most (ms) before asking again. */
+const HUB_QUIET_MS = 10_000;
 
 export class ConversationRoom extends Server<Env> {
   static override options = { hibernate: true };
@@ -865,9 +867,33 @@ export class ConversationRoom extends Server<Env> {
     this.publishLive(event);
   }
 
-  /** Queue events for the org's agents. Live notifications only: D1 stays the inbox's truth. */
+  /** Until when live events are skipped: the hub said nobody listens (it calls hubListening when someone does). */
+  private hubQuietUntil = 0;
+  /** hubListening calls so far: a "nobody listens" answer older than the latest call is stale. */
+  private hubListenCalls = 0;
+
+  /**
+   * Queue events for the org's agents. Live notifications only: D1 stays the inbox's truth. While
+   * the hub has no listener they are skipped (re-checked every HUB_QUIET_MS at the latest, so a
+   * lost hubListening call costs at most that much of the live inbox).
+   */
   private publishLive(event: HubEvent) {
-    this.ctx.waitUntil(this.hub().publish(event).catch((err: unknown) => logError("conversation.publish", err)));
+    if (Date.now() < this.hubQuietUntil) return;
+    const calls = this.hubListenCalls;
+    this.ctx.waitUntil(
+      this.hub()
+        .publish(event)
+        .then((listening) => {
+          if (!listening && calls === this.hubListenCalls) this.hubQuietUntil = Date.now() + HUB_QUIET_MS;
+        })
+        .catch((err: unknown) => logError("conversation.publish", err)),
+    );
+  }
+
+  /** RPC from the org hub: someone listens to live events again. */
+  async hubListening(): Promise<void> {
+    this.hubListenCalls++;
+    this.hubQuietUntil = 0;
   }
 
   /** Webhook events for a change, into the outbox in the same synchronous block as the change. */

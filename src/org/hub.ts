@@ -50,6 +50,8 @@ export class OrgHub extends Server<Env> {
     super(ctx, env);
     const sql = ctx.storage.sql;
     sql.exec("CREATE TABLE IF NOT EXISTS watchers (conversation_id TEXT PRIMARY KEY)");
+    // Rooms told that nobody listens to live events: they are told again when someone does.
+    sql.exec("CREATE TABLE IF NOT EXISTS quiet_publishers (conversation_id TEXT PRIMARY KEY)");
     // Socket.IO sessions: their topics (queue events, presence) and, for agents, their presence.
     sql.exec("CREATE TABLE IF NOT EXISTS remote (name TEXT PRIMARY KEY, agent_id TEXT, queue INTEGER NOT NULL DEFAULT 0, presence INTEGER NOT NULL DEFAULT 0)");
     // Which conversation rooms hold sockets opened by which session or key (for revocation).
@@ -307,6 +309,7 @@ export class OrgHub extends Server<Env> {
   async remoteSubscribe(name: string, topic: "queue" | "presence"): Promise<{ online_agents: string[] }> {
     this.ctx.storage.sql.exec(`INSERT INTO remote (name, ${topic}) VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET ${topic} = 1`, name);
     this.remoteTopics.clear();
+    if (topic === "queue") await this.listenersBack();
     return { online_agents: [...this.onlineAgents()] };
   }
 
@@ -333,22 +336,56 @@ export class OrgHub extends Server<Env> {
     this.ctx.storage.sql.exec("DELETE FROM watchers WHERE conversation_id = ?", conversationId);
   }
 
-  /** Conversation objects call this after a durable change. */
-  async publish(event: HubEvent): Promise<void> {
+  /**
+   * Conversation objects call this after a durable change. Answers whether anyone listens (an
+   * inbox socket or a Socket.IO session subscribed to the queue): when nobody does, the room may
+   * skip its live events until `listenersBack` tells it otherwise (each publish is an RPC per
+   * message; an org with nobody in the inbox should not pay for it).
+   */
+  async publish(event: HubEvent): Promise<boolean> {
+    if (this.ctx.getWebSockets().length === 0 && this.remoteNames("queue").length === 0) {
+      if (typeof event.conversation_id === "string") {
+        this.ctx.storage.sql.exec("INSERT OR IGNORE INTO quiet_publishers (conversation_id) VALUES (?)", event.conversation_id);
+      }
+      return false;
+    }
     this.broadcast(JSON.stringify(event));
     this.toRemote("queue", event);
+    return true;
+  }
+
+  /**
+   * A listener arrived: every room that was told nobody listens publishes again. Awaited before
+   * the listener's first frame, so whatever a room stores after that frame reaches it live.
+   */
+  private async listenersBack(): Promise<void> {
+    const sql = this.ctx.storage.sql;
+    const rooms = sql.exec<{ conversation_id: string }>("SELECT conversation_id FROM quiet_publishers").toArray();
+    if (rooms.length === 0) return;
+    sql.exec("DELETE FROM quiet_publishers");
+    await Promise.all(
+      rooms.map((r) =>
+        this.env.CONVERSATION.getByName(r.conversation_id)
+          .hubListening()
+          .catch((err: unknown) => console.error(JSON.stringify({ at: "hub.listenersBack", conversation: r.conversation_id, error: String(err) }))),
+      ),
+    );
   }
 
   /** Socket.IO sessions subscribed per topic, as last read (this object is the only writer of `remote`). */
   private remoteTopics = new Map<"queue" | "presence", string[]>();
 
-  private toRemote(topic: "queue" | "presence", event: HubEvent) {
+  private remoteNames(topic: "queue" | "presence"): string[] {
     let names = this.remoteTopics.get(topic);
     if (!names) {
       names = this.ctx.storage.sql.exec<{ name: string }>(`SELECT name FROM remote WHERE ${topic} = 1`).toArray().map((r) => r.name);
       this.remoteTopics.set(topic, names);
     }
-    for (const name of names) this.fanout.send(name, `org:${topic}`, event, () => void this.remoteGone(name));
+    return names;
+  }
+
+  private toRemote(topic: "queue" | "presence", event: HubEvent) {
+    for (const name of this.remoteNames(topic)) this.fanout.send(name, `org:${topic}`, event, () => void this.remoteGone(name));
   }
 
   async accountStatus(): Promise<"online" | "offline"> {
@@ -360,6 +397,7 @@ export class OrgHub extends Server<Env> {
     if (!principal || principal.type !== "agent") return conn.close(4403, "forbidden");
     const wasOnline = this.onlineAgents(conn.id).has(principal.id);
     conn.setState({ principal });
+    await this.listenersBack();
     conn.send(JSON.stringify({ type: "ready", online_agents: [...this.onlineAgents()] }));
     if (!wasOnline) this.agentStatusChanged(principal.id, "online");
   }

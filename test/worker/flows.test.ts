@@ -1,3 +1,4 @@
+import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { call, dostiVisitor, eventually, newOrg, openSocket } from "./helpers";
 
@@ -181,6 +182,27 @@ describe("presence", () => {
     expect(updated).toMatchObject({ sender_type: "end_user", content: "anyone there?", new_session: true });
     await o.agent.call(`/api/conversations/${updated.conversation_id}/assign`, { method: "POST" });
     expect(await inbox.next((f) => f.type === "conversation_assigned")).toMatchObject({ conversation_id: updated.conversation_id, assigned_to: o.user.id });
+  });
+});
+
+describe("live events while nobody listens", () => {
+  it("a room skips its live events while the hub has no listener, and the first inbox to open gets every event after its ready", async () => {
+    const o = await newOrg();
+    const visitor = dostiVisitor(o.pk, "quiet-1");
+    await visitor.send("nobody is watching");
+    const hub = env.ORG_HUB.getByName(o.org.id);
+    const quiet = () => runInDurableObject(hub, (_h, s) => s.storage.sql.exec<{ conversation_id: string }>("SELECT conversation_id FROM quiet_publishers").toArray());
+    const [row] = await eventually(async () => (await quiet()).length === 1 && quiet(), "the hub records the room it told nobody listens");
+    const room = env.CONVERSATION.getByName(row!.conversation_id);
+    await eventually(() => runInDurableObject(room, (r) => (r as unknown as { hubQuietUntil: number }).hubQuietUntil > Date.now()), "the room stops publishing");
+
+    const inbox = await openSocket("/ws/org", { cookie: o.cookie });
+    await inbox.next((f) => f.type === "ready");
+    expect(await quiet()).toEqual([]);
+    expect(await runInDurableObject(room, (r) => (r as unknown as { hubQuietUntil: number }).hubQuietUntil)).toBe(0);
+    await visitor.send("now someone is");
+    expect(await inbox.next((f) => f.type === "conversation_updated")).toMatchObject({ conversation_id: row!.conversation_id, content: "now someone is" });
+    expect(inbox.frames.filter((f) => f.type === "conversation_updated").map((f) => f.content)).toEqual(["now someone is"]);
   });
 });
 
