@@ -116,6 +116,18 @@ export class MessageLog {
   }
 
   append(draft: MessageDraft, sender: Principal, sessionId: string, fingerprint: string | null, nowMs: number): Message {
+    return this.insert(draft, sender, sessionId, fingerprint, nowMs, false)!;
+  }
+
+  /**
+   * Appends unless the sender already used this client id (then null, nothing written): one
+   * statement where byClientId + append are two.
+   */
+  appendIfNew(draft: MessageDraft & { client_msg_id: string }, sender: Principal, sessionId: string, fingerprint: string | null, nowMs: number): Message | null {
+    return this.insert(draft, sender, sessionId, fingerprint, nowMs, true);
+  }
+
+  private insert(draft: MessageDraft, sender: Principal, sessionId: string, fingerprint: string | null, nowMs: number, ifNew: boolean): Message | null {
     const last = this.last();
     const row: Row = {
       seq: last.seq + 1,
@@ -133,12 +145,14 @@ export class MessageLog {
       status: "SENT",
       private: draft.private ? 1 : 0,
     };
-    this.sql.exec(
+    const cursor = this.sql.exec(
       `INSERT INTO messages (seq, id, session_id, sender_type, sender_id, sender_name, content_type, content, rich_media, client_msg_id, fingerprint, created_ms, status, private)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)${ifNew ? " ON CONFLICT (sender_type, sender_id, client_msg_id) DO NOTHING" : ""}`,
       row.seq, row.id, row.session_id, row.sender_type, row.sender_id, row.sender_name, row.content_type, row.content,
       row.rich_media, row.client_msg_id, row.fingerprint, row.created_ms, row.status, row.private,
     );
+    cursor.toArray();
+    if (ifNew && cursor.rowsWritten === 0) return null;
     this.tip = { seq: row.seq, ms: row.created_ms };
     const message = this.toMessage(row);
     this.recent.push(message);

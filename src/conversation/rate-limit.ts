@@ -9,6 +9,11 @@ export const RATE_LIMIT_WINDOW_MS = 10_000;
 export class RateLimiter {
   private readonly sent = new Map<string, number[]>();
 
+  /** Whether a send now would pass (nothing recorded). */
+  allows(senderId: string, now: number): boolean {
+    return (this.sent.get(senderId) ?? []).filter((t) => t > now - RATE_LIMIT_WINDOW_MS).length < RATE_LIMIT_MESSAGES;
+  }
+
   /** Records a send and returns 0, or returns how many ms to wait (nothing recorded). */
   take(senderId: string, now: number): number {
     const recent = (this.sent.get(senderId) ?? []).filter((t) => t > now - RATE_LIMIT_WINDOW_MS);

@@ -626,6 +626,17 @@ export class ConversationRoom extends Server<Env> {
     if (draft.private && sender.type === "end_user") return fail("forbidden", "end users cannot send private messages");
     const fingerprint = draftFingerprint(draft);
     if (draft.client_msg_id) {
+      // The usual case (a session in progress, the sender within its rate): insert unless the id
+      // was used, one statement. Otherwise, and for a duplicate, the lookup below decides.
+      const active = this.sessions.active();
+      const nowMs = Date.now();
+      if (active?.first_message_at && (sender.type !== "end_user" || this.rate.allows(sender.id, nowMs))) {
+        const message = this.log.appendIfNew({ ...draft, client_msg_id: draft.client_msg_id }, sender, active.id, fingerprint, nowMs);
+        if (message) {
+          if (sender.type === "end_user") this.rate.take(sender.id, nowMs);
+          return this.stored(message, active, false, beforeBroadcast);
+        }
+      }
       const existing = this.log.byClientId(sender, draft.client_msg_id);
       if (existing) {
         if (existing.fingerprint !== fingerprint) return fail("idempotency_conflict", "client_msg_id was already used for a different message");
@@ -647,7 +658,11 @@ export class ConversationRoom extends Server<Env> {
     }
     session ??= this.sessions.latest()!;
     if (!session.first_message_at) session = this.sessions.update(session.id, { first_message_at: now.toISOString() });
-    const message = this.log.append(draft, sender, session.id, fingerprint, now.getTime());
+    return this.stored(this.log.append(draft, sender, session.id, fingerprint, now.getTime()), session, opened, beforeBroadcast);
+  }
+
+  /** A message just appended (same synchronous block): its events, the ack, the announcement. */
+  private stored(message: Message, session: Session, opened: boolean, beforeBroadcast?: (m: Message, duplicate: boolean) => void): SendResult {
     const updated = this.updatedEvent(message, opened);
     this.recordWebhooks(updated);
     this.scheduleFlush();

@@ -10,14 +10,16 @@ import type { Message, Principal } from "./wire";
 export const MAX_CONTENT_BYTES = 16 * 1024;
 export const MAX_CLIENT_MSG_ID_CHARS = 128;
 
-const utf8Bytes = (s: string) => new TextEncoder().encode(s).byteLength;
+const encoder = new TextEncoder();
+/** Whether `s` is at most `max` bytes of UTF-8 (n UTF-16 units are at most 3n bytes: short strings are not encoded). */
+export const fitsUtf8 = (s: string, max: number) => s.length * 3 <= max || encoder.encode(s).byteLength <= max;
 
 /** Text the store accepts: well-formed UTF-16 (no lone surrogates) and no NUL. */
 export const safeText = (max: number) =>
   z
     .string()
     .refine((s) => s.isWellFormed() && !s.includes("\u0000"), { message: "invalid_text: lone surrogate or NUL character" })
-    .refine((s) => utf8Bytes(s) <= max, { message: `longer than ${max} bytes of UTF-8` });
+    .refine((s) => fitsUtf8(s, max), { message: `longer than ${max} bytes of UTF-8` });
 
 const httpUrl = z
   .string()

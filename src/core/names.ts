@@ -16,9 +16,8 @@
  * touched by this: it stays byte for byte as sent (core/message.ts).
  */
 import { z } from "zod";
-import { safeText } from "./message";
+import { fitsUtf8, safeText } from "./message";
 
-const utf8Bytes = (s: string) => new TextEncoder().encode(s).byteLength;
 
 /** Cf except the two joiners, which are judged by what precedes them. */
 const FORMAT = /(?![\u200C\u200D])\p{Cf}/gu;
@@ -52,5 +51,5 @@ export const displayName = (max = 200) =>
       z
         .string()
         .min(1, { message: "empty once invisible characters and white space are removed" })
-        .refine((s) => utf8Bytes(s) <= max, { message: `longer than ${max} bytes of UTF-8 once normalized` }),
+        .refine((s) => fitsUtf8(s, max), { message: `longer than ${max} bytes of UTF-8 once normalized` }),
     );

@@ -45,3 +45,28 @@ describe("rich media", () => {
     expect((await o.agent.call(`/api/conversations/${conv.id}/messages`)).body).toHaveLength(1);
   });
 });
+
+describe("client message ids and the per-sender rate limit", () => {
+  it("a retry is answered with the original even once its sender is over the rate limit; a new id is refused; nothing is stored twice", async () => {
+    const o = await newOrg();
+    const v = dostiVisitor(o.pk, "rate-retry");
+    const first: any[] = [];
+    for (let i = 1; i <= 20; i++) {
+      const r = await v.send(`m${i}`, { clientMessageId: `rr-${i}` });
+      expect(r.status).toBe(200);
+      first.push(r.body.message);
+    }
+    const over = await v.send("one too many", { clientMessageId: "rr-21" });
+    expect(over.status).toBe(429);
+    expect(over.body.error.code).toBe("rate_limited");
+    for (const i of [20, 1]) {
+      const retry = await v.send(`m${i}`, { clientMessageId: `rr-${i}` });
+      expect(retry.status).toBe(200);
+      expect(retry.body.message.id).toBe(first[i - 1].id);
+    }
+    const changed = await v.send("m5 but different", { clientMessageId: "rr-5" });
+    expect(changed.status).toBe(409);
+    const polled = await v.poll(0);
+    expect(polled.body.messages.map((m: any) => m.message)).toEqual(Array.from({ length: 20 }, (_, i) => `m${i + 1}`));
+  });
+});
