@@ -684,7 +684,7 @@ export class ConversationRoom extends Server<Env> {
   private announce(message: Message, session: Session, opened: boolean, updated: HubEvent) {
     try {
       this.emit({ type: "message", message }, { staffOnly: message.private });
-      pushIfOffline(this.env, this.ctx, this.ref(), message, () => endUserLive(this.getConnections("end_user"), this.subscribers.list()));
+      pushIfOffline(this.env, this.ctx, this.ref(), message, () => endUserLive(this.ctx.getWebSockets("end_user"), this.subscribers.list()));
       if (opened) this.emit({ type: "session", session });
       if (opened && session.status === "open") this.enqueueForAgents(session.id);
       if (message.sender_type !== "end_user" && !message.private) this.forwardToConnector(message);

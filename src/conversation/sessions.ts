@@ -53,6 +53,7 @@ export class SessionStore {
   create(nowIso: string, status: "bot" | "open"): Session {
     const id = crypto.randomUUID();
     this.sql.exec("INSERT INTO sessions (id, status, opened_at) VALUES (?, ?, ?)", id, status, nowIso);
+    this.maybeUnflushed = true;
     this.newest = this.get(id);
     return this.newest;
   }
@@ -65,6 +66,7 @@ export class SessionStore {
     if (cols.length === 0) return this.get(id);
     const values = cols.map((k) => (k === "tags" ? JSON.stringify(patch.tags) : (patch[k] as string | number | null)));
     this.sql.exec(`UPDATE sessions SET ${cols.map((c) => `${c} = ?`).join(", ")}, version = version + 1 WHERE id = ?`, ...values, id);
+    this.maybeUnflushed = true;
     const session = this.get(id);
     if (this.newest?.id === id) this.newest = session;
     return session;
@@ -79,8 +81,14 @@ export class SessionStore {
     return toSession(this.sql.exec<Row>("SELECT * FROM sessions WHERE id = ?", id).one());
   }
 
+  /** False once a read found nothing to flush and nothing changed since (this object is the only writer). */
+  private maybeUnflushed = true;
+
   unflushed(): Session[] {
-    return this.sql.exec<Row>("SELECT * FROM sessions WHERE version > flushed_version").toArray().map(toSession);
+    if (!this.maybeUnflushed) return [];
+    const rows = this.sql.exec<Row>("SELECT * FROM sessions WHERE version > flushed_version").toArray().map(toSession);
+    if (rows.length === 0) this.maybeUnflushed = false;
+    return rows;
   }
 
   markFlushed(id: string, version: number): void {

@@ -541,7 +541,9 @@ describe("sending", () => {
 
   it("does not push while the end user has a Socket.IO subscription to the room", async () => {
     expect(endUserLive([], [])).toBe(false);
-    expect(endUserLive([{}], [])).toBe(true);
+    const socket = (readyState: number) => ({ readyState }) as WebSocket;
+    expect(endUserLive([socket(WebSocket.READY_STATE_OPEN)], [])).toBe(true);
+    expect(endUserLive([socket(WebSocket.READY_STATE_CLOSING), socket(WebSocket.READY_STATE_CLOSED)], [])).toBe(false);
     expect(endUserLive([], [{ name: "s1", audience: "staff" }])).toBe(false);
     expect(endUserLive([], [{ name: "s1", audience: "end_user" }])).toBe(true);
 
