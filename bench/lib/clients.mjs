@@ -534,3 +534,32 @@ export async function parleyLogSocket(url, { headers, log = new SeqLog(), resume
   s.close = () => s.ws.close();
   return s;
 }
+
+/**
+ * The bare relay's side of bench/load.mjs's L1 (bench/relay: `{id, body}` in, `ack` and `message`
+ * frames carrying the client id as `id`), with parleyLogSocket's shape: a SeqLog, onMessage(m, now)
+ * for each new message, send(key, content) resolving with the ack.
+ */
+export async function relayLogSocket(url, { log = new SeqLog(), onMessage, ackTimeoutMs } = {}) {
+  const pending = new Pending(ackTimeoutMs);
+  log.connections++;
+  const s = { log, ready: null, closeCode: null, errors: {} };
+  s.ws = await openWs(url, {
+    onFrame(f) {
+      if (f.type === "message") {
+        const now = performance.now();
+        const m = { seq: f.seq, client_msg_id: f.id };
+        if (log.take(m)) onMessage?.(m, now);
+      } else if (f.type === "ack") pending.resolve(f.id, f);
+      else if (f.type === "error") s.errors.error = (s.errors.error ?? 0) + 1;
+    },
+  });
+  s.closed = new Promise((resolve) => s.ws.once("close", (code) => resolve((s.closeCode = code))));
+  s.send = (key, content) => {
+    const p = pending.add(key);
+    s.ws.send(JSON.stringify({ id: key, body: content }));
+    return p;
+  };
+  s.close = () => s.ws.close();
+  return s;
+}
