@@ -4,6 +4,7 @@
 //
 //   node bench/profile.mjs                      native WS, 100 conversations, 200 msg/s, 10 s
 //   PROFILE_SURFACE=sio PROFILE_RATE=100 node bench/profile.mjs
+//   PROFILE_SURFACE=rest node bench/profile.mjs  agents send over REST (Bearer secret key, as S5), visitors receive on WS
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -11,7 +12,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import WebSocket from "ws";
 import { root } from "../scripts/lib/wrangler.mjs";
-import { parleyOrg, parleySioTarget, parleyWsTarget } from "./lib/clients.mjs";
+import { parleyOrg, parleyRest, parleySioTarget, parleyWsTarget } from "./lib/clients.mjs";
 import { exportParley, parleyServer } from "./lib/servers.mjs";
 import { readFileSync } from "node:fs";
 import { treePids } from "./lib/procs.mjs";
@@ -38,7 +39,11 @@ try {
   const target = surface === "sio" ? parleySioTarget(server, org) : parleyWsTarget(server, org);
   const convs = await target.provision(convCount, "prof");
   let received = 0;
-  const pairs = await mapLimit(convs, 8, (conv) => target.openPair(conv, { sender: "agent", onMessage: () => received++ }));
+  const rest = surface === "rest" ? parleyRest(server, org) : null;
+  const pairs = await mapLimit(convs, 8, async (conv) => {
+    const pair = await target.openPair(conv, { sender: "agent", onMessage: () => received++ });
+    return rest ? { ...pair, send: (key, content) => rest.agentSend(conv.id, content, key) } : pair;
+  });
 
   // Warm-up, not measured: each conversation's first message opens its support session (and
   // queues it at the org hub), which is a different cost from a message's.
