@@ -3,12 +3,12 @@
  * agent's organisation, or by the visitor's channel credential plus their external id. A miss
  * and a foreign id answer the same 404.
  */
-import { and, eq, isNull } from "drizzle-orm";
+import { and, eq, isNull, sql } from "drizzle-orm";
 import { hmacSha256Hex, randomToken, safeEqual, sha256Hex } from "../core/crypto";
 import type { ConversationRef } from "../core/conversation-ref";
 import type { Principal } from "../core/message";
 import { ApiError } from "../core/errors";
-import { database, schema } from "../db/client";
+import { database, prepared, schema, type Database } from "../db/client";
 
 export type Channel = typeof schema.channels.$inferSelect;
 
@@ -29,17 +29,19 @@ export interface VisitorIdentity {
   attributes?: Record<string, string> | undefined;
 }
 
+const publicKeyQuery = (db: Database) =>
+  db
+    .select({ channel: schema.channels })
+    .from(schema.apiKeys)
+    .innerJoin(schema.channels, and(eq(schema.channels.org_id, schema.apiKeys.org_id), eq(schema.channels.is_default, true)))
+    .where(and(eq(schema.apiKeys.key_hash, sql.placeholder("hash")), eq(schema.apiKeys.kind, "public"), isNull(schema.apiKeys.revoked_at)))
+    .prepare();
+
 export async function channelForVisitor(env: Env, creds: VisitorCredentials, origin: string | undefined): Promise<Channel> {
   const db = database(env.DB);
   let channel: Channel | undefined;
   if (creds.publicKey?.startsWith("pk_")) {
-    channel = await db
-      .select({ channel: schema.channels })
-      .from(schema.apiKeys)
-      .innerJoin(schema.channels, and(eq(schema.channels.org_id, schema.apiKeys.org_id), eq(schema.channels.is_default, true)))
-      .where(and(eq(schema.apiKeys.key_hash, await sha256Hex(creds.publicKey)), eq(schema.apiKeys.kind, "public"), isNull(schema.apiKeys.revoked_at)))
-      .get()
-      .then((r) => r?.channel);
+    channel = (await prepared(env.DB, publicKeyQuery).get({ hash: await sha256Hex(creds.publicKey) }))?.channel;
   } else if (creds.embedToken?.startsWith("ew_")) {
     channel = await db
       .select({ channel: schema.channels })
@@ -97,6 +99,11 @@ export function checkOrigin(channel: Channel, origin: string | undefined): void 
 export async function openForVisitor(env: Env, channel: Channel, who: VisitorIdentity): Promise<ConversationRef> {
   const verified = await verifyIdentity(channel, who);
   const external_id = who.external_id ?? `v_${randomToken(18)}`;
+  // A returning visitor (every poll and send of seed 000) is one read when nothing changes.
+  if (who.external_id !== undefined) {
+    const known = await prepared(env.DB, visitorQuery).get({ channel: channel.id, external: external_id });
+    if (known && !profilePatch(known.user, who, verified)) return toRef(known.conv, known.user);
+  }
   const db = database(env.DB);
   const now = new Date().toISOString();
   await db
@@ -118,18 +125,10 @@ export async function openForVisitor(env: Env, channel: Channel, who: VisitorIde
     .from(schema.endUsers)
     .where(and(eq(schema.endUsers.channel_id, channel.id), eq(schema.endUsers.external_id, external_id)))
     .get())!;
-  // An unverified caller never rewrites a verified end user's profile.
-  if (verified || !endUser.verified) {
-    const patch = {
-      ...(who.display_name && who.display_name !== endUser.display_name ? { display_name: who.display_name } : {}),
-      ...(who.email && who.email !== endUser.email ? { email: who.email } : {}),
-      ...(who.phone && who.phone !== endUser.phone ? { phone: who.phone } : {}),
-      ...(who.attributes ? { attributes: JSON.stringify({ ...(JSON.parse(endUser.attributes) as object), ...who.attributes }) } : {}),
-    };
-    if (Object.keys(patch).length > 0) {
-      await db.update(schema.endUsers).set(patch).where(eq(schema.endUsers.id, endUser.id));
-      Object.assign(endUser, patch);
-    }
+  const patch = profilePatch(endUser, who, verified);
+  if (patch) {
+    await db.update(schema.endUsers).set(patch).where(eq(schema.endUsers.id, endUser.id));
+    Object.assign(endUser, patch);
   }
   await db
     .insert(schema.conversations)
@@ -141,6 +140,31 @@ export async function openForVisitor(env: Env, channel: Channel, who: VisitorIde
     .where(and(eq(schema.conversations.channel_id, channel.id), eq(schema.conversations.end_user_id, endUser.id)))
     .get())!;
   return toRef(conv, endUser);
+}
+
+const visitorQuery = (db: Database) =>
+  db
+    .select({ conv: schema.conversations, user: schema.endUsers })
+    .from(schema.endUsers)
+    .innerJoin(schema.conversations, and(eq(schema.conversations.channel_id, schema.endUsers.channel_id), eq(schema.conversations.end_user_id, schema.endUsers.id)))
+    .where(and(eq(schema.endUsers.channel_id, sql.placeholder("channel")), eq(schema.endUsers.external_id, sql.placeholder("external"))))
+    .prepare();
+
+/** What the caller's identity changes in the stored profile, or null. An unverified caller never rewrites a verified end user's. */
+function profilePatch(endUser: typeof schema.endUsers.$inferSelect, who: VisitorIdentity, verified: boolean): Partial<typeof schema.endUsers.$inferSelect> | null {
+  if (!verified && endUser.verified) return null;
+  let attributes: string | undefined;
+  if (who.attributes) {
+    const merged = JSON.stringify({ ...(JSON.parse(endUser.attributes) as object), ...who.attributes });
+    if (merged !== endUser.attributes) attributes = merged;
+  }
+  const patch = {
+    ...(who.display_name && who.display_name !== endUser.display_name ? { display_name: who.display_name } : {}),
+    ...(who.email && who.email !== endUser.email ? { email: who.email } : {}),
+    ...(who.phone && who.phone !== endUser.phone ? { phone: who.phone } : {}),
+    ...(attributes !== undefined ? { attributes } : {}),
+  };
+  return Object.keys(patch).length > 0 ? patch : null;
 }
 
 async function verifyIdentity(channel: Channel, who: VisitorIdentity): Promise<boolean> {
@@ -155,13 +179,16 @@ async function verifyIdentity(channel: Channel, who: VisitorIdentity): Promise<b
 }
 
 /** A conversation of the agent's organisation, or 404. */
-export async function conversationForAgent(env: Env, orgId: string, conversationId: string): Promise<ConversationRef> {
-  const row = await database(env.DB)
+const agentConversationQuery = (db: Database) =>
+  db
     .select({ conv: schema.conversations, user: schema.endUsers })
     .from(schema.conversations)
     .innerJoin(schema.endUsers, eq(schema.endUsers.id, schema.conversations.end_user_id))
-    .where(and(eq(schema.conversations.id, conversationId), eq(schema.conversations.org_id, orgId)))
-    .get();
+    .where(and(eq(schema.conversations.id, sql.placeholder("id")), eq(schema.conversations.org_id, sql.placeholder("org"))))
+    .prepare();
+
+export async function conversationForAgent(env: Env, orgId: string, conversationId: string): Promise<ConversationRef> {
+  const row = await prepared(env.DB, agentConversationQuery).get({ id: conversationId, org: orgId });
   if (!row) throw new ApiError("not_found", "conversation not found");
   return toRef(row.conv, row.user);
 }

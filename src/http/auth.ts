@@ -14,14 +14,14 @@
  * - Servers and bots: `Authorization: Bearer sk_...` (a secret API key, stored hashed), acting
  *   as the agent who created it. Refused when a browser sends it (Sec-Fetch-Site present).
  */
-import { and, eq, gt, isNull } from "drizzle-orm";
+import { and, eq, gt, isNull, sql } from "drizzle-orm";
 import type { Context, MiddlewareHandler } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import { parse as parseCookie } from "hono/utils/cookie";
 import { hmacSha256Hex, randomToken, safeEqual, sha256Hex } from "../core/crypto";
 import { ApiError } from "../core/errors";
 import type { Principal } from "../core/message";
-import { database, schema } from "../db/client";
+import { database, prepared, schema, type Database } from "../db/client";
 import type { AppEnv } from "./app";
 
 /** The session cookie's name on plain http (local development) and on https. */
@@ -97,7 +97,6 @@ export const authenticateAgent = (c: Context<AppEnv>) => agentFromHeaders(c.env,
  * the `__Host-` cookie counts. Without it (older callers) either name is read, `__Host-` first.
  */
 export async function agentFromHeaders(env: Env, headers: Headers, url?: string): Promise<Agent | null> {
-  const db = database(env.DB);
   const bearer = headers.get("authorization")?.match(/^Bearer\s+(sk_[\w-]+)$/)?.[1];
   if (bearer) return agentFromSecretKey(env, bearer, headers);
   const cookies = parseCookie(headers.get("cookie") ?? "");
@@ -105,22 +104,33 @@ export async function agentFromHeaders(env: Env, headers: Headers, url?: string)
   if (!token) return null;
   const idHash = await sha256Hex(token);
   const now = Date.now();
-  const row = await db
+  const row = await prepared(env.DB, sessionQuery).get({ idHash, now: new Date(now).toISOString(), since: new Date(now - SESSION_TTL_MS).toISOString() });
+  if (!row || row.user.disabled) return null;
+  await touchSession(env, idHash, row, now);
+  return toAgent(row.user, "cookie", token, idHash);
+}
+
+const sessionQuery = (db: Database) =>
+  db
     .select({ user: schema.users, created_at: schema.authSessions.created_at, expires_at: schema.authSessions.expires_at })
     .from(schema.authSessions)
     .innerJoin(schema.users, eq(schema.users.id, schema.authSessions.user_id))
     .where(
       and(
-        eq(schema.authSessions.id_hash, idHash),
-        gt(schema.authSessions.expires_at, new Date(now).toISOString()),
-        gt(schema.authSessions.created_at, new Date(now - SESSION_TTL_MS).toISOString()),
+        eq(schema.authSessions.id_hash, sql.placeholder("idHash")),
+        gt(schema.authSessions.expires_at, sql.placeholder("now")),
+        gt(schema.authSessions.created_at, sql.placeholder("since")),
       ),
     )
-    .get();
-  if (!row || row.user.disabled) return null;
-  await touchSession(env, idHash, row, now);
-  return toAgent(row.user, "cookie", token, idHash);
-}
+    .prepare();
+
+const secretKeyQuery = (db: Database) =>
+  db
+    .select({ user: schema.users, key_id: schema.apiKeys.id, key_name: schema.apiKeys.name })
+    .from(schema.apiKeys)
+    .innerJoin(schema.users, eq(schema.users.id, schema.apiKeys.created_by))
+    .where(and(eq(schema.apiKeys.key_hash, sql.placeholder("hash")), eq(schema.apiKeys.kind, "secret"), isNull(schema.apiKeys.revoked_at)))
+    .prepare();
 
 /**
  * Slides the idle expiry to now + SESSION_IDLE_MS (never past the absolute end) when that moves
@@ -134,12 +144,7 @@ async function touchSession(env: Env, idHash: string, s: { created_at: string; e
 
 export async function agentFromSecretKey(env: Env, key: string, headers: Headers): Promise<Agent | null> {
   if (headers.get("sec-fetch-site")) throw new ApiError("forbidden", "secret keys are for servers; browsers use a session or a public key");
-  const row = await database(env.DB)
-    .select({ user: schema.users, key_id: schema.apiKeys.id, key_name: schema.apiKeys.name })
-    .from(schema.apiKeys)
-    .innerJoin(schema.users, eq(schema.users.id, schema.apiKeys.created_by))
-    .where(and(eq(schema.apiKeys.key_hash, await sha256Hex(key)), eq(schema.apiKeys.kind, "secret"), isNull(schema.apiKeys.revoked_at)))
-    .get();
+  const row = await prepared(env.DB, secretKeyQuery).get({ hash: await sha256Hex(key) });
   if (!row || row.user.disabled) return null;
   return { ...toAgent(row.user, "key", null, `key:${row.key_id}`), key: { id: row.key_id, name: row.key_name } };
 }

@@ -185,6 +185,24 @@ describe("presence", () => {
   });
 });
 
+describe("returning visitors", () => {
+  it("a returning visitor is the same end user and conversation; a changed name or attribute is stored, an unchanged one writes nothing", async () => {
+    const o = await newOrg();
+    const first = await call("/api/chat/send", { body: { apiKey: o.pk, visitorId: "ret-1", visitorName: "Ann", message: "one" } });
+    const again = await call("/api/chat/send", { body: { apiKey: o.pk, visitorId: "ret-1", visitorName: "Ann", message: "two" } });
+    const renamed = await call("/api/chat/send", { body: { apiKey: o.pk, visitorId: "ret-1", visitorName: "Ann B", message: "three" } });
+    expect([first.status, again.status, renamed.status]).toEqual([200, 200, 200]);
+    const [conv] = await eventually(async () => {
+      const r = await o.agent.call("/api/conversations/?filter=all");
+      return r.body.length === 1 && r.body[0].end_user.display_name === "Ann B" && r.body;
+    }, "one conversation, renamed");
+    const row = await env.DB.prepare("SELECT COUNT(*) AS n FROM end_users WHERE org_id = ?").bind(o.org.id).first<{ n: number }>();
+    expect(row!.n).toBe(1);
+    const history = await o.agent.call(`/api/conversations/${conv.id}/messages`);
+    expect(history.body.map((m: any) => [m.content, m.sender_name])).toEqual([["one", "Ann"], ["two", "Ann"], ["three", "Ann B"]]);
+  });
+});
+
 describe("live events while nobody listens", () => {
   it("a room skips its live events while the hub has no listener, and the first inbox to open gets every event after its ready", async () => {
     const o = await newOrg();
