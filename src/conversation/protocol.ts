@@ -22,6 +22,8 @@ export const ClientFrame = z.discriminatedUnion("type", [
   // `draft`: the visitor's text as typed, for channels with the typing preview (staff only, never stored).
   z.object({ type: z.literal("typing"), typing: z.boolean(), draft: z.string().max(MAX_DRAFT_CHARS).optional() }),
   z.object({ type: z.literal("read"), seq: z.number().int().nonnegative() }),
+  // Flow control: the client has taken in every message up to `seq` (src/conversation/flow-control.ts).
+  z.object({ type: z.literal("received"), seq: z.number().int().nonnegative() }),
   z.object({ type: z.literal("ping") }),
 ]);
 export type ClientFrame = z.infer<typeof ClientFrame>;

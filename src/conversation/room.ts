@@ -27,6 +27,7 @@ import {
 import { d1Sink } from "./d1-sink";
 import { backoffMs, FLUSH_BATCH_ROWS, flushIntervalMs, flushOnce, FLUSH_STALL_REPORT_AFTER, type OutboxSink, type OutboxStore } from "./flush";
 import { MessageLog } from "./log";
+import { FlowControl } from "./flow-control";
 import { ClientFrame, MAX_FRAME_BYTES, MAX_REPLAY, PING_FRAME, PONG_FRAME, type ServerFrame } from "./protocol";
 import { SessionStore, type Session } from "./sessions";
 import { Subscribers } from "./subscribers";
@@ -94,6 +95,8 @@ export class ConversationRoom extends Server<Env> {
   private readonly fanout: RemoteFanout;
   private readonly typing = new TypingState();
   private readonly rate = new RateLimiter();
+  /** Slow consumers: message frames each socket has not confirmed (memory only). */
+  private readonly flow: FlowControl;
   private waiters: Waiter[] = [];
   /** Replaced only by fault-injection tests, which wrap the real D1 binding. */
   sink: OutboxSink | null = null;
@@ -118,6 +121,7 @@ export class ConversationRoom extends Server<Env> {
     this.uploads = new UploadStore(sql);
     this.webhooks = new WebhookOutbox(sql);
     this.fanout = new RemoteFanout(ctx, env);
+    this.flow = new FlowControl(ctx);
     if (this.meta("epoch") === null) this.setMeta("epoch", crypto.randomUUID());
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING_FRAME, PONG_FRAME));
   }
@@ -537,6 +541,7 @@ export class ConversationRoom extends Server<Env> {
       return;
     }
     conn.setState({ principal });
+    this.flow.track(conn, principal.type === "end_user");
     const auth = ctx.request.headers.get("x-parley-auth");
     if (auth) this.ctx.waitUntil(this.hub().trackAuth(auth, ref.id).catch((err: unknown) => logError("room.trackAuth", err)));
     if (principal.type !== "end_user" && !this.present(principal, conn.id)) this.emit({ type: "joined", participant: principal }, { exceptConnId: conn.id });
@@ -603,8 +608,11 @@ export class ConversationRoom extends Server<Env> {
         if (frame.data.draft !== undefined) await this.forwardDraft(principal, frame.data.typing ? frame.data.draft : "");
         return;
       case "read":
+        this.flow.confirm(conn, principal.type === "end_user", frame.data.seq);
         this.markRead(ref, principal, { seq: frame.data.seq });
         return;
+      case "received":
+        return this.flow.confirm(conn, principal.type === "end_user", frame.data.seq);
       case "ping":
         return this.sendFrame(conn, { type: "pong" });
       default:
@@ -1085,7 +1093,9 @@ export class ConversationRoom extends Server<Env> {
 
   /** Sends a frame to this room's sockets and its remote subscribers. */
   private emit(frame: ServerFrame, opts: { staffOnly?: boolean; exceptConnId?: string | null } = {}) {
-    this.sendToSockets(JSON.stringify(frame), opts);
+    const text = JSON.stringify(frame);
+    this.sendToSockets(text, opts);
+    if (frame.type === "message") this.flow.sent(frame.message.seq, text.length, opts.staffOnly === true);
     const topic = `conv:${this.ref().id}`;
     for (const sub of this.subscribers.list()) {
       if (opts.staffOnly && sub.audience === "end_user") continue;

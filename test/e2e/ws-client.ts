@@ -17,6 +17,11 @@ export interface SocketOptions {
   headers?: Record<string, string>;
   /** How long the handshake may take. */
   timeoutMs?: number;
+  /**
+   * Flow control (docs/protocol.md): confirm message frames with `received` every 50 of them or
+   * 256 KiB, as every client must (default true). False: a client that never confirms.
+   */
+  confirm?: boolean;
 }
 
 export interface Closed {
@@ -62,9 +67,16 @@ export class WsClient {
   private closingFromHere = false;
   private error: Error | null = null;
 
+  /** Message frames (and their characters) not yet confirmed with `received`. */
+  private unconfirmed = 0;
+  private unconfirmedChars = 0;
+  /** `received` frames this client sent. */
+  confirmations = 0;
+
   constructor(
     readonly ws: WebSocket,
     readonly path: string,
+    readonly confirm = true,
   ) {
     ws.on("message", (data, isBinary) => {
       const text = isBinary ? `<binary ${(data as Buffer).length} bytes>` : data.toString();
@@ -76,6 +88,7 @@ export class WsClient {
       }
       this.raw.push(text);
       this.frames.push(frame);
+      if (confirm && frame.type === "message") this.confirmMessage(frame, text.length);
       if (!SIDE_FRAMES.has(frame.type as string)) this.pending.push({ raw: text, frame });
       this.wake();
     });
@@ -87,6 +100,18 @@ export class WsClient {
       this.error = err;
       this.wake();
     });
+  }
+
+  /** Confirms at least every 50 message frames or 256 KiB of them (the server closes with 4009 at 300 or 4 MiB). */
+  private confirmMessage(frame: Frame, chars: number) {
+    this.unconfirmed += 1;
+    this.unconfirmedChars += chars;
+    if (this.unconfirmed < 50 && this.unconfirmedChars < 256 * 1024) return;
+    this.unconfirmed = 0;
+    this.unconfirmedChars = 0;
+    if (this.ws.readyState !== WebSocket.OPEN) return;
+    this.confirmations += 1;
+    this.ws.send(JSON.stringify({ type: "received", seq: frame.message?.seq }));
   }
 
   get closed(): Closed | null {
@@ -226,7 +251,7 @@ export function openSocket(path: string, opts: SocketOptions = {}): Promise<WsCl
     ...(opts.origin ? { origin: opts.origin } : {}),
     handshakeTimeout: opts.timeoutMs ?? 10_000,
   });
-  const client = new WsClient(ws, path);
+  const client = new WsClient(ws, path, opts.confirm ?? true);
   return new Promise<WsClient>((resolve, reject) => {
     ws.once("open", () => resolve(client));
     ws.once("unexpected-response", (req, res) => {
