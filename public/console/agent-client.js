@@ -24,6 +24,13 @@ const MAX_FRAME_BYTES = 64 * 1024;
 const BACKOFF_MAX_MS = 10_000;
 /** Close codes after which reconnecting cannot help. */
 const FATAL_CLOSE_CODES = new Set([4403]);
+/**
+ * Flow control (docs/protocol.md): a conversation socket confirms with `received` after this many
+ * message frames or characters of them. The server closes one 300 messages or 4 MiB behind with
+ * 4009 (slow_consumer), after which the client reconnects and resumes like after any drop.
+ */
+const CONFIRM_EVERY_MESSAGES = 50;
+const CONFIRM_EVERY_CHARS = 256 * 1024;
 
 /** ws(s)://this-origin/path */
 export function socketUrl(path) {
@@ -45,7 +52,7 @@ export function backoffDelay(attempt) {
  */
 export class ReconnectingSocket {
   /**
-   * @param {{ url: () => string, onFrame: (frame: any) => void, onState?: (state: string, info?: any) => void,
+   * @param {{ url: () => string, onFrame: (frame: any, chars: number) => void, onState?: (state: string, info?: any) => void,
    *           onOpen?: () => void, heartbeat?: boolean }} opts
    */
   constructor(opts) {
@@ -113,7 +120,7 @@ export class ReconnectingSocket {
         return;
       }
       if (frame && frame.type === "pong") return;
-      this.opts.onFrame(frame);
+      this.opts.onFrame(frame, event.data.length);
     });
     ws.addEventListener("close", (event) => {
       if (ws !== this.ws) return;
@@ -226,9 +233,18 @@ export class ConversationClient {
     this.lastSeq = null;
     this.epoch = null;
     this.session = null;
+    this.unconfirmed = 0;
+    this.unconfirmedChars = 0;
     this.socket = new ReconnectingSocket({
       url: () => this.url(),
-      onFrame: (frame) => this.onFrame(frame),
+      onFrame: (frame, chars) => {
+        if (frame?.type === "message") this.confirmReceived(frame.message?.seq, chars);
+        return this.onFrame(frame);
+      },
+      onOpen: () => {
+        this.unconfirmed = 0;
+        this.unconfirmedChars = 0;
+      },
       onState: (state, info) => this.opts.onState?.(state, info),
       heartbeat: true,
     });
@@ -280,6 +296,16 @@ export class ConversationClient {
 
   typing(isTyping) {
     return this.socket.isOpen && this.socket.send({ type: "typing", typing: Boolean(isTyping) });
+  }
+
+  /** Tells the server this socket took in messages up to `seq` (every 50 frames or 256 Ki characters). */
+  confirmReceived(seq, chars) {
+    this.unconfirmed += 1;
+    this.unconfirmedChars += chars;
+    if (this.unconfirmed < CONFIRM_EVERY_MESSAGES && this.unconfirmedChars < CONFIRM_EVERY_CHARS) return;
+    this.unconfirmed = 0;
+    this.unconfirmedChars = 0;
+    if (Number.isInteger(seq)) this.socket.send({ type: "received", seq });
   }
 
   markRead(seq) {

@@ -16,6 +16,9 @@
  *   `resync_required` the history is fetched over REST instead.
  * - Every (re)connection's first frame (`ready`) fires `initialized` with the latest data; after
  *   a reconnect, messages that arrived meanwhile also come once each as `chat.message_received`.
+ * - Flow control: a `received` frame every 50 message frames (or 256 KiB) tells the server how far
+ *   this socket has read; a socket that falls 300 messages or 4 MiB behind is closed with 4009
+ *   (slow_consumer) and reconnects and resumes like after any drop.
  * - Sends carry a client_msg_id; unacknowledged sends are resent with the same id after a
  *   reconnect (the server recognises a retry), and chatMessage() resolves to the stored message.
  * - Events are delivered asynchronously, in order; a message id is never delivered twice.
@@ -172,6 +175,13 @@ const MAX_CONTENT_BYTES = 16 * 1024;
 const PING_FRAME = '{"type":"ping"}';
 /** Close codes after which reconnecting cannot help (the principal was refused). */
 const FATAL_CLOSE_CODES = new Set([4403]);
+/**
+ * Flow control (docs/protocol.md): `received` goes out after this many message frames or this
+ * many characters of them, whichever first. The server closes a socket 300 messages or 4 MiB
+ * behind with 4009 (slow_consumer); the SDK then reconnects and resumes like after any drop.
+ */
+const CONFIRM_EVERY_MESSAGES = 50;
+const CONFIRM_EVERY_CHARS = 256 * 1024;
 /** Refusal re-checks over REST while the socket cannot connect, at most this often. */
 const REFUSAL_CHECK_MS = 5_000;
 /** typing:true is repeated at most this often (the server's indicator lasts 6 s). */
@@ -239,6 +249,9 @@ export class ParleyClient {
 
   private heartbeat: ReturnType<typeof setInterval> | null = null;
   private lastFrameAt = 0;
+  /** Message frames of the current socket not confirmed with `received` yet. */
+  private unconfirmed = 0;
+  private unconfirmedChars = 0;
 
   private readonly queue: [ParleyEventName, unknown][] = [];
   private flushScheduled = false;
@@ -432,6 +445,8 @@ export class ParleyClient {
       this.gen += 1;
       this.early = [];
       this.lastFrameAt = Date.now();
+      this.unconfirmed = 0;
+      this.unconfirmedChars = 0;
     });
     socket.addEventListener("message", (event: MessageEvent) => {
       if (socket !== this.socket || typeof event.data !== "string") return;
@@ -443,6 +458,7 @@ export class ParleyClient {
         return;
       }
       if (!frame || typeof frame.type !== "string" || frame.type === "pong") return;
+      if (frame.type === "message") this.confirmReceived(socket, frame.message?.seq, event.data.length);
       const gen = this.gen;
       // One frame at a time, in arrival order (a resync awaits REST in the middle).
       this.frames = this.frames.then(() => this.onFrame(frame, gen)).catch((err: unknown) => this.emit("error", asParleyError(err)));
@@ -452,6 +468,16 @@ export class ParleyClient {
       this.onSocketClosed(event.code);
     });
     this.socket = socket;
+  }
+
+  /** Tells the server this socket took in messages up to `seq` (every 50 frames or 256 Ki characters). */
+  private confirmReceived(socket: ReconnectingWebSocket, seq: unknown, chars: number) {
+    this.unconfirmed += 1;
+    this.unconfirmedChars += chars;
+    if (this.unconfirmed < CONFIRM_EVERY_MESSAGES && this.unconfirmedChars < CONFIRM_EVERY_CHARS) return;
+    this.unconfirmed = 0;
+    this.unconfirmedChars = 0;
+    if (Number.isInteger(seq) && socket.readyState === ReconnectingWebSocket.OPEN) socket.send(JSON.stringify({ type: "received", seq }));
   }
 
   /** The socket URL for the next (re)connection: a resume from the last seq seen, once there is one. */
