@@ -681,6 +681,10 @@ async function L6() {
 }
 
 // ---- L7: one socket stops reading while 10 MB is broadcast -------------------------------------------
+// Parley's bound is protocol-level flow control (docs/protocol.md "Flow control"): every reader here
+// confirms what it reads (`received`); the stalled one cannot (it does not read) and the room must
+// close it with 4009 once it is 300 messages or 4 MiB behind, and send it nothing more. When it reads
+// again it finds a contiguous prefix and the close; resuming by seq over a new socket fills the rest.
 
 async function L7() {
   const c = config.L7;
@@ -720,17 +724,32 @@ async function L7() {
   await waitUntil(() => logs.every((l) => acks.every((k) => l.keys.has(k))), 30_000, 200);
   await sleep(3000);
   const during = mon.stop();
-  const stalledClose = stalled.closeCode;
-  // Let it read again: what had the runtime kept for it?
+  // Let it read again: what had the runtime kept for it, and was it closed?
+  const pausedSeconds = (performance.now() - t0) / 1000;
   stalled.ws.resume();
-  await sleep(3000);
-  const afterResume = { received: stalledLog.received, complete: acks.every((k) => stalledLog.keys.has(k)), close_code: stalled.closeCode };
-  // And resume by seq over a new socket: the gap, if any, is filled from the log.
-  stalled.close();
+  await waitUntil(() => stalled.closeCode !== null, 30_000, 100);
+  const stalledClose = stalled.closeCode;
+  const beforeClose = { received: stalledLog.received, last_seq: stalledLog.lastSeq, gaps: stalledLog.gaps, complete: acks.every((k) => stalledLog.keys.has(k)) };
+  // Resume by seq over a new socket: the replay fills the gap, or (more than 300 missed) the
+  // server says resync_required and the client refetches what it missed over REST, as clients do.
   const again = await parleyLogSocket(agentUrl(conv.id), { headers: bearer(conv.org), log: stalledLog, resume: true });
+  let refetched = 0;
+  if (again.ready.resync_required) {
+    const missed = [];
+    for (let offset = 0; ; offset += 100) {
+      const res = await fetch(`${parley.baseUrl}/api/conversations/${conv.id}/messages?limit=100&offset=${offset}`, { headers: bearer(conv.org), signal: AbortSignal.timeout(30_000) });
+      if (!res.ok) throw new Error(`history: HTTP ${res.status}`);
+      const page = await res.json();
+      missed.push(...page.filter((m) => m.seq > stalledLog.lastSeq));
+      if (page.length < 100 || page.some((m) => m.seq <= stalledLog.lastSeq + 1)) break;
+    }
+    missed.sort((a, b) => a.seq - b.seq);
+    for (const m of missed) if (m.seq > stalledLog.lastSeq && stalledLog.take(m, "rest")) refetched++;
+  }
   await waitUntil(() => acks.every((k) => stalledLog.keys.has(k)), 10_000, 100);
-  const resumed = { recovered: again.ready.recovered, resync_required: again.ready.resync_required, complete: acks.every((k) => stalledLog.keys.has(k)), gaps: stalledLog.gaps, duplicated: stalledLog.duplicated };
+  const resumed = { recovered: again.ready.recovered, resync_required: again.ready.resync_required, replayed: again.ready.messages.length, refetched_over_rest: refetched, complete: acks.every((k) => stalledLog.keys.has(k)), gaps: stalledLog.gaps, duplicated: stalledLog.duplicated };
   const checks = logChecks(logs, acks);
+  const readersClosed = count(others, (s) => s.closeCode !== null);
   const d1 = await d1Check(stateDir, prefix, acks);
   for (const s of [...others, sender, again]) s.close();
   const out = {
@@ -741,19 +760,24 @@ async function L7() {
     readers: others.length,
     reader_latency_ms: summary(lat),
     reader_checks: checks,
-    stalled_closed_by_server: stalledClose !== null,
+    readers_closed: readersClosed,
+    stalled_paused_seconds: round(pausedSeconds, 1),
     stalled_close_code: stalledClose,
-    stalled_closed_after_ms: stalledClosedAt === null ? null : round(stalledClosedAt, 0),
-    stalled_after_resume: afterResume,
+    stalled_close_reason: stalled.closeReason ?? null,
+    stalled_closed_seen_after_ms: stalledClosedAt === null ? null : round(stalledClosedAt, 0),
+    stalled_before_close: { ...beforeClose, mb: round((beforeClose.received * c.message_kb) / 1024, 1) },
     stalled_resume_by_seq: resumed,
     server_rss_growth_mb: round(during.rss_mb_peak - during.rss_mb_start, 1),
     d1,
     server: during,
   };
   const fails = [];
-  if (stalledClose === null) fails.push("the stalled socket was never closed (no slow-consumer limit): its backlog sat in the runtime");
+  if (stalledClose !== 4009) fails.push(`the stalled socket was not closed with 4009 slow_consumer (close code ${stalledClose})`);
+  else if (beforeClose.complete) fails.push("the stalled socket was closed only after the whole broadcast: the room kept sending to it");
+  if (beforeClose.gaps) fails.push("the stalled socket's messages before the close were not a contiguous prefix");
+  if (readersClosed) fails.push(`${readersClosed} reading socket(s) closed`);
   if (!logOk(checks)) fails.push("a reading socket missed, repeated or reordered a message");
-  if (!resumed.complete || resumed.gaps || resumed.duplicated) fails.push("resume by seq did not fill the stalled socket's gap exactly");
+  if (!resumed.complete || resumed.gaps || resumed.duplicated) fails.push("resume by seq (or the REST resync it asked for) did not fill the stalled socket's gap exactly");
   if (!d1.ok) fails.push("D1 not exactly once");
   return { out, fails };
 }

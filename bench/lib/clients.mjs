@@ -28,14 +28,30 @@ function withTimeout(promise, ms, what) {
 
 // ---- plain WebSocket helpers ------------------------------------------------------------------
 
-/** Opens a ws; resolves once `ready(frame)` is true for a received JSON frame (or on open without one). */
-function openWs(url, { headers, ready, onFrame }) {
+/**
+ * Opens a ws; resolves once `ready(frame)` is true for a received JSON frame (or on open without one).
+ * `confirm`: Parley's flow control (docs/protocol.md): a `received` frame after every 50 message
+ * frames or 256 KiB of them, as every native client must (the server closes a socket 300 messages
+ * or 4 MiB behind with 4009).
+ */
+function openWs(url, { headers, ready, onFrame, confirm = false }) {
   return withTimeout(
     new Promise((resolve, reject) => {
       const ws = new WebSocket(url, { headers, perMessageDeflate: false });
       let done = false;
+      let unconfirmed = 0;
+      let unconfirmedBytes = 0;
       ws.on("message", (data) => {
         const frame = JSON.parse(String(data));
+        if (confirm && frame.type === "message") {
+          unconfirmed += 1;
+          unconfirmedBytes += data.length;
+          if (unconfirmed >= 50 || unconfirmedBytes >= 256 * 1024) {
+            unconfirmed = 0;
+            unconfirmedBytes = 0;
+            if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "received", seq: frame.message.seq }));
+          }
+        }
         if (!done && ready?.(frame)) {
           done = true;
           resolve(ws);
@@ -311,6 +327,7 @@ export function parleyWsTarget(server, org) {
     let conversationId = null;
     const ws = await openWs(url, {
       headers,
+      confirm: true,
       ready: (f) => f.type === "ready" && ((conversationId = f.conversation_id), true),
       onFrame(f) {
         if (f.type === "message") {
@@ -493,9 +510,9 @@ export class SeqLog {
  * messages, then every `message` frame (onMessage(m, now) for each new one). send(key, content)
  * resolves with the ack frame and rejects with an error frame's code (or AckTimeout after
  * `ackTimeoutMs`, default 10 s). With `resume`, the log's
- * since/epoch are added to the URL.
+ * since/epoch are added to the URL. It confirms what it reads (flow control) unless `confirm` is false.
  */
-export async function parleyLogSocket(url, { headers, log = new SeqLog(), resume = false, onMessage, onFrame, ackTimeoutMs } = {}) {
+export async function parleyLogSocket(url, { headers, log = new SeqLog(), resume = false, onMessage, onFrame, ackTimeoutMs, confirm = true } = {}) {
   const pending = new Pending(ackTimeoutMs);
   const q = resume ? log.resumeQuery() : "";
   const deliver = (m, where) => {
@@ -515,6 +532,7 @@ export async function parleyLogSocket(url, { headers, log = new SeqLog(), resume
   };
   s.ws = await openWs(q ? `${url}${url.includes("?") ? "&" : "?"}${q}` : url, {
     headers,
+    confirm,
     ready: (f) => f.type === "ready" && onReady(f),
     onFrame(f) {
       if (f.type === "message") deliver(f.message, s.ready ? "live" : "before-ready");
