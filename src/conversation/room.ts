@@ -692,7 +692,13 @@ export class ConversationRoom extends Server<Env> {
   private announce(message: Message, session: Session, opened: boolean, updated: HubEvent) {
     try {
       this.emit({ type: "message", message }, { staffOnly: message.private });
-      pushIfOffline(this.env, this.ctx, this.ref(), message, () => endUserLive(this.ctx.getWebSockets("end_user"), this.subscribers.list()));
+      if (this.pushDevices !== false) {
+        const changes = this.deviceChanges;
+        const live = () => endUserLive(this.ctx.getWebSockets("end_user"), this.subscribers.list());
+        pushIfOffline(this.env, this.ctx, this.ref(), message, live, (count) => {
+          if (changes === this.deviceChanges) this.pushDevices = count > 0;
+        });
+      }
       if (opened) this.emit({ type: "session", session });
       if (opened && session.status === "open") this.enqueueForAgents(session.id);
       if (message.sender_type !== "end_user" && !message.private) this.forwardToConnector(message);
@@ -911,6 +917,20 @@ export class ConversationRoom extends Server<Env> {
         })
         .catch((err: unknown) => logError("conversation.publish", err)),
     );
+  }
+
+  /** Whether the end user has push devices: unknown until a push looked them up; the push routes reset it. */
+  private pushDevices: boolean | undefined = undefined;
+  /** devicesChanged calls so far: a lookup older than the latest change does not count. */
+  private deviceChanges = 0;
+
+  /** The push routes registered or removed a device of this conversation's end user. */
+  devicesChanged(ref: ConversationRef): Result<{}> {
+    const bad = this.adopt(ref);
+    if (bad) return bad;
+    this.deviceChanges++;
+    this.pushDevices = undefined;
+    return { ok: true };
   }
 
   /** RPC from the org hub: someone listens to live events again. */

@@ -27,11 +27,25 @@ import { pushContent, type PushContent } from "./payload";
 export const RETRY_DELAYS_MS = [200, 800, 3200];
 export const MAX_RETRY_AFTER_MS = 10_000;
 
-/** The room's one call. `endUserLive` is asked only for messages that would be pushed. */
-export function pushIfOffline(env: Env, ctx: { waitUntil(p: Promise<unknown>): void }, ref: ConversationRef, message: Message, endUserLive: () => boolean): void {
+/**
+ * The room's one call. `endUserLive` is asked only for messages that would be pushed; `onDevices`
+ * hears how many devices the end user has once they were looked up (the room remembers "none").
+ */
+export function pushIfOffline(
+  env: Env,
+  ctx: { waitUntil(p: Promise<unknown>): void },
+  ref: ConversationRef,
+  message: Message,
+  endUserLive: () => boolean,
+  onDevices?: (count: number) => void,
+): void {
   if (message.private || (message.sender_type !== "agent" && message.sender_type !== "bot")) return;
   if (endUserLive()) return;
-  ctx.waitUntil(pushMessage(env, ref, message).catch((err: unknown) => log("push.error", { conversation: ref.id, message: message.id, error: String(err) })));
+  ctx.waitUntil(
+    pushMessage(env, ref, message)
+      .then((results) => onDevices?.(results.length))
+      .catch((err: unknown) => log("push.error", { conversation: ref.id, message: message.id, error: String(err) })),
+  );
 }
 
 type Device = typeof schema.devices.$inferSelect;

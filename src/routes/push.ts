@@ -9,8 +9,8 @@
  */
 import { and, desc, eq } from "drizzle-orm";
 import { z } from "zod";
-import { ApiError } from "../core/errors";
-import { channelOfOrg, conversationForEndUser } from "../conversation/directory";
+import { ApiError, unwrap } from "../core/errors";
+import { channelOfOrg, conversationForEndUser, roomFor } from "../conversation/directory";
 import { database, schema } from "../db/client";
 import { router } from "../http/app";
 import { requireAgent } from "../http/auth";
@@ -114,6 +114,7 @@ export const pushDevices = router()
       .limit(100)
       .all();
     for (const s of stale) await db.delete(schema.devices).where(eq(schema.devices.id, s.id));
+    unwrap(await roomFor(c.env, ref).devicesChanged(ref)); // the room stops assuming "no devices"
     return c.json(
       { id: row.id, conversation_id: ref.id, platform: row.platform, push_channel_id: row.push_channel_id, registered_at: row.created_at, created: !existing },
       existing ? 200 : 201,

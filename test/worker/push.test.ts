@@ -508,6 +508,22 @@ describe("sending", () => {
     expect(apnsSends(at)[1]!.headers.authorization).toBe(apns!.headers.authorization);
   });
 
+  it("looks up an offline end user's devices once while there are none; a device registered later gets the next message", async () => {
+    const o = await pushOrg();
+    const u = await mobileUser(o);
+    const room = env.CONVERSATION.getByName(u.conversation_id);
+    const devicesKnown = () => runInDurableObject(room, (r) => (r as unknown as { pushDevices: boolean | undefined }).pushDevices);
+    await agentSays(o, u.conversation_id, "nobody to push to");
+    await eventually(async () => (await devicesKnown()) === false, "the room remembers there is no device");
+    const ft = fcmToken();
+    await u.register("fcm", ft);
+    expect(await devicesKnown()).toBeUndefined();
+    await agentSays(o, u.conversation_id, "now there is");
+    await eventually(async () => fcmSends(ft).length === 1, "the new device gets the next message");
+    expect(fcmSends(ft)[0]!.json.message.notification.body).toBe("now there is");
+    expect(await devicesKnown()).toBe(true);
+  });
+
   it("does not push whispers, the end user's own messages, or while the end user is connected", async () => {
     const o = await pushOrg("production");
     const u = await mobileUser(o);
