@@ -112,6 +112,14 @@ export class SocketIoSession extends Server<Env> {
   private decoder: Decoder | null = null;
   /** Incoming Socket.IO packets are handled one at a time, in arrival order. */
   private inbound: Promise<void> = Promise.resolve();
+  /** The memberships by conversation id, read from storage once (see memberships()). */
+  private joined: Map<string, Membership> | null = null;
+  /** The main WebSocket once looked up (null: none); undefined: look again. */
+  private main: Connection | null | undefined = undefined;
+  /** Packets of a delivery in progress, sent once its seqs are stored (see releaseHeld()). */
+  private held: Packet[] | null = null;
+  /** Conversations whose last emitted seq changed since it was last stored. */
+  private readonly dirtySeqs = new Set<string>();
 
   // ---- Engine.IO over HTTP long-polling --------------------------------------------------
 
@@ -173,6 +181,7 @@ export class SocketIoSession extends Server<Env> {
     if (!sid) {
       if (this.engine()) return conn.close(1008, "session exists");
       conn.setState({ role: "main" });
+      this.main = undefined;
       await this.handshake(ctx.request, "websocket");
       conn.send(encodeFrame(openPacket(this.name, [])));
       return;
@@ -195,6 +204,7 @@ export class SocketIoSession extends Server<Env> {
         this.flushPoll([{ type: "noop" }]);
       } else if (packet.type === "upgrade") {
         conn.setState({ role: "main" });
+        this.main = undefined;
         this.saveEngine({ ...this.engine()!, transport: "websocket" });
         this.flushPoll([{ type: "noop" }]);
         for (const p of this.takeOutbox()) conn.send(encodeFrame(p));
@@ -208,6 +218,7 @@ export class SocketIoSession extends Server<Env> {
   }
 
   override async onClose(conn: Connection<{ role: WsRole }>): Promise<void> {
+    this.main = undefined;
     if (conn.state?.role === "main" && this.engine()?.status === "open") await this.closeEngine("transport close");
   }
 
@@ -274,6 +285,7 @@ export class SocketIoSession extends Server<Env> {
     if (holder && holder !== this.name && socket?.recovered_by) {
       // This anchor's pid lives on in another session: keep the pid record, drop the rest.
       for (const [key] of this.kv.list()) if (key !== "socket" && key !== "pid_holder") this.kv.delete(key);
+      this.forgetMemberships();
       return;
     }
     if (socket && !socket.recovered_by && anchor && anchor !== this.name) {
@@ -281,9 +293,11 @@ export class SocketIoSession extends Server<Env> {
     }
     await this.ctx.storage.deleteAll();
     this.kv.cleared();
+    this.forgetMemberships();
   }
 
   private sendPackets(packets: Packet[]) {
+    if (this.held) return void this.held.push(...packets);
     const st = this.engine();
     if (!st || st.status === "closed") return;
     if (st.transport === "websocket") {
@@ -307,9 +321,17 @@ export class SocketIoSession extends Server<Env> {
     resolve(this.pollResponse(packets));
   }
 
+  /**
+   * The session's WebSocket. Remembered once found (getConnections reads every socket's
+   * attachment); forgotten when a socket closes, and absent after hibernation (found again).
+   */
   private mainSocket(): Connection | undefined {
-    for (const c of this.getConnections<{ role: WsRole }>()) if (c.state?.role === "main") return c;
-    return undefined;
+    if (this.main && this.main.readyState !== WebSocket.READY_STATE_OPEN) this.main = undefined;
+    if (this.main === undefined) {
+      this.main = null;
+      for (const c of this.getConnections<{ role: WsRole }>()) if (c.state?.role === "main") this.main = c;
+    }
+    return this.main ?? undefined;
   }
 
   private async handshake(request: Request, transport: EngineState["transport"]) {
@@ -342,6 +364,7 @@ export class SocketIoSession extends Server<Env> {
     this.saveEngine({ ...st, status: "closed", closed_at: now, ping_sent_at: null });
     this.flushPoll([{ type: "noop" }]);
     for (const c of this.getConnections()) c.close(1000, reason);
+    this.main = undefined;
     const socket = this.socket();
     if (socket?.org_id && (socket.principal?.type === "agent" || this.kv.get("connector_channel"))) {
       await this.env.ORG_HUB.getByName(socket.org_id).remoteGone(this.name).catch((err: unknown) => logError("socketio.remoteGone", err));
@@ -550,6 +573,7 @@ export class SocketIoSession extends Server<Env> {
     if (this.engine()?.status !== "open") {
       await this.ctx.storage.deleteAll();
       this.kv.cleared();
+    this.forgetMemberships();
     }
   }
 
@@ -574,13 +598,13 @@ export class SocketIoSession extends Server<Env> {
   async leave(conversationId: string): Promise<boolean> {
     const m = this.memberships().find((x) => x.ref.id === conversationId);
     if (!m) return false;
-    this.kv.delete(`m:${conversationId}`);
+    this.deleteMembership(conversationId);
     await roomFor(this.env, m.ref).unsubscribe(m.ref, this.name);
     return true;
   }
 
   membership(conversationId: string): Membership | undefined {
-    return this.kv.get<Membership>(`m:${conversationId}`);
+    return this.membershipMap().get(conversationId);
   }
 
   /** The seed 000 visitor's own conversation, joined at connect. */
@@ -660,8 +684,29 @@ export class SocketIoSession extends Server<Env> {
 
   // ---- Deliveries from rooms and hubs --------------------------------------------------------
 
-  /** RPC from a room (`conv:<id>`) or the org hub (`org:queue`, `org:presence`). False: gone. */
+  /**
+   * RPC from a room (`conv:<id>`) or the org hub (`org:queue`, `org:presence`, `connector:<channel>`):
+   * frames in emission order (fanout.ts sends what piled up during the previous RPC together).
+   * Each answer is false when the session is gone for that frame's topic. The seqs emitted are
+   * stored once per call, before the answer (the output gate holds it until they are durable).
+   */
+  async deliverMany(frames: [topic: string, frame: unknown][]): Promise<boolean[]> {
+    const out: boolean[] = [];
+    this.held = [];
+    try {
+      for (const [topic, frame] of frames) out.push(await this.deliverOne(topic, frame));
+    } finally {
+      this.releaseHeld();
+    }
+    return out;
+  }
+
+  /** One frame (rooms of an older deployment call this). */
   async deliver(topic: string, frame: unknown): Promise<boolean> {
+    return (await this.deliverMany([[topic, frame]]))[0]!;
+  }
+
+  private async deliverOne(topic: string, frame: unknown): Promise<boolean> {
     const st = this.engine();
     if (!st || st.status === "closed" || !this.socket()) return false;
     if (topic.startsWith("connector:")) {
@@ -678,8 +723,9 @@ export class SocketIoSession extends Server<Env> {
     const f = frame as ServerFrame;
     if (f.type === "message") await this.emitMessage(m, f.message);
     else {
+      const assigned = m.assigned;
       this.emitAll(renderFrame(m, f));
-      this.saveMembership(m);
+      if (m.assigned !== assigned) this.saveMembership(m);
     }
     return true;
   }
@@ -687,20 +733,39 @@ export class SocketIoSession extends Server<Env> {
   private async emitMessage(m: Membership, msg: Message) {
     if (msg.seq <= m.last_seq) return; // already emitted
     if (msg.seq > m.last_seq + 1) return this.catchUp(m); // a gap (or a whisper hidden from end users): refill from the log
-    m.last_seq = msg.seq;
-    this.saveMembership(m);
+    this.emitted(m, msg.seq);
     this.emitAll(renderMessage(m, msg), this.offset());
   }
 
   private async catchUp(m: Membership) {
+    // Nothing is held across a wait: what was emitted so far is stored and sent first.
+    const holding = this.held !== null;
+    this.releaseHeld();
     const page = await roomFor(this.env, m.ref).history(m.ref, { audience: audienceOf(m.principal), after: m.last_seq, limit: 300 });
-    if (!page.ok) return;
-    for (const msg of page.messages) {
-      if (msg.seq <= m.last_seq) continue;
-      m.last_seq = msg.seq;
-      this.saveMembership(m);
-      this.emitAll(renderMessage(m, msg), this.offset());
+    this.held = [];
+    try {
+      if (!page.ok) return;
+      for (const msg of page.messages) {
+        if (msg.seq <= m.last_seq) continue;
+        this.emitted(m, msg.seq);
+        this.emitAll(renderMessage(m, msg), this.offset());
+      }
+    } finally {
+      if (!holding) this.releaseHeld();
     }
+  }
+
+  /**
+   * Stores the seqs emitted since the last call, then sends the packets held meanwhile: a
+   * delivery's emissions leave only once (the output gate holds them until) their seqs are
+   * durable, so a restarted session never emits a message twice. Packets are held only between
+   * two waits (deliverMany and catchUp release them before any I/O).
+   */
+  private releaseHeld() {
+    this.saveSeqs();
+    const held = this.held;
+    this.held = null;
+    if (held && held.length > 0) this.sendPackets(held);
   }
 
   private emitAll(emissions: Emission[], offset?: string) {
@@ -731,12 +796,58 @@ export class SocketIoSession extends Server<Env> {
     this.kv.put("socket", s);
   }
 
+  /**
+   * The memberships, with each one's last emitted seq. A membership record is written when it
+   * is made or its `assigned` changes; the seq, which changes with every message, is its own
+   * small entry (`s:<conversation id>`), written once per delivery RPC (`saveSeqs`).
+   */
+  private membershipMap(): Map<string, Membership> {
+    if (!this.joined) {
+      this.joined = new Map();
+      for (const [, m] of this.kv.list<Membership>("m:")) {
+        m.last_seq = this.kv.get<number>(`s:${m.ref.id}`) ?? m.last_seq;
+        this.joined.set(m.ref.id, m);
+      }
+    }
+    return this.joined;
+  }
+
   private memberships(): Membership[] {
-    return this.kv.list<Membership>("m:").map(([, m]) => m);
+    return [...this.membershipMap().values()];
   }
 
   private saveMembership(m: Membership) {
     this.kv.put(`m:${m.ref.id}`, m);
+    this.kv.put(`s:${m.ref.id}`, m.last_seq);
+    this.dirtySeqs.delete(m.ref.id);
+    this.membershipMap().set(m.ref.id, m);
+  }
+
+  private deleteMembership(conversationId: string) {
+    this.kv.delete(`m:${conversationId}`);
+    this.kv.delete(`s:${conversationId}`);
+    this.dirtySeqs.delete(conversationId);
+    this.membershipMap().delete(conversationId);
+  }
+
+  /** After storage was cleared or pruned: memberships are read again. */
+  private forgetMemberships() {
+    this.joined = null;
+    this.dirtySeqs.clear();
+  }
+
+  /** Records that `seq` was emitted for this membership; stored by `saveSeqs` before the RPC answers. */
+  private emitted(m: Membership, seq: number) {
+    m.last_seq = seq;
+    this.dirtySeqs.add(m.ref.id);
+  }
+
+  private saveSeqs() {
+    for (const id of this.dirtySeqs) {
+      const m = this.membership(id);
+      if (m) this.kv.put(`s:${id}`, m.last_seq);
+    }
+    this.dirtySeqs.clear();
   }
 }
 
