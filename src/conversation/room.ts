@@ -109,6 +109,8 @@ export class ConversationRoom extends Server<Env> {
   private alarmAt: number | null | undefined = undefined;
   /** When the last flush to D1 started (this object's lifetime only: a fresh object flushes at once). */
   private lastFlushAt = 0;
+  /** During a send's append: the Socket.IO session that sent it (it is not delivered its own message). */
+  private senderSession: string | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -138,7 +140,7 @@ export class ConversationRoom extends Server<Env> {
     sender: Principal,
     input: unknown,
     beforeBroadcast?: (m: Message, duplicate: boolean) => void,
-    opts: { awaitBot?: boolean; deferBot?: boolean } = {},
+    opts: { awaitBot?: boolean; deferBot?: boolean; senderSession?: string } = {},
   ): Promise<SendResult> {
     const bad = this.adopt(ref);
     if (bad) return bad;
@@ -149,7 +151,14 @@ export class ConversationRoom extends Server<Env> {
       return fail(code, `${issue.path.join(".") || "body"}: ${issue.message}`);
     }
     const bot = sender.type === "end_user" ? await this.botSettings() : null;
-    const result = this.append(parsed.data, sender, beforeBroadcast, bot !== null);
+    // A Socket.IO sender's session emits its own message from this answer: no delivery RPC to it.
+    this.senderSession = opts.senderSession ?? null;
+    let result: SendResult;
+    try {
+      result = this.append(parsed.data, sender, beforeBroadcast, bot !== null);
+    } finally {
+      this.senderSession = null;
+    }
     if (!result.ok || result.duplicate || !bot || opts.deferBot) return result;
     const turn = this.queueBotTurn(bot, result.message, result.new_session);
     if (opts.awaitBot) return { ...result, bot: await turn };
@@ -1119,6 +1128,7 @@ export class ConversationRoom extends Server<Env> {
     const topic = `conv:${this.ref().id}`;
     for (const sub of this.subscribers.list()) {
       if (opts.staffOnly && sub.audience === "end_user") continue;
+      if (frame.type === "message" && sub.name === this.senderSession) continue;
       this.fanout.send(sub.name, topic, frame, () => this.dropSubscriber(sub.name));
     }
   }

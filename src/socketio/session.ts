@@ -114,6 +114,8 @@ export class SocketIoSession extends Server<Env> {
   private inbound: Promise<void> = Promise.resolve();
   /** The memberships by conversation id, read from storage once (see memberships()). */
   private joined: Map<string, Membership> | null = null;
+  /** WebSockets partyserver has wrapped as connections (see webSocketMessage). */
+  private readonly admitted = new WeakSet<WebSocket>();
   /** The main WebSocket once looked up (null: none); undefined: look again. */
   private main: Connection | null | undefined = undefined;
   /** Packets of a delivery in progress, sent once its seqs are stored (see releaseHeld()). */
@@ -189,6 +191,23 @@ export class SocketIoSession extends Server<Env> {
     const st = this.engine();
     if (!st || sid !== this.name || st.status === "closed" || st.transport !== "polling") return conn.close(1008, ENGINE_ERRORS.UNKNOWN_SID.message);
     conn.setState({ role: "probe" });
+  }
+
+  /**
+   * partyserver checks every incoming message's socket by reading its attachment; a socket it has
+   * already taken in (this object's lifetime) goes straight to onMessage.
+   */
+  override async webSocketMessage(ws: WebSocket, message: WSMessage): Promise<void> {
+    if (!this.admitted.has(ws)) {
+      await super.webSocketMessage(ws, message);
+      if ("server" in ws) this.admitted.add(ws); // partyserver wrapped it (it sets `server`)
+      return;
+    }
+    try {
+      await this.onMessage(ws as unknown as Connection<{ role: WsRole }>, message);
+    } catch (err) {
+      logError("socketio.message", err);
+    }
   }
 
   override async onMessage(conn: Connection<{ role: WsRole }>, data: WSMessage): Promise<void> {
@@ -728,6 +747,17 @@ export class SocketIoSession extends Server<Env> {
       if (m.assigned !== assigned) this.saveMembership(m);
     }
     return true;
+  }
+
+  /** A message this session sent (the room skipped delivering it here): emitted as a delivery would be. */
+  async emitOwn(m: Membership, msg: Message): Promise<void> {
+    if (this.engine()?.status !== "open") return;
+    this.held = [];
+    try {
+      await this.emitMessage(m, msg);
+    } finally {
+      this.releaseHeld();
+    }
   }
 
   private async emitMessage(m: Membership, msg: Message) {
