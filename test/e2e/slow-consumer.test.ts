@@ -4,13 +4,14 @@
 // message frames behind (and still is a second later), and gets nothing more; the sockets that
 // confirm get every message once, in order, and stay open, even when the room works through a
 // burst of sends queued ahead of their confirmations; the closed client resumes with since/epoch
-// and the replay fills its gap. The Web SDK confirms on its own, and after a 4009 it reconnects
-// and resumes.
+// and the replay fills its gap. The Web SDK and the console's conversation client confirm on their
+// own, and after a 4009 they reconnect and resume.
 import { afterEach, describe, expect, it } from "vitest";
+import NodeWebSocket from "ws";
 import { createClient, type Message, type ParleyClient } from "../../sdk/src/index.ts";
-import { baseUrl, waitFor } from "./harness.ts";
+import { api, baseUrl, waitFor } from "./harness.ts";
 import { newOrg, visitorId, type Org } from "./fixtures.ts";
-import { SocketPool, type WsClient } from "./ws-client.ts";
+import { SocketPool, wsUrl, type WsClient } from "./ws-client.ts";
 
 const sockets = new SocketPool();
 const clients: ParleyClient[] = [];
@@ -151,5 +152,62 @@ describe("slow consumers (L7)", () => {
     }
     expect(good.initialized()).toBe(1);
     expect(good.c.state).toBe("connected");
+  });
+
+  it("the console's conversation client confirms on its own and stays connected through a burst; one whose confirmations are lost is closed with 4009, reconnects with since/epoch and holds every message once, in order", async () => {
+    const { o, id } = await conversation();
+    // The console runs in a page: give it a window (its `online` listener) and a WebSocket that
+    // logs in as the agent with the secret key (a page sends the session cookie instead).
+    const closes: number[] = [];
+    class AgentSocket extends NodeWebSocket {
+      constructor(url: string) {
+        super(url, { headers: { authorization: `Bearer ${o.sk}` } });
+        this.addEventListener("close", (e) => closes.push(e.code));
+      }
+      override send(data: any, ...rest: any[]) {
+        // `?client=lossy`: a client whose confirmations never reach the server.
+        if (this.url.includes("client=lossy") && typeof data === "string" && data.startsWith('{"type":"received"')) return;
+        (super.send as (...args: any[]) => void)(data, ...rest);
+      }
+    }
+    const saved = { window: (globalThis as any).window, WebSocket: globalThis.WebSocket };
+    (globalThis as any).window = { addEventListener() {}, removeEventListener() {} };
+    (globalThis as any).WebSocket = AgentSocket;
+    const started: { stop(): void }[] = [];
+    try {
+      const { ConversationClient } = await import(new URL("../../public/console/agent-client.js", import.meta.url).href);
+      const open = (query: string) => {
+        const view = { sorted: [] as any[], readies: 0 };
+        const client = new ConversationClient({
+          url: () => wsUrl(`/ws/conversations/${id}?${query}`),
+          fetchHistory: async () => (await api(`/api/conversations/${id}/messages?limit=100`, { headers: { authorization: `Bearer ${o.sk}` } })).json,
+          onMessages: (sorted: any[]) => (view.sorted = sorted),
+          onReady: () => view.readies++,
+        });
+        client.start();
+        started.push(client);
+        return view;
+      };
+      const good = open("client=good");
+      const lossy = open("client=lossy");
+      await waitFor(() => good.readies === 1 && lossy.readies === 1, { message: "both consoles connected" });
+      const sender = (await agentSocket(o, id)).socket;
+
+      const n = 450;
+      await burst(sender, 1, n, "c".repeat(100));
+      await waitFor(() => closes.includes(4009), { timeoutMs: 15_000, message: "the lossy console's socket closed with 4009" });
+      await waitFor(() => lossy.readies >= 2, { timeoutMs: 20_000, message: "the lossy console reconnected" });
+      await burst(sender, n + 1, n + 20, "after");
+      for (const view of [good, lossy]) {
+        await waitFor(() => view.sorted.length >= n + 20, { timeoutMs: 30_000, message: `console has all ${n + 20}` });
+        expect(view.sorted.map((m) => m.seq)).toEqual(range(1, n + 20));
+      }
+      expect(good.readies).toBe(1);
+      expect(closes.filter((c) => c === 4009)).toHaveLength(1);
+    } finally {
+      for (const c of started) c.stop();
+      (globalThis as any).window = saved.window;
+      (globalThis as any).WebSocket = saved.WebSocket;
+    }
   });
 });
