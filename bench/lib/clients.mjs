@@ -39,7 +39,9 @@ function openWs(url, { headers, ready, onFrame, confirm = false }) {
     new Promise((resolve, reject) => {
       const ws = new WebSocket(url, { headers, perMessageDeflate: false });
       let done = false;
-      let unconfirmed = 0;
+      // Starting at a random count spreads the confirmations of a room's many sockets (L1: 2,000
+      // sockets get each message at once and would all confirm on the same one).
+      let unconfirmed = confirm ? Math.floor(Math.random() * 25) : 0;
       let unconfirmedBytes = 0;
       ws.on("message", (data) => {
         const frame = JSON.parse(String(data));
