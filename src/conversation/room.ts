@@ -467,7 +467,7 @@ export class ConversationRoom extends Server<Env> {
 
   /** The visitor's open connections here: native sockets and Socket.IO sessions (a room is one visitor's). */
   private endUserConnections(): number {
-    return [...this.getConnections("end_user")].length + this.subscribers.list().filter((s) => s.audience === "end_user").length;
+    return openSockets(this.ctx.getWebSockets("end_user")).length + this.subscribers.list().filter((s) => s.audience === "end_user").length;
   }
 
   /** A Socket.IO session left the room (it said so, closed, or stopped answering): maybe its agent's last connection. */
@@ -478,8 +478,12 @@ export class ConversationRoom extends Server<Env> {
   }
 
   /** Is this staff principal still here: a native socket (other than `exceptConnId`) or a Socket.IO session? */
-  private present(p: Principal, exceptConnId?: string): boolean {
-    for (const c of this.getConnections<SocketState>(p.type)) if (c.id !== exceptConnId && c.state?.principal.id === p.id) return true;
+  /**
+   * Whether someone has another open socket or a Socket.IO session here. By tag, not by reading
+   * every socket's attachment: 2,000 sockets of one agent opening made that quadratic (L1).
+   */
+  private present(p: Principal, except?: WebSocket): boolean {
+    if (openSockets(this.ctx.getWebSockets(whoTag(p))).some((ws) => ws !== except)) return true;
     return this.participants.remotePresent(p);
   }
 
@@ -515,7 +519,7 @@ export class ConversationRoom extends Server<Env> {
   override getConnectionTags(_conn: Connection, ctx: ConnectionContext): string[] {
     const principal = JSON.parse(ctx.request.headers.get("x-parley-principal") ?? "null") as Principal | null;
     const auth = ctx.request.headers.get("x-parley-auth");
-    return principal ? [principal.type, ...(auth ? [`auth:${auth}`] : [])] : [];
+    return principal ? [principal.type, whoTag(principal), ...(auth ? [`auth:${auth}`] : [])] : [];
   }
 
   /** The session or key that opened these sockets ended (OrgHub.revokeAuth): close them. */
@@ -530,9 +534,9 @@ export class ConversationRoom extends Server<Env> {
 
   override async onClose(conn: Connection<SocketState>): Promise<void> {
     const who = conn.state?.principal;
-    if (who && who.type !== "end_user" && !this.present(who, conn.id)) this.emit({ type: "left", participant: who }, { exceptConnId: conn.id });
+    if (who && who.type !== "end_user" && !this.present(who, conn)) this.emit({ type: "left", participant: who }, { exceptConnId: conn.id });
     if (who?.type !== "end_user") return;
-    const others = [...this.getConnections("end_user")].some((c) => c.id !== conn.id);
+    const others = openSockets(this.ctx.getWebSockets("end_user")).some((ws) => ws !== conn);
     if (!others) await this.hub().unwatch(this.ref().id).catch((err: unknown) => logError("conversation.unwatch", err));
   }
 
@@ -553,7 +557,7 @@ export class ConversationRoom extends Server<Env> {
     this.flow.track(conn, principal.type === "end_user");
     const auth = ctx.request.headers.get("x-parley-auth");
     if (auth) this.ctx.waitUntil(this.hub().trackAuth(auth, ref.id).catch((err: unknown) => logError("room.trackAuth", err)));
-    if (principal.type !== "end_user" && !this.present(principal, conn.id)) this.emit({ type: "joined", participant: principal }, { exceptConnId: conn.id });
+    if (principal.type !== "end_user" && !this.present(principal, conn)) this.emit({ type: "joined", participant: principal }, { exceptConnId: conn.id });
     const url = new URL(ctx.request.url);
     const since = url.searchParams.get("since");
     const clientEpoch = url.searchParams.get("epoch");
@@ -1159,6 +1163,15 @@ export class ConversationRoom extends Server<Env> {
   private sendError(conn: Connection, code: ErrorCode, message: string, clientMsgId?: string) {
     this.sendFrame(conn, { type: "error", code, message, retryable: ERRORS[code].retryable, ...(clientMsgId ? { client_msg_id: clientMsgId } : {}) });
   }
+}
+
+/** The socket tag naming its principal (partyserver tags sockets at accept; lookups by tag read no attachment). */
+function whoTag(p: Principal): string {
+  return `who:${p.type}:${p.id}`;
+}
+
+function openSockets(sockets: WebSocket[]): WebSocket[] {
+  return sockets.filter((ws) => ws.readyState === WebSocket.READY_STATE_OPEN);
 }
 
 function mergeTags(existing: string[], added: string[]): string[] {

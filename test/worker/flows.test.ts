@@ -185,6 +185,38 @@ describe("presence", () => {
   });
 });
 
+describe("participants", () => {
+  it("an agent with three sockets in a conversation joins once and leaves when the last one closes", async () => {
+    const o = await newOrg();
+    const visitor = await openSocket(`/ws/visitor?key=${o.pk}&external_id=many-sockets`);
+    const { conversation_id } = await visitor.next((f) => f.type === "ready");
+    const agents = [];
+    for (let i = 0; i < 3; i++) {
+      const a = await openSocket(`/ws/conversations/${conversation_id}`, { cookie: o.cookie });
+      await a.next((f) => f.type === "ready");
+      agents.push(a);
+    }
+    // A marker through the room: every frame the connects caused has reached the visitor before it.
+    const sync = async (text: string) => {
+      visitor.send({ type: "send", content: text, client_msg_id: text });
+      await visitor.next((f) => f.type === "ack" && f.client_msg_id === text);
+    };
+    await sync("after-connects");
+    const presence = () => visitor.frames.filter((f) => f.type === "joined" || f.type === "left").map((f) => `${f.type}:${f.participant.id}`);
+    expect(presence()).toEqual([`joined:${o.user.id}`]);
+    agents[0]!.close();
+    agents[1]!.close();
+    const room = env.CONVERSATION.getByName(conversation_id);
+    const openAgentSockets = () => runInDurableObject(room, (_r, s) => s.getWebSockets("agent").filter((ws) => ws.readyState === WebSocket.READY_STATE_OPEN).length);
+    await eventually(async () => (await openAgentSockets()) === 1, "the room saw two of the agent's sockets close");
+    await sync("after-two-closed");
+    expect(presence()).toEqual([`joined:${o.user.id}`]);
+    agents[2]!.close();
+    await visitor.next((f) => f.type === "left");
+    expect(presence()).toEqual([`joined:${o.user.id}`, `left:${o.user.id}`]);
+  });
+});
+
 describe("returning visitors", () => {
   it("a returning visitor is the same end user and conversation; a changed name or attribute is stored, an unchanged one writes nothing", async () => {
     const o = await newOrg();
