@@ -598,6 +598,10 @@ export class ConversationRoom extends Server<Env> {
     if (raw.length > MAX_FRAME_BYTES || (raw.length * 3 > MAX_FRAME_BYTES && new TextEncoder().encode(raw).byteLength > MAX_FRAME_BYTES)) {
       return conn.close(1009, "frame too large");
     }
+    // The most frequent frame (every socket confirms every 50 messages), in the exact form the
+    // clients send it, skips JSON.parse and zod; any other spelling takes the full path below.
+    const received = RECEIVED_FRAME.exec(raw);
+    if (received) return this.flow.confirm(conn, principal.type === "end_user", Number(received[1]));
     let json: unknown;
     try {
       json = JSON.parse(raw);
@@ -1164,6 +1168,9 @@ export class ConversationRoom extends Server<Env> {
     this.sendFrame(conn, { type: "error", code, message, retryable: ERRORS[code].retryable, ...(clientMsgId ? { client_msg_id: clientMsgId } : {}) });
   }
 }
+
+/** `{"type":"received","seq":N}` exactly as JSON.stringify writes it (N a non-negative safe integer). */
+const RECEIVED_FRAME = /^\{"type":"received","seq":(0|[1-9]\d{0,14})\}$/;
 
 /** The socket tag naming its principal (partyserver tags sockets at accept; lookups by tag read no attachment). */
 function whoTag(p: Principal): string {
