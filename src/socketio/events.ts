@@ -68,12 +68,12 @@ async function membershipFor(s: SocketIoSession, conversationId: string, dialect
 /**
  * Stores a message (the room validates it: MessageInput). When this session is in the room, the
  * room does not deliver the message back to it: the session emits it from the answer, as if
- * delivered (same seq checks), which saves a delivery RPC per message.
+ * delivered (same seq checks) right after the event's ack, which saves a delivery RPC per message.
  */
 async function send({ s, env }: Ctx, m: Membership, input: unknown) {
   const joined = s.membership(m.ref.id) === m;
   const { message } = unwrap(await roomFor(env, m.ref).send(m.ref, m.principal, input, undefined, joined ? { senderSession: s.name } : {}));
-  if (joined) await s.emitOwn(m, message);
+  if (joined) s.afterReply(() => s.emitOwn(m, message)); // after the ack, as the native protocol orders them
   return message;
 }
 

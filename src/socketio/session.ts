@@ -88,6 +88,15 @@ interface SocketState {
 
 type WsRole = "main" | "probe";
 
+/** A WebSocket's attachment: its role, and (main) the seqs emitted per conversation (see saveSeqs). */
+interface WsState {
+  role: WsRole;
+  seqs?: Record<string, number>;
+}
+
+/** Above this many rooms a session stores its seqs in storage (an attachment holds 2 KiB). */
+const MAX_SEQS_IN_ATTACHMENT = 16;
+
 /** Who asks to recover a session (re-authenticated on the new connection). */
 interface Claimant {
   principal: Principal | null;
@@ -114,10 +123,12 @@ export class SocketIoSession extends Server<Env> {
   private inbound: Promise<void> = Promise.resolve();
   /** The memberships by conversation id, read from storage once (see memberships()). */
   private joined: Map<string, Membership> | null = null;
+  /** What the event being handled does after its ack (see afterReply). */
+  private readonly repliedThen: (() => Promise<void>)[] = [];
   /** WebSockets partyserver has wrapped as connections (see webSocketMessage). */
   private readonly admitted = new WeakSet<WebSocket>();
   /** The main WebSocket once looked up (null: none); undefined: look again. */
-  private main: Connection | null | undefined = undefined;
+  private main: Connection<WsState> | null | undefined = undefined;
   /** Packets of a delivery in progress, sent once its seqs are stored (see releaseHeld()). */
   private held: Packet[] | null = null;
   /** Conversations whose last emitted seq changed since it was last stored. */
@@ -178,7 +189,7 @@ export class SocketIoSession extends Server<Env> {
 
   // ---- Engine.IO over WebSocket (direct, or upgraded from polling) -------------------------
 
-  override async onConnect(conn: Connection<{ role: WsRole }>, ctx: ConnectionContext): Promise<void> {
+  override async onConnect(conn: Connection<WsState>, ctx: ConnectionContext): Promise<void> {
     const sid = new URL(ctx.request.url).searchParams.get("sid");
     if (!sid) {
       if (this.engine()) return conn.close(1008, "session exists");
@@ -204,13 +215,13 @@ export class SocketIoSession extends Server<Env> {
       return;
     }
     try {
-      await this.onMessage(ws as unknown as Connection<{ role: WsRole }>, message);
+      await this.onMessage(ws as unknown as Connection<WsState>, message);
     } catch (err) {
       logError("socketio.message", err);
     }
   }
 
-  override async onMessage(conn: Connection<{ role: WsRole }>, data: WSMessage): Promise<void> {
+  override async onMessage(conn: Connection<WsState>, data: WSMessage): Promise<void> {
     const size = typeof data === "string" ? data.length : data.byteLength;
     if (size > MAX_PAYLOAD_BYTES) {
       await this.closeEngine("payload too large");
@@ -236,8 +247,12 @@ export class SocketIoSession extends Server<Env> {
     await this.inbound;
   }
 
-  override async onClose(conn: Connection<{ role: WsRole }>): Promise<void> {
+  override async onClose(conn: Connection<WsState>): Promise<void> {
     this.main = undefined;
+    if (conn.state?.seqs) {
+      this.membershipMap();
+      this.adoptSeqs(conn.state.seqs);
+    }
     if (conn.state?.role === "main" && this.engine()?.status === "open") await this.closeEngine("transport close");
   }
 
@@ -344,11 +359,11 @@ export class SocketIoSession extends Server<Env> {
    * The session's WebSocket. Remembered once found (getConnections reads every socket's
    * attachment); forgotten when a socket closes, and absent after hibernation (found again).
    */
-  private mainSocket(): Connection | undefined {
+  private mainSocket(): Connection<WsState> | undefined {
     if (this.main && this.main.readyState !== WebSocket.READY_STATE_OPEN) this.main = undefined;
     if (this.main === undefined) {
       this.main = null;
-      for (const c of this.getConnections<{ role: WsRole }>()) if (c.state?.role === "main") this.main = c;
+      for (const c of this.getConnections<WsState>()) if (c.state?.role === "main") this.main = c;
     }
     return this.main ?? undefined;
   }
@@ -381,6 +396,8 @@ export class SocketIoSession extends Server<Env> {
     if (!st || st.status === "closed") return;
     const now = Date.now();
     this.saveEngine({ ...st, status: "closed", closed_at: now, ping_sent_at: null });
+    this.membershipMap();
+    this.storeSeqs(); // what the WebSocket's attachment held: a recovery takes it from storage
     this.flushPoll([{ type: "noop" }]);
     for (const c of this.getConnections()) c.close(1000, reason);
     this.main = undefined;
@@ -428,6 +445,7 @@ export class SocketIoSession extends Server<Env> {
         if (typeof event !== "string") return this.closeEngine("invalid event");
         const reply = await handleEvent(this, this.env, event, args[0]);
         if (packet.id !== undefined) this.sendSio({ type: PacketType.ACK, nsp: "/", id: packet.id, data: [reply] });
+        for (const then of this.repliedThen.splice(0)) await then();
         return;
       }
       case PacketType.DISCONNECT: {
@@ -749,6 +767,11 @@ export class SocketIoSession extends Server<Env> {
     return true;
   }
 
+  /** Runs `then` once the current event is answered (its ack sent). */
+  afterReply(then: () => Promise<void>) {
+    this.repliedThen.push(then);
+  }
+
   /** A message this session sent (the room skipped delivering it here): emitted as a delivery would be. */
   async emitOwn(m: Membership, msg: Message): Promise<void> {
     if (this.engine()?.status !== "open") return;
@@ -838,8 +861,21 @@ export class SocketIoSession extends Server<Env> {
         m.last_seq = this.kv.get<number>(`s:${m.ref.id}`) ?? m.last_seq;
         this.joined.set(m.ref.id, m);
       }
+      // After hibernation: the WebSocket's attachment has the seqs emitted since they were stored.
+      const seqs = this.mainSocket()?.state?.seqs;
+      if (seqs) this.adoptSeqs(seqs);
     }
     return this.joined;
+  }
+
+  /** Seqs a WebSocket carried (newer than storage's): taken, and to be stored when it closes. */
+  private adoptSeqs(seqs: Record<string, number>) {
+    for (const [id, seq] of Object.entries(seqs)) {
+      const m = this.joined?.get(id);
+      if (!m || seq <= m.last_seq) continue;
+      m.last_seq = seq;
+      this.dirtySeqs.add(id);
+    }
   }
 
   private memberships(): Membership[] {
@@ -872,7 +908,30 @@ export class SocketIoSession extends Server<Env> {
     this.dirtySeqs.add(m.ref.id);
   }
 
+  /**
+   * Makes the emitted seqs survive hibernation. On a WebSocket they go in its attachment (no
+   * storage write per delivery; storage gets them when the socket closes): the attachment lives
+   * exactly as long as the socket, and a client whose socket is gone recovers by its own offset.
+   * Polling sessions, and sessions in too many rooms for an attachment, write storage.
+   */
   private saveSeqs() {
+    if (this.dirtySeqs.size === 0) return;
+    const conn = this.engine()?.transport === "websocket" ? this.mainSocket() : undefined;
+    const joined = this.membershipMap();
+    if (conn && joined.size <= MAX_SEQS_IN_ATTACHMENT) {
+      try {
+        const seqs: Record<string, number> = {};
+        for (const [id, m] of joined) seqs[id] = m.last_seq;
+        conn.setState({ role: "main", seqs });
+        return;
+      } catch (err) {
+        logError("socketio.attachment", err); // too large after all: storage below
+      }
+    }
+    this.storeSeqs();
+  }
+
+  private storeSeqs() {
     for (const id of this.dirtySeqs) {
       const m = this.membership(id);
       if (m) this.kv.put(`s:${id}`, m.last_seq);

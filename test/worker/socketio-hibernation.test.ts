@@ -1,0 +1,92 @@
+/**
+ * A Socket.IO session on a WebSocket keeps the seqs it emitted in the socket's attachment, not in
+ * storage per delivery (session.ts saveSeqs): an eviction (what hibernation does to memory) must
+ * neither re-emit what the client already got nor skip anything, and the seqs reach storage when
+ * the socket closes (a recovering client's previous session hands them over from there).
+ */
+import { evictDurableObject, runInDurableObject } from "cloudflare:test";
+import { env, exports } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { BASE, eventually, newOrg, openSocket } from "./helpers";
+
+/** A raw Engine.IO v4 / Socket.IO v5 client over a WebSocket (text packets only). */
+async function openSio(query: string) {
+  const res = await exports.default.fetch(new Request(`${BASE}/socket.io/?EIO=4&transport=websocket${query}`, { headers: { upgrade: "websocket" } }));
+  const ws = res.webSocket;
+  if (!ws) throw new Error(`no upgrade: ${res.status} ${await res.text()}`);
+  ws.accept();
+  const packets: string[] = [];
+  const waiters: (() => void)[] = [];
+  ws.addEventListener("message", (e) => {
+    const p = String(e.data);
+    if (p === "2") ws.send("3"); // pong
+    packets.push(p);
+    waiters.splice(0).forEach((w) => w());
+  });
+  const next = async (pred: (p: string) => boolean, timeoutMs = 5000): Promise<string> => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = packets.find(pred);
+      if (found) return found;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out; got ${JSON.stringify(packets)}`);
+      await new Promise<void>((r) => (waiters.push(r), setTimeout(r, left)));
+    }
+  };
+  const sid = JSON.parse((await next((p) => p.startsWith("0"))).slice(1)).sid as string;
+  ws.send("40");
+  await next((p) => p.startsWith("40"));
+  /** The payloads of every `event` received, in order. */
+  const events = (event: string) =>
+    packets
+      .filter((p) => p.startsWith("42"))
+      .map((p) => JSON.parse(p.slice(2)) as [string, any])
+      .filter(([name]) => name === event)
+      .map(([, payload]) => payload);
+  return { ws, sid, packets, next, events };
+}
+
+describe("Socket.IO seqs across an eviction", () => {
+  it("an evicted session on a WebSocket emits every message once (its seqs come back from the socket's attachment) and stores them when the socket closes", async () => {
+    const o = await newOrg();
+    const visitor = await openSocket(`/ws/visitor?key=${o.pk}&external_id=sio-evict`);
+    const conv = (await visitor.next((f) => f.type === "ready")).conversation_id as string;
+    const sio = await openSio("");
+    sio.ws.send(`420${JSON.stringify(["join_conversation", { conversation_id: conv, external_id: "sio-evict" }])}`);
+    expect(JSON.parse((await sio.next((p) => p.startsWith("430"))).slice(3))).toEqual([{ ok: true, conversation_id: conv }]);
+    const stub = env.SOCKETIO.getByName(sio.sid);
+    const storedSeq = () => runInDurableObject(stub, (_obj, state) => state.storage.kv.get<number>(`s:${conv}`));
+    const seqs = () => sio.events("message_received").map((m) => m.seq as number);
+
+    for (let i = 1; i <= 5; i++) visitor.send({ type: "send", content: `m${i}`, client_msg_id: `sio-e-${i}` });
+    await eventually(async () => seqs().length === 5, "5 messages emitted");
+    // Not written per delivery: storage still has the seq of the join.
+    expect(await storedSeq()).toBe(0);
+
+    await evictDurableObject(stub);
+    for (let i = 6; i <= 8; i++) visitor.send({ type: "send", content: `m${i}`, client_msg_id: `sio-e-${i}` });
+    await eventually(async () => seqs().includes(8), "message 8 emitted after the eviction");
+    expect(seqs()).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+
+    sio.ws.close(1000, "bye");
+    expect(await eventually(async () => (await storedSeq()) === 8 && 8, "seq 8 stored once the socket closed")).toBe(8);
+  });
+
+  it("the sender's session gets the ack of its send_message first, then its own message_received, once (the room does not deliver it back; the session emits it from the answer)", async () => {
+    const o = await newOrg();
+    const visitor = await openSocket(`/ws/visitor?key=${o.pk}&external_id=sio-own`);
+    const conv = (await visitor.next((f) => f.type === "ready")).conversation_id as string;
+    const sio = await openSio("");
+    sio.ws.send(`420${JSON.stringify(["join_conversation", { conversation_id: conv, external_id: "sio-own" }])}`);
+    await sio.next((p) => p.startsWith("430"));
+    for (let i = 1; i <= 3; i++) {
+      sio.ws.send(`42${i}${JSON.stringify(["send_message", { conversation_id: conv, external_id: "sio-own", content: `own ${i}`, client_msg_id: `own-${i}` }])}`);
+      await sio.next((p) => p.startsWith(`43${i}`));
+    }
+    // The visitor's native socket sees the three too: the room delivered them to everyone else.
+    await visitor.next((f) => f.type === "message" && f.message.seq === 3);
+    await eventually(async () => sio.events("message_received").length === 3, "three message_received");
+    const order = sio.packets.filter((p) => /^43[1-9]/.test(p) || p.startsWith('42["message_received"')).map((p) => (p.startsWith("43") ? `ack ${p[2]}` : `message ${JSON.parse(p.slice(2))[1].seq}`));
+    expect(order).toEqual(["ack 1", "message 1", "ack 2", "message 2", "ack 3", "message 3"]);
+  });
+});
