@@ -92,6 +92,8 @@ type WsRole = "main" | "probe";
 interface WsState {
   role: WsRole;
   seqs?: Record<string, number>;
+  /** (main) The heartbeat, newer than the stored engine state's (see engineWithHeartbeat). */
+  hb?: Pick<EngineState, "ping_sent_at" | "next_ping_at">;
 }
 
 /** Above this many rooms a session stores its seqs in storage (an attachment holds 2 KiB). */
@@ -262,10 +264,10 @@ export class SocketIoSession extends Server<Env> {
   private async onEnginePacket(packet: Packet): Promise<boolean> {
     switch (packet.type) {
       case "pong": {
-        const st = this.engine();
+        const st = this.engineWithHeartbeat();
         if (st?.ping_sent_at) {
           const next = { ...st, ping_sent_at: null, next_ping_at: st.ping_sent_at + PING_INTERVAL_MS };
-          this.saveEngine(next);
+          this.saveHeartbeat(next);
           await this.ctx.storage.setAlarm(this.nextDeadline(next));
         }
         return true;
@@ -288,7 +290,7 @@ export class SocketIoSession extends Server<Env> {
   }
 
   override async onAlarm(): Promise<void> {
-    const st = this.engine();
+    const st = this.engineWithHeartbeat();
     if (!st) return;
     const now = Date.now();
     if (st.status === "closed") {
@@ -298,11 +300,28 @@ export class SocketIoSession extends Server<Env> {
     if (st.ping_sent_at !== null && now >= st.ping_sent_at + PING_TIMEOUT_MS) return void (await this.closeEngine("ping timeout"));
     if (!this.socket() && now >= st.created_at + CONNECT_TIMEOUT_MS) return void (await this.closeEngine("connect timeout"));
     if (st.ping_sent_at === null && now >= st.next_ping_at) {
-      this.saveEngine({ ...st, ping_sent_at: now });
+      this.saveHeartbeat({ ...st, ping_sent_at: now });
       this.sendPackets([{ type: "ping" }]);
       return void (await this.ctx.storage.setAlarm(this.nextDeadline({ ...st, ping_sent_at: now })));
     }
     await this.ctx.storage.setAlarm(this.nextDeadline(st));
+  }
+
+  /**
+   * The engine state with the heartbeat's current fields. On a WebSocket they live in the socket's
+   * attachment (no storage write per ping and pong; the attachment survives hibernation, and a
+   * session whose socket is gone is closed); on polling, in the stored engine state.
+   */
+  private engineWithHeartbeat(): EngineState | undefined {
+    const st = this.engine();
+    const hb = st?.transport === "websocket" && st.status === "open" ? this.mainSocket()?.state?.hb : undefined;
+    return st && hb ? { ...st, ...hb } : st;
+  }
+
+  private saveHeartbeat(st: EngineState) {
+    const conn = st.transport === "websocket" ? this.mainSocket() : undefined;
+    if (conn) conn.setState({ ...conn.state!, hb: { ping_sent_at: st.ping_sent_at, next_ping_at: st.next_ping_at } });
+    else this.saveEngine(st);
   }
 
   /** The one alarm of an open session: the next ping, a pong's deadline, or the CONNECT deadline. */
@@ -922,7 +941,7 @@ export class SocketIoSession extends Server<Env> {
       try {
         const seqs: Record<string, number> = {};
         for (const [id, m] of joined) seqs[id] = m.last_seq;
-        conn.setState({ role: "main", seqs });
+        conn.setState({ ...conn.state!, role: "main", seqs });
         return;
       } catch (err) {
         logError("socketio.attachment", err); // too large after all: storage below

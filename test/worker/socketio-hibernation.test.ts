@@ -4,7 +4,7 @@
  * neither re-emit what the client already got nor skip anything, and the seqs reach storage when
  * the socket closes (a recovering client's previous session hands them over from there).
  */
-import { evictDurableObject, runInDurableObject } from "cloudflare:test";
+import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { BASE, eventually, newOrg, openSocket } from "./helpers";
@@ -88,5 +88,37 @@ describe("Socket.IO seqs across an eviction", () => {
     await eventually(async () => sio.events("message_received").length === 3, "three message_received");
     const order = sio.packets.filter((p) => /^43[1-9]/.test(p) || p.startsWith('42["message_received"')).map((p) => (p.startsWith("43") ? `ack ${p[2]}` : `message ${JSON.parse(p.slice(2))[1].seq}`));
     expect(order).toEqual(["ack 1", "message 1", "ack 2", "message 2", "ack 3", "message 3"]);
+  });
+
+  it("a ping and its pong over a WebSocket survive an eviction (the heartbeat lives in the socket's attachment): the next alarm is the next ping, not a timeout", async () => {
+    const o = await newOrg();
+    const sio = await openSio(`&apiKey=${o.pk}&role=visitor&visitorId=sio-hb`);
+    const stub = env.SOCKETIO.getByName(sio.sid);
+    type Hb = { ping_sent_at: number | null; next_ping_at: number };
+    // The first ping is 25 s away: make it due now (stored engine state, read again after an eviction).
+    await runInDurableObject(stub, (_o, state) => {
+      const engine = state.storage.kv.get<Hb>("engine")!;
+      state.storage.kv.put("engine", { ...engine, next_ping_at: Date.now() - 1 });
+    });
+    await evictDurableObject(stub);
+    const pingsBefore = sio.packets.filter((p) => p === "2").length;
+    const t0 = Date.now();
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    await sio.next(() => sio.packets.filter((p) => p === "2").length > pingsBefore); // the client pongs at once
+    const t1 = Date.now();
+    const hbNow = async () => JSON.parse(await runInDurableObject(stub, (s) => JSON.stringify((s as any).engineWithHeartbeat()))) as Hb;
+    await eventually(async () => (await hbNow()).ping_sent_at === null, "pong recorded");
+    await evictDurableObject(stub);
+    // A fresh instance reads the pong back from the socket's attachment: the next ping is due 25 s after the last one.
+    const after = JSON.parse(
+      await runInDurableObject(stub, async (s, state) => JSON.stringify({ hb: (s as any).engineWithHeartbeat(), alarm: await state.storage.getAlarm(), stored: state.storage.kv.get("engine") })),
+    ) as { hb: Hb; alarm: number | null; stored: Hb };
+    expect(after.hb.ping_sent_at).toBeNull();
+    expect(after.hb.next_ping_at).toBeGreaterThanOrEqual(t0 + 25_000);
+    expect(after.hb.next_ping_at).toBeLessThanOrEqual(t1 + 25_000);
+    expect(after.alarm).toBe(after.hb.next_ping_at);
+    expect(after.stored.ping_sent_at).toBeNull(); // storage was not written for the ping or the pong
+    expect(await runDurableObjectAlarm(stub)).toBe(true); // early: not a timeout, just re-armed
+    expect(sio.packets.filter((p) => p.startsWith("1") || p.startsWith("41"))).toEqual([]);
   });
 });
