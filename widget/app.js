@@ -110,28 +110,28 @@ if (!credentialValue) {
 // ---- the host page bridge (postMessage) -------------------------------------------------------
 
 /**
- * The embedding page's origin: the loader's `parent_origin`, checked against what the browser
- * says framed us (location.ancestorOrigins, where supported). No origin: no bridge at all.
+ * The embedding page's origin (RELIABILITY S16): the loader's `parent_origin`, which the server
+ * only serves this page with when it is one of the channel's allowed origins (or any origin when
+ * the channel lists none), and which must be what the browser says framed us
+ * (location.ancestorOrigins, where supported). No `parent_origin`, or a mismatch: no bridge at
+ * all (a hand-built iframe is always open and talks to nobody).
  */
 const parentOrigin = (() => {
   if (window.parent === window) return null;
   const named = params.get("parent_origin");
   const actual = location.ancestorOrigins?.[0] ?? null;
-  const valid = (o) => {
-    try {
-      return new URL(o).origin === o && /^https?:$/.test(new URL(o).protocol);
-    } catch {
-      return false;
-    }
-  };
-  if (named && valid(named)) {
-    if (actual && actual !== named) {
-      console.warn(`Parley: parent_origin ${named} is not the page that embeds this chat (${actual}): the postMessage bridge is off.`);
-      return null;
-    }
-    return named;
+  let valid = false;
+  try {
+    valid = named !== null && new URL(named).origin === named && /^https?:$/.test(new URL(named).protocol);
+  } catch {
+    // not a URL: no bridge
   }
-  return actual && valid(actual) ? actual : null;
+  if (!valid) return null;
+  if (actual !== null && actual !== named) {
+    console.warn(`Parley: parent_origin ${named} is not the page that embeds this chat (${actual}): the postMessage bridge is off.`);
+    return null;
+  }
+  return named;
 })();
 
 function toHost(message) {
@@ -139,6 +139,8 @@ function toHost(message) {
   if (parentOrigin) window.parent.postMessage(message, parentOrigin);
 }
 
+// Commands come only from the parent window at exactly that origin: not from sibling frames, popups
+// or openers, not from another origin. Anything else is ignored without an answer.
 window.addEventListener("message", (event) => {
   if (!parentOrigin || event.origin !== parentOrigin || event.source !== window.parent) return;
   const data = event.data;
