@@ -10,7 +10,8 @@
  * Callers (the Worker's adapters) pass the authenticated Principal and the ConversationRef they
  * resolved from D1 with an org-scoped query; the object keeps the ref and refuses another org.
  */
-import { Server, type Connection, type ConnectionContext, type WSMessage } from "partyserver";
+import { type Connection, type ConnectionContext, type WSMessage } from "partyserver";
+import { ParleyServer } from "../core/party";
 import type { ConversationRef } from "../core/conversation-ref";
 import { ERRORS, fail, type ErrorCode, type Result } from "../core/errors";
 import {
@@ -83,7 +84,7 @@ const PREVIEW_SETTING_TTL_MS = 10_000;
 /** After the hub said nobody listens, live events are skipped this long at most (ms) before asking again. */
 const HUB_QUIET_MS = 10_000;
 
-export class ConversationRoom extends Server<Env> {
+export class ConversationRoom extends ParleyServer {
   static override options = { hibernate: true };
 
   private readonly log: MessageLog;
