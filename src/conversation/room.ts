@@ -792,17 +792,21 @@ export class ConversationRoom extends ParleyServer {
   }
 
   private channelCache: Promise<{ kind: string; name: string } | null> | null = null;
+  /** The channel once read (undefined: not yet). A channel's kind never changes. */
+  private channelKnown: { kind: string; name: string } | null | undefined = undefined;
   private connectorChain: Promise<unknown> = Promise.resolve();
 
   /** Agent and bot messages in a connector channel's conversation go to its connector, in order. */
   private forwardToConnector(message: Message) {
+    // Most channels are not connectors: once that is known, nothing to queue.
+    if (this.channelKnown !== undefined && this.channelKnown?.kind !== "connector") return;
     const ref = this.ref();
     this.channelCache ??= database(this.env.DB)
       .select({ kind: schema.channels.kind, name: schema.channels.name })
       .from(schema.channels)
       .where(eq(schema.channels.id, ref.channel_id))
       .get()
-      .then((c) => c ?? null);
+      .then((c) => (this.channelKnown = c ?? null));
     const next = this.connectorChain.then(async () => {
       const channel = await this.channelCache;
       if (channel?.kind !== "connector") return;
