@@ -52,6 +52,18 @@ import { MAX_END_USER_SOCKETS } from "../core/limits";
 
 /** Long-poll waits are capped here (ms) and per object in count. */
 export const MAX_POLL_WAIT_MS = 30_000;
+/** Waits longer than this end at a random point of their last fifth (see pollTimeoutMs). */
+const POLL_JITTER_FROM_MS = 5_000;
+
+/**
+ * When an empty long-poll returns: at its wait, but a wait over 5 s ends at a random point of its
+ * last fifth, so polls armed together (a fleet of devices, everyone after a deploy) do not all
+ * time out and re-poll in the same instant, wave after wave (RELIABILITY.md L3).
+ */
+export function pollTimeoutMs(waitMs: number): number {
+  const capped = Math.min(waitMs, MAX_POLL_WAIT_MS);
+  return capped > POLL_JITTER_FROM_MS ? capped - Math.random() * capped * 0.2 : capped;
+}
 const MAX_WAITERS = 1_000;
 
 /** Per-socket attachment: who this is. Small and fixed-size; it survives hibernation. */
@@ -241,7 +253,7 @@ export class ConversationRoom extends ParleyServer {
           timer: setTimeout(() => {
             this.waiters = this.waiters.filter((w) => w !== waiter);
             resolve(false);
-          }, Math.min(opts.waitMs, MAX_POLL_WAIT_MS)),
+          }, pollTimeoutMs(opts.waitMs)),
         };
         this.waiters.push(waiter);
       });

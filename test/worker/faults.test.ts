@@ -312,6 +312,26 @@ describe("long-poll (F12)", () => {
     await assertX1(ref.id);
   });
 
+  it("(iv) empty polls armed together with a 6 s wait come back spread over its last fifth (no re-poll wave), each with [] and no waiter left", async () => {
+    const o = await newOrg();
+    const v = dostiVisitor(o.pk, "lp-jitter");
+    const boot = (await v.send("boot")).body.message;
+    const { ref } = await conversationOf(o.pk, "lp-jitter");
+    const t0 = Date.now();
+    const back = await Promise.all(
+      Array.from({ length: 12 }, () => v.poll(boot.timestamp, 6).then((r) => ({ ms: Date.now() - t0, status: r.status, body: r.body }))),
+    );
+    for (const r of back) {
+      expect([r.status, r.body]).toEqual([200, { success: true, messages: [] }]);
+      expect(r.ms).toBeGreaterThanOrEqual(4_750);
+      expect(r.ms).toBeLessThan(7_500);
+    }
+    const times = back.map((r) => r.ms).sort((a, b) => a - b);
+    // Without the jitter all twelve return within a few ms of 6 s.
+    expect(times.at(-1)! - times[0]!).toBeGreaterThan(150);
+    expect(await waiterCount(ref.id)).toBe(0);
+  });
+
   it("(iii) two concurrent polls on one cursor both wake with the same messages; neither hangs; nothing is split between them", async () => {
     const o = await newOrg();
     const v = dostiVisitor(o.pk, "lp-two");
