@@ -5,6 +5,7 @@
 //   node bench/profile.mjs                      native WS, 100 conversations, 200 msg/s, 10 s
 //   PROFILE_SURFACE=sio PROFILE_RATE=100 node bench/profile.mjs
 //   PROFILE_SURFACE=rest node bench/profile.mjs  agents send over REST (Bearer secret key, as S5), visitors receive on WS
+//   PROFILE_SURFACE=poll node bench/profile.mjs  visitors' seed 000 polls (wait=0) at the rate: what one poll request costs
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -39,9 +40,11 @@ try {
   const target = surface === "sio" ? parleySioTarget(server, org) : parleyWsTarget(server, org);
   const convs = await target.provision(convCount, "prof");
   let received = 0;
-  const rest = surface === "rest" ? parleyRest(server, org) : null;
+  const rest = surface === "rest" || surface === "poll" ? parleyRest(server, org) : null;
+  const never = new AbortController().signal;
   const pairs = await mapLimit(convs, 8, async (conv) => {
     const pair = await target.openPair(conv, { sender: "agent", onMessage: () => received++ });
+    if (surface === "poll") return { ...pair, send: () => rest.poll(conv.ext, Date.now(), 0, never).then(() => void received++) };
     return rest ? { ...pair, send: (key, content) => rest.agentSend(conv.id, content, key) } : pair;
   });
 
