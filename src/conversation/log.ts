@@ -96,8 +96,17 @@ export class MessageLog {
     return this.last().seq;
   }
 
-  /** The newest appended messages, contiguous by seq (the flush reads them without SQL). */
+  /**
+   * The newest appended messages, contiguous by seq, and their created_ms: the flush and the
+   * polls that ask for what is new read them without SQL. Cleared when statuses change.
+   */
   private recent: Message[] = [];
+  private recentMs: number[] = [];
+
+  private forget() {
+    this.recent = [];
+    this.recentMs = [];
+  }
 
   /** Messages after `after` for the flush to D1 (every audience), oldest first. */
   unflushed(after: number, limit: number): Message[] {
@@ -156,7 +165,11 @@ export class MessageLog {
     this.tip = { seq: row.seq, ms: row.created_ms };
     const message = this.toMessage(row);
     this.recent.push(message);
-    if (this.recent.length > 100) this.recent.shift();
+    this.recentMs.push(row.created_ms);
+    if (this.recent.length > 100) {
+      this.recent.shift();
+      this.recentMs.shift();
+    }
     return message;
   }
 
@@ -170,6 +183,8 @@ export class MessageLog {
    * (the Chat API's events: agent replies only, unless it asks for all).
    */
   query(q: { after?: number; afterMs?: number; audience: Audience; senders?: SenderType[]; limit: number }): Message[] {
+    const known = this.fromMemory(q);
+    if (known) return known;
     const where = [q.afterMs !== undefined ? "created_ms > ?" : "seq > ?"];
     const params: (string | number)[] = [q.afterMs ?? q.after ?? 0];
     if (q.senders) {
@@ -179,6 +194,28 @@ export class MessageLog {
     return this.rows(`SELECT * FROM messages WHERE ${where.join(" AND ")} ${visible(q.audience)} ORDER BY seq LIMIT ?`, ...params, q.limit);
   }
 
+
+  /**
+   * The answer to a query after a seq or a time at or past the oldest kept message (what polls and
+   * resumes usually ask: "anything new?"), from memory; null when SQL must answer. created_ms rises
+   * with seq, so everything newer than such a point is kept.
+   */
+  private fromMemory(q: { after?: number; afterMs?: number; audience: Audience; senders?: SenderType[]; limit: number }): Message[] | null {
+    const tip = this.last();
+    const byTime = q.afterMs !== undefined;
+    const after = byTime ? q.afterMs! : (q.after ?? 0);
+    if (after >= (byTime ? tip.ms : tip.seq)) return [];
+    if (this.recent.length === 0 || after < (byTime ? this.recentMs[0]! : this.recent[0]!.seq - 1)) return null;
+    const out: Message[] = [];
+    for (let i = 0; i < this.recent.length && out.length < q.limit; i++) {
+      const m = this.recent[i]!;
+      if ((byTime ? this.recentMs[i]! : m.seq) <= after) continue;
+      if (q.audience === "end_user" && m.private) continue;
+      if (q.senders && !q.senders.includes(m.sender_type)) continue;
+      out.push(m);
+    }
+    return out;
+  }
 
   /** A page counted back from the newest message (offset 0 = the latest `limit`), oldest first. */
   latest(limit: number, offset: number, audience: Audience): Message[] {
@@ -194,7 +231,7 @@ export class MessageLog {
   }
 
   setStatus(id: string, status: DeliveryStatus): boolean {
-    this.recent = []; // statuses changed under the kept copies
+    this.forget(); // statuses changed under the kept copies
     return this.sql.exec("UPDATE messages SET status = ? WHERE id = ?", status, id).rowsWritten > 0;
   }
 
@@ -222,7 +259,7 @@ export class MessageLog {
   /** Marks the other side's messages up to `seq` as READ; returns how many changed. */
   markRead(upToSeq: number, readerSide: "end_user" | "staff"): number {
     const cond = readerSide === "end_user" ? "sender_type != 'end_user'" : "sender_type = 'end_user'";
-    this.recent = []; // statuses changed under the kept copies
+    this.forget(); // statuses changed under the kept copies
     return this.sql.exec(`UPDATE messages SET status = 'READ' WHERE seq <= ? AND status != 'READ' AND ${cond}`, upToSeq).rowsWritten;
   }
 

@@ -1,6 +1,11 @@
 /** Seed 001's rich media shapes, validated at the edge and stored as sent. */
+import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import { MessageLog } from "../../src/conversation/log";
+import type { ConversationRoom } from "../../src/conversation/room";
+import type { SenderType } from "../../src/core/message";
 import { eventually, newOrg, dostiVisitor } from "./helpers";
+import { conversationOf } from "./invariants";
 
 const valid: Record<string, unknown>[] = [
   { content_type: "image", content: "Optional caption", rich_media: { url: "https://example.com/photo.jpg", alt: "A scenic view" } },
@@ -68,5 +73,47 @@ describe("client message ids and the per-sender rate limit", () => {
     expect(changed.status).toBe(409);
     const polled = await v.poll(0);
     expect(polled.body.messages.map((m: any) => m.message)).toEqual(Array.from({ length: 20 }, (_, i) => `m${i + 1}`));
+  });
+});
+
+describe("the log answers 'what is new' from memory", () => {
+  it("every query after a seq or a time, any audience, sender filter and limit, answers exactly what SQLite answers; also after statuses change", async () => {
+    const o = await newOrg();
+    const { ref, stub } = await conversationOf(o.pk, "memory-log");
+    const visitor = { type: "end_user" as const, id: "memory-log", name: null };
+    const agent = { type: "agent" as const, id: o.user.id, name: "Agent" };
+    const send = async (who: typeof visitor | typeof agent, i: number, whisper = false) => {
+      const r = await stub.send(ref, who, { content: `m${i}`, client_msg_id: `ml-${i}`, private: whisper });
+      expect(r.ok).toBe(true);
+    };
+    for (let i = 0; i < 12; i++) await send(i % 3 === 0 ? agent : visitor, i, i % 5 === 4 && i % 3 === 0);
+    const compare = () =>
+      runInDurableObject(stub, (r: ConversationRoom, state) => {
+        const log = (r as unknown as { log: MessageLog }).log;
+        const fresh = new MessageLog(state.storage.sql, () => ref.id); // nothing kept: SQLite answers
+        const all = fresh.query({ after: 0, audience: "staff", limit: 1000 });
+        const times = all.flatMap((m) => [Date.parse(m.created_at) - 1, Date.parse(m.created_at)]);
+        let compared = 0;
+        for (const audience of ["staff", "end_user"] as const) {
+          for (const senders of [undefined, ["agent"], ["end_user", "bot"]] as SenderType[][]) {
+            for (const limit of [1, 3, 100]) {
+              for (const after of [0, ...all.map((m) => m.seq)]) {
+                expect(log.query({ after, audience, senders, limit })).toEqual(fresh.query({ after, audience, senders, limit }));
+                compared++;
+              }
+              for (const afterMs of times) {
+                expect(log.query({ afterMs, audience, senders, limit })).toEqual(fresh.query({ afterMs, audience, senders, limit }));
+                compared++;
+              }
+            }
+          }
+        }
+        return compared;
+      });
+    expect(await compare()).toBeGreaterThan(500);
+    // A read receipt changes statuses: the kept copies are dropped, and what is kept again stays exact.
+    expect((await stub.markRead(ref, visitor, { seq: 6 })).ok).toBe(true);
+    for (let i = 12; i < 16; i++) await send(i % 2 ? agent : visitor, i);
+    expect(await compare()).toBeGreaterThan(500);
   });
 });
