@@ -14,7 +14,8 @@
  * (`deliver`). Memberships remember the last seq emitted per conversation, so a gap is refilled
  * from the room's log and a duplicate is dropped: every dialect sees the same ordered log.
  */
-import { Server, type Connection, type ConnectionContext, type WSMessage } from "partyserver";
+import { type Connection, type ConnectionContext, type WSMessage } from "partyserver";
+import { ParleyServer } from "../core/party";
 import { Decoder, Encoder, PacketType, type Packet as SioPacket } from "socket.io-parser";
 import { z } from "zod";
 import { randomToken, safeEqual } from "../core/crypto";
@@ -114,7 +115,7 @@ export type Handover = { socket: SocketState; memberships: Membership[]; org_top
 
 const encoder = new Encoder();
 
-export class SocketIoSession extends Server<Env> {
+export class SocketIoSession extends ParleyServer {
   static override options = { hibernate: true };
 
   private readonly kv = new KvCache(this.ctx.storage.kv);
@@ -127,8 +128,6 @@ export class SocketIoSession extends Server<Env> {
   private joined: Map<string, Membership> | null = null;
   /** What the event being handled does after its ack (see afterReply). */
   private readonly repliedThen: (() => Promise<void>)[] = [];
-  /** WebSockets partyserver has wrapped as connections (see webSocketMessage). */
-  private readonly admitted = new WeakSet<WebSocket>();
   /** The main WebSocket once looked up (null: none); undefined: look again. */
   private main: Connection<WsState> | null | undefined = undefined;
   /** Packets of a delivery in progress, sent once its seqs are stored (see releaseHeld()). */
@@ -204,23 +203,6 @@ export class SocketIoSession extends Server<Env> {
     const st = this.engine();
     if (!st || sid !== this.name || st.status === "closed" || st.transport !== "polling") return conn.close(1008, ENGINE_ERRORS.UNKNOWN_SID.message);
     conn.setState({ role: "probe" });
-  }
-
-  /**
-   * partyserver checks every incoming message's socket by reading its attachment; a socket it has
-   * already taken in (this object's lifetime) goes straight to onMessage.
-   */
-  override async webSocketMessage(ws: WebSocket, message: WSMessage): Promise<void> {
-    if (!this.admitted.has(ws)) {
-      await super.webSocketMessage(ws, message);
-      if ("server" in ws) this.admitted.add(ws); // partyserver wrapped it (it sets `server`)
-      return;
-    }
-    try {
-      await this.onMessage(ws as unknown as Connection<WsState>, message);
-    } catch (err) {
-      logError("socketio.message", err);
-    }
   }
 
   override async onMessage(conn: Connection<WsState>, data: WSMessage): Promise<void> {
