@@ -1,20 +1,10 @@
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import type { ConversationRef } from "../../src/core/conversation-ref";
 import { d1Sink } from "../../src/conversation/d1-sink";
 import type { ConversationRoom } from "../../src/conversation/room";
-import { call, dostiVisitor, eventually, newOrg, openSocket } from "./helpers";
-
-async function conversationOf(pk: string, visitorId: string) {
-  const r = await call("/chat-widget/session", { body: { key: pk, session_id: visitorId } });
-  expect(r.status).toBe(200);
-  const row = await env.DB.prepare("SELECT c.*, u.external_id, u.display_name FROM conversations c JOIN end_users u ON u.id = c.end_user_id WHERE c.id = ?")
-    .bind(r.body.conversation_id)
-    .first<any>();
-  const ref: ConversationRef = { id: row.id, org_id: row.org_id, channel_id: row.channel_id, end_user: { id: row.end_user_id, external_id: row.external_id, display_name: row.display_name } };
-  return { ref, stub: env.CONVERSATION.getByName(ref.id) };
-}
+import { dostiVisitor, eventually, newOrg, openSocket } from "./helpers";
+import { conversationOf } from "./invariants";
 
 const d1Seqs = async (conversationId: string) =>
   (await env.DB.prepare("SELECT seq FROM messages WHERE conversation_id = ? ORDER BY seq").bind(conversationId).all<{ seq: number }>()).results.map((r) => r.seq);
