@@ -5,8 +5,9 @@
  * socket still holds. So clients confirm what they have taken in (`{"type":"received","seq":N}`,
  * at least every 50 message frames or 256 KiB of them; a `read` receipt counts too) and the room
  * counts, per socket, the `message` frames sent since its last confirmation. A socket more than
- * MAX_UNCONFIRMED_MESSAGES messages or MAX_UNCONFIRMED_BYTES behind, and still so
- * SLOW_CONSUMER_GRACE_MS later, is closed with SLOW_CONSUMER_CLOSE (4009 `slow_consumer`) and
+ * MAX_UNCONFIRMED_MESSAGES messages or MAX_UNCONFIRMED_BYTES behind, still so
+ * SLOW_CONSUMER_GRACE_MS later, and silent (no confirmation for SLOW_CONSUMER_STALL_MS) or past
+ * HARD_MAX_UNCONFIRMED_BYTES, is closed with SLOW_CONSUMER_CLOSE (4009 `slow_consumer`) and
  * gets nothing more; its client reconnects with `since`/`epoch` and the replay fills the gap (or
  * says `resync_required` past MAX_REPLAY).
  *
@@ -38,6 +39,14 @@ export const CONFIRM_EVERY_BYTES = 256 * 1024;
  * delay covers the client's round trip.
  */
 export const SLOW_CONSUMER_GRACE_MS = 1_000;
+/**
+ * ... and closed then only if it has confirmed nothing for this long (ms): a room too busy to keep
+ * up (its input queued behind a burst) makes every reader look behind, but readers still confirm
+ * as the room works through its input, while a stalled one confirms nothing at all.
+ */
+export const SLOW_CONSUMER_STALL_MS = 5_000;
+/** Past this much unconfirmed message text a socket is closed after the grace, confirmations or not: the memory bound. */
+export const HARD_MAX_UNCONFIRMED_BYTES = 16 * 1024 * 1024;
 /** Recent messages whose totals a confirmation can name (older ones are past the bound anyway). */
 const RING = 1024;
 
@@ -49,6 +58,8 @@ interface SocketFlow {
   stream: Stream;
   count: number;
   bytes: number;
+  /** When it last confirmed anything (or was first tracked). */
+  at: number;
 }
 
 export class FlowControl {
@@ -70,7 +81,7 @@ export class FlowControl {
   /** A socket opens: it owes nothing for what was sent before. */
   track(ws: WebSocket, endUser: boolean): void {
     const s: Stream = endUser ? 1 : 0;
-    this.sockets.set(ws, { stream: s, count: this.count[s]!, bytes: this.bytes[s]! });
+    this.sockets.set(ws, { stream: s, count: this.count[s]!, bytes: this.bytes[s]!, at: Date.now() });
   }
 
   /**
@@ -108,6 +119,7 @@ export class FlowControl {
       return;
     }
     const s = f.stream;
+    f.at = Date.now();
     if (seq >= this.lastSeq) {
       f.count = this.count[s]!;
       f.bytes = this.bytes[s]!;
@@ -172,15 +184,26 @@ export class FlowControl {
   private readonly suspects = new Set<WebSocket>();
   private recheckTimer: ReturnType<typeof setTimeout> | null = null;
 
-  /** Closes the suspects still over the bound; the others are back under the floor's watch. */
+  /**
+   * Closes the suspects still over the bound that have confirmed nothing for SLOW_CONSUMER_STALL_MS
+   * (or are past the hard memory bound); those still confirming are checked again later; the
+   * others are back under the floor's watch.
+   */
   private recheck(): void {
     this.recheckTimer = null;
     const suspects = [...this.suspects];
     this.suspects.clear();
+    const now = Date.now();
+    let next = Infinity;
     for (const ws of suspects) {
       const f = this.sockets.get(ws);
       if (!f || ws.readyState !== WebSocket.READY_STATE_OPEN || !this.over(f.stream, f.count, f.bytes)) continue;
       const s = f.stream;
+      if (now - f.at < SLOW_CONSUMER_STALL_MS && this.bytes[s]! - f.bytes <= HARD_MAX_UNCONFIRMED_BYTES) {
+        this.suspects.add(ws); // behind but confirming: the room is busy, not the client stalled
+        next = Math.min(next, f.at + SLOW_CONSUMER_STALL_MS);
+        continue;
+      }
       console.error(JSON.stringify({ at: "room.slow_consumer", unconfirmed_messages: this.count[s]! - f.count, unconfirmed_bytes: this.bytes[s]! - f.bytes }));
       try {
         ws.close(SLOW_CONSUMER_CLOSE, SLOW_CONSUMER_REASON);
@@ -189,5 +212,9 @@ export class FlowControl {
       }
     }
     this.sweep();
+    if (this.suspects.size > 0 && next < Infinity) {
+      if (this.recheckTimer) clearTimeout(this.recheckTimer);
+      this.recheckTimer = setTimeout(() => this.recheck(), Math.max(SLOW_CONSUMER_GRACE_MS, next - now));
+    }
   }
 }

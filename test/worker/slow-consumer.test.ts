@@ -40,6 +40,27 @@ async function barrier(s: Socket) {
 }
 
 describe("flow control (slow consumers)", () => {
+  it("a socket over the bound that still confirms (a room too busy to keep up makes every reader look behind) stays open; once it has confirmed nothing for 5 s it is closed with 4009", async () => {
+    const room = await conversation();
+    const { o, ref } = room;
+    const lagging = await openSocket(`/ws/conversations/${ref.id}`, { cookie: o.cookie });
+    await lagging.next((f) => f.type === "ready");
+    await sendMany(room, 1, 400);
+    await lagging.next((f) => f.type === "message" && f.message.seq === 400);
+    // Confirmations that trail the head by 340 (past the 300 bound), for 4 s: the room's input is "late", not silent.
+    const until = Date.now() + 4_000;
+    let seq = 40;
+    while (Date.now() < until) {
+      lagging.send({ type: "received", seq: seq++ });
+      await barrier(lagging);
+      expect(lagging.closed).toBeNull();
+      await new Promise((r) => setTimeout(r, 400));
+    }
+    const silentFrom = Date.now();
+    expect(await lagging.waitClosed(15_000)).toEqual({ code: 4009, reason: "slow_consumer" });
+    expect(Date.now() - silentFrom).toBeGreaterThanOrEqual(4_000);
+  });
+
   it("a confirmation names a seq: confirming an old one leaves the socket charged for everything after it, and it is closed with 4009; one that confirmed the head is not", async () => {
     const room = await conversation();
     const { o, ref } = room;
