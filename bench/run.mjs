@@ -454,11 +454,17 @@ async function s5() {
       return rec;
     });
     const t0 = performance.now();
-    for (let i = 0; i < polls.length; i++) {
-      const rec = polls[i];
-      rec.promise = rec.v.rest
+    // A poll that comes back empty before its conversation's send is armed again at once, as any
+    // long-poll client does (Parley ends an empty wait over 5 s somewhere in its last fifth, so
+    // waits armed together do not expire together): its send is timed against the poll waiting then.
+    const arm = (rec) =>
+      rec.v.rest
         .poll(rec.v.ext, rec.v.cursor, c.wait_s, abort.signal)
         .then((r) => {
+          if (rec.sentAt === null && r?.messages?.length === 0 && !abort.signal.aborted) {
+            rec.rearmed = (rec.rearmed ?? 0) + 1;
+            return arm(rec);
+          }
           rec.returnedAt = performance.now();
           rec.result = r;
           if (rec.sentAt === null) rec.early = true;
@@ -467,6 +473,8 @@ async function s5() {
           rec.returnedAt = performance.now();
           rec.error = String(err.message ?? err);
         });
+    for (let i = 0; i < polls.length; i++) {
+      polls[i].promise = arm(polls[i]);
       if (i % 100 === 99) await sleep(25);
     }
     const armMs = performance.now() - t0;
@@ -536,6 +544,7 @@ async function s5() {
       sends,
       returned_with_the_message: right.length,
       early_returns: polls.slice(0, sends).filter((p) => p.early).length,
+      rearmed_before_send: polls.slice(0, sends).reduce((n, p) => n + (p.rearmed ?? 0), 0),
       poll_errors: [...new Set(polls.filter((p) => p.error && p.sentAt !== null && p.returnedAt - p.sentAt < c.wait_s * 1000).map((p) => p.error))].slice(0, 3),
       send_to_return_ms: summary(lat),
       send_ack_ms: summary(sendResults.filter((r) => r.ok).map((r) => r.ms)),
