@@ -44,9 +44,9 @@ export const SLOW_CONSUMER_GRACE_MS = 1_000;
  * up (its input queued behind a burst) makes every reader look behind, but readers still confirm
  * as the room works through its input, while a stalled one confirms nothing at all.
  */
-export const SLOW_CONSUMER_STALL_MS = 5_000;
+export const SLOW_CONSUMER_STALL_MS = 2_000;
 /** Past this much unconfirmed message text a socket is closed after the grace, confirmations or not: the memory bound. */
-export const HARD_MAX_UNCONFIRMED_BYTES = 16 * 1024 * 1024;
+export const HARD_MAX_UNCONFIRMED_BYTES = 8 * 1024 * 1024;
 /** Recent messages whose totals a confirmation can name (older ones are past the bound anyway). */
 const RING = 1024;
 

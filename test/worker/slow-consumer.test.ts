@@ -40,7 +40,7 @@ async function barrier(s: Socket) {
 }
 
 describe("flow control (slow consumers)", () => {
-  it("a socket over the bound that still confirms (a room too busy to keep up makes every reader look behind) stays open; once it has confirmed nothing for 5 s it is closed with 4009", async () => {
+  it("a socket over the bound that still confirms (a room too busy to keep up makes every reader look behind) stays open; once it has confirmed nothing for 2 s it is closed with 4009", async () => {
     const room = await conversation();
     const { o, ref } = room;
     const lagging = await openSocket(`/ws/conversations/${ref.id}`, { cookie: o.cookie });
@@ -58,7 +58,7 @@ describe("flow control (slow consumers)", () => {
     }
     const silentFrom = Date.now();
     expect(await lagging.waitClosed(15_000)).toEqual({ code: 4009, reason: "slow_consumer" });
-    expect(Date.now() - silentFrom).toBeGreaterThanOrEqual(4_000);
+    expect(Date.now() - silentFrom).toBeGreaterThanOrEqual(1_500);
   });
 
   it("a confirmation names a seq: confirming an old one leaves the socket charged for everything after it, and it is closed with 4009; one that confirmed the head is not", async () => {
