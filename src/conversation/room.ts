@@ -122,6 +122,12 @@ export class ConversationRoom extends ParleyServer {
   private alarmAt: number | null | undefined = undefined;
   /** When the last flush to D1 started (this object's lifetime only: a fresh object flushes at once). */
   private lastFlushAt = 0;
+  /**
+   * The wait after it before the next batched flush: the interval times a random 0.8-1.2, drawn
+   * once per flush, so rooms that started together (a deploy, a load test) drift apart instead of
+   * sending their D1 batches in the same instant every second.
+   */
+  private flushGap = 0;
   /** During a send's append: the Socket.IO session that sent it (it is not delivered its own message). */
   private senderSession: string | null = null;
 
@@ -1037,6 +1043,7 @@ export class ConversationRoom extends ParleyServer {
     const ref = this.meta("ref");
     if (!ref) return;
     this.lastFlushAt = Date.now();
+    this.flushGap = flushIntervalMs(this.env) * (0.8 + 0.4 * Math.random());
     const sink = this.sink ?? d1Sink(this.env.DB, this.ref());
     for (;;) {
       const outcome = await flushOnce(this.outbox(), sink);
@@ -1075,7 +1082,7 @@ export class ConversationRoom extends ParleyServer {
   private scheduleFlush() {
     const now = Date.now();
     const backlog = this.log.head() - Number(this.meta("flushed_seq") ?? 0);
-    const batched = backlog >= FLUSH_BATCH_ROWS ? now : Math.max(now, this.lastFlushAt + flushIntervalMs(this.env));
+    const batched = backlog >= FLUSH_BATCH_ROWS ? now : Math.max(now, this.lastFlushAt + this.flushGap);
     this.scheduleAlarm(Math.max(batched, Number(this.meta("flush_retry_at") ?? 0)));
   }
 
