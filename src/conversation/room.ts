@@ -17,6 +17,7 @@ import { ERRORS, fail, type ErrorCode, type Result } from "../core/errors";
 import {
   audienceOf,
   draftFingerprint,
+  fitsUtf8,
   MessageInput,
   type Audience,
   type DeliveryStatus,
@@ -60,7 +61,7 @@ const POLL_JITTER_FROM_MS = 5_000;
  * last fifth, so polls armed together (a fleet of devices, everyone after a deploy) do not all
  * time out and re-poll in the same instant, wave after wave (RELIABILITY.md L3).
  */
-export function pollTimeoutMs(waitMs: number): number {
+function pollTimeoutMs(waitMs: number): number {
   const capped = Math.min(waitMs, MAX_POLL_WAIT_MS);
   return capped > POLL_JITTER_FROM_MS ? capped - Math.random() * capped * 0.2 : capped;
 }
@@ -496,10 +497,10 @@ export class ConversationRoom extends ParleyServer {
     if (who && !this.present(who)) this.emit({ type: "left", participant: who });
   }
 
-  /** Is this staff principal still here: a native socket (other than `exceptConnId`) or a Socket.IO session? */
   /**
-   * Whether someone has another open socket or a Socket.IO session here. By tag, not by reading
-   * every socket's attachment: 2,000 sockets of one agent opening made that quadratic (L1).
+   * Is this principal still here: an open native socket (other than `except`) or a Socket.IO
+   * session? By tag, not by reading every socket's attachment: 2,000 sockets of one agent opening
+   * made that quadratic (L1).
    */
   private present(p: Principal, except?: WebSocket): boolean {
     if (openSockets(this.ctx.getWebSockets(whoTag(p))).some((ws) => ws !== except)) return true;
@@ -614,7 +615,7 @@ export class ConversationRoom extends ParleyServer {
     const principal = conn.state?.principal;
     if (!principal) return conn.close(4403, "forbidden");
     if (typeof raw !== "string") return this.sendError(conn, "unknown_event", "frames are JSON text");
-    if (raw.length > MAX_FRAME_BYTES || (raw.length * 3 > MAX_FRAME_BYTES && new TextEncoder().encode(raw).byteLength > MAX_FRAME_BYTES)) {
+    if (!fitsUtf8(raw, MAX_FRAME_BYTES)) {
       return conn.close(1009, "frame too large");
     }
     // The most frequent frame (every socket confirms every 50 messages), in the exact form the
@@ -1169,7 +1170,7 @@ export class ConversationRoom extends ParleyServer {
    * Sends to this room's native sockets (what partyserver's broadcast does, without reading every
    * socket's attachment two or three times per frame: a room with 2,000 sockets sends 2,000 frames
    * per message). partyserver tags each socket with its connection id and our tags (the
-   * principal type), so the exceptions are looked up by tag.
+   * principal type and `who:` tag), so the exceptions are looked up by tag.
    */
   private sendToSockets(text: string, opts: { staffOnly?: boolean; exceptConnId?: string | null } = {}) {
     const skip = new Set<WebSocket>(opts.staffOnly ? this.ctx.getWebSockets("end_user") : []);
