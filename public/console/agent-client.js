@@ -28,6 +28,7 @@ const FATAL_CLOSE_CODES = new Set([4403]);
  * Flow control (docs/protocol.md): a conversation socket confirms with `received` after this many
  * message frames or characters of them. The server closes one 300 messages or 4 MiB behind with
  * 4009 (slow_consumer), after which the client reconnects and resumes like after any drop.
+ * The same numbers as src/core/wire.ts (this file is served as written, without a build).
  */
 const CONFIRM_EVERY_MESSAGES = 50;
 const CONFIRM_EVERY_CHARS = 256 * 1024;

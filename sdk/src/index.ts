@@ -28,6 +28,7 @@
  */
 import ReconnectingWebSocket from "partysocket/ws";
 import type { AccountStatus, Message as WireMessage, QueueStatus, SenderType, ServerFrame as WireServerFrame, Session, TypedRichMedia } from "../../src/core/wire.ts";
+import { CONFIRM_EVERY_CHARS, CONFIRM_EVERY_MESSAGES } from "../../src/core/wire.js";
 
 // ---- the wire model (Parley's message object, seed 001's rich media) -----------------------
 
@@ -175,13 +176,9 @@ const MAX_CONTENT_BYTES = 16 * 1024;
 const PING_FRAME = '{"type":"ping"}';
 /** Close codes after which reconnecting cannot help (the principal was refused). */
 const FATAL_CLOSE_CODES = new Set([4403]);
-/**
- * Flow control (docs/protocol.md): `received` goes out after this many message frames or this
- * many characters of them, whichever first. The server closes a socket 300 messages or 4 MiB
- * behind with 4009 (slow_consumer); the SDK then reconnects and resumes like after any drop.
- */
-const CONFIRM_EVERY_MESSAGES = 50;
-const CONFIRM_EVERY_CHARS = 256 * 1024;
+// Flow control (docs/protocol.md): `received` goes out after CONFIRM_EVERY_MESSAGES message
+// frames or CONFIRM_EVERY_CHARS of them (src/core/wire.ts); a socket the server closes with 4009
+// (slow_consumer) reconnects and resumes like after any drop.
 /** Refusal re-checks over REST while the socket cannot connect, at most this often. */
 const REFUSAL_CHECK_MS = 5_000;
 /** typing:true is repeated at most this often (the server's indicator lasts 6 s). */

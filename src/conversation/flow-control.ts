@@ -28,9 +28,8 @@ export const MAX_UNCONFIRMED_BYTES = 4 * 1024 * 1024;
 /** The close code and reason for a slow consumer (4008 is `rate_limited`). */
 export const SLOW_CONSUMER_CLOSE = 4009;
 export const SLOW_CONSUMER_REASON = "slow_consumer";
-/** What clients are asked to keep to (docs/protocol.md): confirm at least this often. */
-export const CONFIRM_EVERY_MESSAGES = 50;
-export const CONFIRM_EVERY_BYTES = 256 * 1024;
+// What clients are asked to keep to (confirm at least every CONFIRM_EVERY_MESSAGES frames or
+// CONFIRM_EVERY_CHARS of them) is part of the wire contract: src/core/wire.ts.
 
 /**
  * A socket found over the bound is closed if it is still over this long after (ms). The check runs

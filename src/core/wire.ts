@@ -147,3 +147,11 @@ export type ServerFrame<M = Message, Code extends string = string> =
   | { type: "handoff"; session: Session; agents_available: boolean }
   | ({ type: "queue" } & QueueStatus)
   | { type: "error"; code: Code; message: string; retryable: boolean; client_msg_id?: string };
+
+/**
+ * Flow control (docs/protocol.md): a native client sends `{"type":"received","seq":N}` at least
+ * after this many `message` frames or this many characters of them, whichever comes first. The
+ * room (src/conversation/flow-control.ts) closes sockets far past that; the Web SDK uses these.
+ */
+export const CONFIRM_EVERY_MESSAGES = 50;
+export const CONFIRM_EVERY_CHARS = 256 * 1024;
