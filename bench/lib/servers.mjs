@@ -9,6 +9,12 @@ import { freePort, root, runWrangler, stopWranglerDev, waitForHealthy, wranglerE
 
 const wranglerBin = join(root, "node_modules", ".bin", "wrangler");
 
+/**
+ * How Parley and the relay are run: `wrangler dev` (default) or `miniflare` (BENCH_RUNTIME=miniflare:
+ * the same workerd and bindings through the Miniflare API, without wrangler dev's proxy).
+ */
+export const RUNTIME = process.env.BENCH_RUNTIME === "miniflare" ? "miniflare" : "wrangler";
+
 /** The leanest honest local runtime: real workerd via wrangler dev, dev-UI extras off. */
 export const LEAN_ENV = {
   X_LOCAL_OBSERVABILITY: "false",
@@ -40,7 +46,10 @@ function spawnWrangler(o) {
   if (o.script) args.push(o.script, "--no-bundle");
   mkdirSync(dirname(o.logPath), { recursive: true });
   const log = openSync(o.logPath, "a");
-  const child = spawn(wranglerBin, [...args, "--inspector-port", String(o.inspectorPort)], {
+  const miniflare = [join(root, "bench", "lib", "miniflare-host.mjs"), join(o.cwd, o.config ?? "wrangler.toml"), String(o.port), String(o.inspectorPort), o.persistTo];
+  if (o.script) miniflare.push(join(o.cwd, o.script));
+  const [bin, argv] = (o.runtime ?? RUNTIME) === "miniflare" ? [process.execPath, miniflare] : [wranglerBin, [...args, "--inspector-port", String(o.inspectorPort)]];
+  const child = spawn(bin, argv, {
     cwd: o.cwd,
     env: wranglerEnv({ ...LEAN_ENV, ...o.env }),
     stdio: ["ignore", log, log],
@@ -90,15 +99,15 @@ export class WranglerServer {
  * Parley: migrations into a fresh state dir, one bundle (`wrangler deploy --dry-run`, exactly what
  * would be deployed), then wrangler dev on that bundle without rebuilding.
  */
-export function parleyServer({ dir, stateDir, logPath, env }) {
+export function parleyServer({ dir, stateDir, logPath, env, runtime }) {
   const config = join(dir, "wrangler.toml");
   runWrangler(["d1", "migrations", "apply", "DB", "--local", "--persist-to", stateDir, "--config", config], { CI: "true" });
   runWrangler(["deploy", "--dry-run", "--outdir", join(dir, ".bench-dist"), "--config", config]);
-  return new WranglerServer({ name: "parley", cwd: dir, persistTo: stateDir, logPath, env, script: ".bench-dist/index.js" });
+  return new WranglerServer({ name: "parley", cwd: dir, persistTo: stateDir, logPath, env, runtime, script: ".bench-dist/index.js" });
 }
 
-export function relayServer({ stateDir, logPath }) {
-  return new WranglerServer({ name: "relay", cwd: join(root, "bench", "relay"), config: "wrangler.toml", persistTo: stateDir, logPath });
+export function relayServer({ stateDir, logPath, runtime }) {
+  return new WranglerServer({ name: "relay", cwd: join(root, "bench", "relay"), config: "wrangler.toml", persistTo: stateDir, logPath, runtime });
 }
 
 export class PeerServer {
