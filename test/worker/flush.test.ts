@@ -123,6 +123,44 @@ describe("the room's flush schedule (FLUSH_INTERVAL_MS 1000)", () => {
     expect((await assertX1(ref.id)).map((m) => m.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
   });
 
+  it("a batch lands in D1 with every column, once, also when the same batch is written again", async () => {
+    const { ref, stub, writes, agent } = await recorded("flush-rows");
+    expect(await stub.send(ref, agent, { content: "first" })).toMatchObject({ ok: true });
+    await eventually(async () => writes.length === 1, "the first message flushed");
+    await lastFlushIn(stub, 60_000);
+    const n = 13;
+    for (let i = 0; i < n; i++) {
+      const input =
+        i === 3
+          ? { content: "", content_type: "image", rich_media: { url: "https://example.com/a.png", alt: "a \"quoted\" <b>alt</b>" } }
+          : i === 5
+            ? { content: "internal note", private: true }
+            : { content: `row ${i} ' ; -- é 😀`, client_msg_id: `rows.${i}` };
+      expect(await stub.send(ref, agent, input)).toMatchObject({ ok: true });
+    }
+    await runDurableObjectAlarm(stub);
+    expect(writes.map((w) => w.length)).toEqual([1, n]);
+    // A flush retried after D1 committed (its answer lost) writes the same rows again: no change.
+    const pending = await runInDurableObject(stub, (r: ConversationRoom) => (r as unknown as { log: { after(s: number, l: number, a: string): Message[] } }).log.after(1, 100, "staff"));
+    expect(pending).toHaveLength(n);
+    await d1Sink(env.DB, ref).write(pending, []);
+    expect(await assertX1(ref.id)).toHaveLength(n + 1);
+    const d1 = await env.DB.prepare(
+      "SELECT id, org_id, conversation_id, session_id, seq, sender_type, sender_id, sender_name, content_type, content, rich_media, client_msg_id, private, created_at, status FROM messages WHERE conversation_id = ? AND seq > 1 ORDER BY seq",
+    )
+      .bind(ref.id)
+      .all();
+    expect(d1.results).toEqual(
+      pending.map((m) => ({
+        id: m.id, org_id: ref.org_id, conversation_id: ref.id, session_id: m.session_id, seq: m.seq, sender_type: m.sender_type, sender_id: m.sender_id,
+        sender_name: m.sender_name, content_type: m.content_type, content: m.content, rich_media: m.rich_media === null ? null : JSON.stringify(m.rich_media),
+        client_msg_id: m.client_msg_id, private: m.private ? 1 : 0, created_at: m.created_at, status: m.status,
+      })),
+    );
+    expect(pending[3]).toMatchObject({ content_type: "image", rich_media: { url: "https://example.com/a.png" } });
+    expect(pending[5]).toMatchObject({ content: "internal note", private: true });
+  });
+
   it("a full batch waiting flushes without waiting for the interval", async () => {
     const { ref, stub, writes, agent } = await recorded("flush-full");
     expect(await stub.send(ref, agent, { content: "first" })).toMatchObject({ ok: true });
