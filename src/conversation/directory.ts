@@ -102,7 +102,7 @@ export async function openForVisitor(env: Env, channel: Channel, who: VisitorIde
   // A returning visitor (every poll and send of seed 000) is one read when nothing changes.
   if (who.external_id !== undefined) {
     const known = await prepared(env.DB, visitorQuery).get({ channel: channel.id, external: external_id });
-    if (known && !profilePatch(known.user, who, verified)) return toRef(known.conv, known.user);
+    if (known && !profilePatch(known.user, who, verified)) return conversationRef(known.conv, known.user);
   }
   const db = database(env.DB);
   const now = new Date().toISOString();
@@ -139,7 +139,7 @@ export async function openForVisitor(env: Env, channel: Channel, who: VisitorIde
     .from(schema.conversations)
     .where(and(eq(schema.conversations.channel_id, channel.id), eq(schema.conversations.end_user_id, endUser.id)))
     .get())!;
-  return toRef(conv, endUser);
+  return conversationRef(conv, endUser);
 }
 
 const visitorQuery = (db: Database) =>
@@ -190,7 +190,7 @@ const agentConversationQuery = (db: Database) =>
 export async function conversationForAgent(env: Env, orgId: string, conversationId: string): Promise<ConversationRef> {
   const row = await prepared(env.DB, agentConversationQuery).get({ id: conversationId, org: orgId });
   if (!row) throw new ApiError("not_found", "conversation not found");
-  return toRef(row.conv, row.user);
+  return conversationRef(row.conv, row.user);
 }
 
 /** A conversation whose end user has this external id (seed 001's widget rule), or 404. */
@@ -207,10 +207,10 @@ export async function conversationForEndUser(env: Env, conversationId: string, e
     const ok = identityHash !== undefined && safeEqual(identityHash.toLowerCase(), await hmacSha256Hex(row.channel.identity_secret!, externalId));
     if (!ok) throw new ApiError("not_found", "conversation not found");
   }
-  return toRef(row.conv, row.user);
+  return conversationRef(row.conv, row.user);
 }
 
-function toRef(conv: typeof schema.conversations.$inferSelect, user: typeof schema.endUsers.$inferSelect): ConversationRef {
+export function conversationRef(conv: typeof schema.conversations.$inferSelect, user: typeof schema.endUsers.$inferSelect): ConversationRef {
   return {
     id: conv.id,
     org_id: conv.org_id,

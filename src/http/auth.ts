@@ -20,7 +20,9 @@ import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import { parse as parseCookie } from "hono/utils/cookie";
 import { hmacSha256Hex, randomToken, safeEqual, sha256Hex } from "../core/crypto";
 import { ApiError } from "../core/errors";
+import type { ConversationRef } from "../core/conversation-ref";
 import type { Principal } from "../core/message";
+import { conversationRef } from "../conversation/directory";
 import { database, prepared, schema, type Database } from "../db/client";
 import type { AppEnv } from "./app";
 
@@ -97,40 +99,84 @@ export const authenticateAgent = (c: Context<AppEnv>) => agentFromHeaders(c.env,
  * the `__Host-` cookie counts. Without it (older callers) either name is read, `__Host-` first.
  */
 export async function agentFromHeaders(env: Env, headers: Headers, url?: string): Promise<Agent | null> {
+  return (await agentAndConversation(env, headers, url, undefined))?.agent ?? null;
+}
+
+/**
+ * The calling agent and, when `conversationId` is given, that conversation if it is in the
+ * agent's organisation (null when it is not, or does not exist): the credential's row and the
+ * conversation's come from one D1 statement (a LEFT JOIN on `conversations.org_id = users.org_id`),
+ * so a hot route such as an agent's send pays one round trip for both. The credential is checked
+ * exactly as on its own (revoked keys, expired sessions and disabled agents are refused).
+ */
+async function agentAndConversation(env: Env, headers: Headers, url: string | undefined, conversationId: string | undefined): Promise<{ agent: Agent; conversation: ConversationRef | null } | null> {
   const bearer = headers.get("authorization")?.match(/^Bearer\s+(sk_[\w-]+)$/)?.[1];
-  if (bearer) return agentFromSecretKey(env, bearer, headers);
+  if (bearer) return agentFromSecretKeyWith(env, bearer, headers, conversationId);
   const cookies = parseCookie(headers.get("cookie") ?? "");
   const token = url === undefined ? (cookies[SECURE_SESSION_COOKIE] ?? cookies[SESSION_COOKIE]) : cookies[sessionCookieName(url)];
   if (!token) return null;
   const idHash = await sha256Hex(token);
   const now = Date.now();
-  const row = await prepared(env.DB, sessionQuery).get({ idHash, now: new Date(now).toISOString(), since: new Date(now - SESSION_TTL_MS).toISOString() });
+  const values = { idHash, now: new Date(now).toISOString(), since: new Date(now - SESSION_TTL_MS).toISOString() };
+  const row = conversationId === undefined
+    ? await prepared(env.DB, sessionQuery).get(values)
+    : await prepared(env.DB, sessionConversationQuery).get({ ...values, conversation: conversationId });
   if (!row || row.user.disabled) return null;
   await touchSession(env, idHash, row, now);
-  return toAgent(row.user, "cookie", token, idHash);
+  return { agent: toAgent(row.user, "cookie", token, idHash), conversation: conversationOfRow(row) };
 }
+
+const sessionWhere = () =>
+  and(
+    eq(schema.authSessions.id_hash, sql.placeholder("idHash")),
+    gt(schema.authSessions.expires_at, sql.placeholder("now")),
+    gt(schema.authSessions.created_at, sql.placeholder("since")),
+  );
 
 const sessionQuery = (db: Database) =>
   db
     .select({ user: schema.users, created_at: schema.authSessions.created_at, expires_at: schema.authSessions.expires_at })
     .from(schema.authSessions)
     .innerJoin(schema.users, eq(schema.users.id, schema.authSessions.user_id))
-    .where(
-      and(
-        eq(schema.authSessions.id_hash, sql.placeholder("idHash")),
-        gt(schema.authSessions.expires_at, sql.placeholder("now")),
-        gt(schema.authSessions.created_at, sql.placeholder("since")),
-      ),
-    )
+    .where(sessionWhere())
     .prepare();
+
+// With a conversation: `:conversation` if it is the credential's organisation's (LEFT JOIN: the credential's row comes either way).
+const sessionConversationQuery = (db: Database) =>
+  db
+    .select({ user: schema.users, created_at: schema.authSessions.created_at, expires_at: schema.authSessions.expires_at, conv: schema.conversations, end_user: schema.endUsers })
+    .from(schema.authSessions)
+    .innerJoin(schema.users, eq(schema.users.id, schema.authSessions.user_id))
+    .leftJoin(schema.conversations, and(eq(schema.conversations.id, sql.placeholder("conversation")), eq(schema.conversations.org_id, schema.users.org_id)))
+    .leftJoin(schema.endUsers, eq(schema.endUsers.id, schema.conversations.end_user_id))
+    .where(sessionWhere())
+    .prepare();
+
+const secretKeyWhere = () => and(eq(schema.apiKeys.key_hash, sql.placeholder("hash")), eq(schema.apiKeys.kind, "secret"), isNull(schema.apiKeys.revoked_at));
 
 const secretKeyQuery = (db: Database) =>
   db
     .select({ user: schema.users, key_id: schema.apiKeys.id, key_name: schema.apiKeys.name })
     .from(schema.apiKeys)
     .innerJoin(schema.users, eq(schema.users.id, schema.apiKeys.created_by))
-    .where(and(eq(schema.apiKeys.key_hash, sql.placeholder("hash")), eq(schema.apiKeys.kind, "secret"), isNull(schema.apiKeys.revoked_at)))
+    .where(secretKeyWhere())
     .prepare();
+
+const secretKeyConversationQuery = (db: Database) =>
+  db
+    .select({ user: schema.users, key_id: schema.apiKeys.id, key_name: schema.apiKeys.name, conv: schema.conversations, end_user: schema.endUsers })
+    .from(schema.apiKeys)
+    .innerJoin(schema.users, eq(schema.users.id, schema.apiKeys.created_by))
+    .leftJoin(schema.conversations, and(eq(schema.conversations.id, sql.placeholder("conversation")), eq(schema.conversations.org_id, schema.users.org_id)))
+    .leftJoin(schema.endUsers, eq(schema.endUsers.id, schema.conversations.end_user_id))
+    .where(secretKeyWhere())
+    .prepare();
+
+/** The joined conversation of a credential's row (see agentAndConversation), or null. */
+function conversationOfRow(row: object): ConversationRef | null {
+  const { conv, end_user } = row as { conv?: typeof schema.conversations.$inferSelect | null; end_user?: typeof schema.endUsers.$inferSelect | null };
+  return conv && end_user ? conversationRef(conv, end_user) : null;
+}
 
 /**
  * Slides the idle expiry to now + SESSION_IDLE_MS (never past the absolute end) when that moves
@@ -143,10 +189,17 @@ async function touchSession(env: Env, idHash: string, s: { created_at: string; e
 }
 
 export async function agentFromSecretKey(env: Env, key: string, headers: Headers): Promise<Agent | null> {
+  return (await agentFromSecretKeyWith(env, key, headers, undefined))?.agent ?? null;
+}
+
+async function agentFromSecretKeyWith(env: Env, key: string, headers: Headers, conversationId: string | undefined): Promise<{ agent: Agent; conversation: ConversationRef | null } | null> {
   if (headers.get("sec-fetch-site")) throw new ApiError("forbidden", "secret keys are for servers; browsers use a session or a public key");
-  const row = await prepared(env.DB, secretKeyQuery).get({ hash: await sha256Hex(key) });
+  const hash = await sha256Hex(key);
+  const row = conversationId === undefined
+    ? await prepared(env.DB, secretKeyQuery).get({ hash })
+    : await prepared(env.DB, secretKeyConversationQuery).get({ hash, conversation: conversationId });
   if (!row || row.user.disabled) return null;
-  return { ...toAgent(row.user, "key", null, `key:${row.key_id}`), key: { id: row.key_id, name: row.key_name } };
+  return { agent: { ...toAgent(row.user, "key", null, `key:${row.key_id}`), key: { id: row.key_id, name: row.key_name } }, conversation: conversationOfRow(row) };
 }
 
 function toAgent(u: typeof schema.users.$inferSelect, via: Agent["via"], token: string | null, authRef: string): Agent {
@@ -159,12 +212,34 @@ const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
 export function requireAgent(...roles: Role[]): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const agent = await authenticateAgent(c);
-    if (!agent) throw new ApiError("unauthorized", "log in, or send Authorization: Bearer sk_...");
-    if (agent.via === "cookie" && !SAFE_METHODS.has(c.req.method)) await checkCsrf(c, agent.session_token!);
-    if (roles.length > 0 && !roles.includes(agent.role)) throw new ApiError("forbidden", `needs role ${roles.join(" or ")}`);
-    c.set("agent", agent);
+    await admit(c, agent, roles);
     await next();
   };
+}
+
+/**
+ * requireAgent for a route on one conversation (`:id`), which also resolves that conversation
+ * in the caller's organisation in the same D1 statement as the credential (an agent's REST send:
+ * one round trip, not two). Sets `agent` and `conversation`; a conversation that is not the
+ * organisation's (or does not exist) is 404 once the caller is authenticated, as with
+ * conversationForAgent.
+ */
+export function requireAgentInConversation(...roles: Role[]): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const found = await agentAndConversation(c.env, c.req.raw.headers, c.req.url, c.req.param("id"));
+    await admit(c, found?.agent ?? null, roles);
+    if (!found!.conversation) throw new ApiError("not_found", "conversation not found");
+    c.set("conversation", found!.conversation);
+    await next();
+  };
+}
+
+/** The checks every agent route makes once the credential is resolved; sets `agent`. */
+async function admit(c: Context<AppEnv>, agent: Agent | null, roles: Role[]): Promise<void> {
+  if (!agent) throw new ApiError("unauthorized", "log in, or send Authorization: Bearer sk_...");
+  if (agent.via === "cookie" && !SAFE_METHODS.has(c.req.method)) await checkCsrf(c, agent.session_token!);
+  if (roles.length > 0 && !roles.includes(agent.role)) throw new ApiError("forbidden", `needs role ${roles.join(" or ")}`);
+  c.set("agent", agent);
 }
 
 async function checkCsrf(c: Context<AppEnv>, sessionToken: string) {

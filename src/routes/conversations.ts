@@ -12,7 +12,7 @@ import { agentOfOrg, conversationForAgent, roomFor } from "../conversation/direc
 import type { Session } from "../conversation/sessions";
 import { database, schema } from "../db/client";
 import { router } from "../http/app";
-import { agentPrincipal, requireAgent } from "../http/auth";
+import { agentPrincipal, requireAgent, requireAgentInConversation } from "../http/auth";
 import { parse, readJson } from "../http/body";
 import { actorOf, recordAudit } from "../audit/log";
 import type { Agent } from "../http/auth";
@@ -40,6 +40,25 @@ const SendBody = z.looseObject({ sender_type: z.enum(["agent", "bot"]).default("
 const CHANGES = new Set(["assign", "transfer", "unassign", "resolve", "tags"]);
 
 export const conversations = router()
+  // The message routes (an agent's REST send is S5's hot path) authenticate and find the
+  // conversation in one D1 statement (requireAgentInConversation). They come before the
+  // router-wide requireAgent, which they replace: a handler that answers ends the chain.
+  .get("/:id/messages", requireAgentInConversation(), async (c) => {
+    const q = parse(PageQuery, c.req.query());
+    const ref = c.get("conversation");
+    const { messages } = unwrap(await roomFor(c.env, ref).history(ref, { ...q, audience: "staff" }));
+    return c.json(messages.map(messageView));
+  })
+  .post("/:id/messages", requireAgentInConversation(), async (c) => {
+    const body = await readJson(c, SendBody);
+    const agent = c.get("agent");
+    const ref = c.get("conversation");
+    const { sender_type, ...input } = body;
+    const draft = parse(MessageInput, input);
+    const sender = { ...agentPrincipal(agent), type: sender_type };
+    const { message, duplicate } = unwrap(await roomFor(c.env, ref).send(ref, sender, draft));
+    return c.json({ ...messageView(message), duplicate }, duplicate ? 200 : 201);
+  })
   .use(requireAgent())
   .use("/:id/:change", async (c, next) => {
     // Read before next(): afterwards c.req.param() answers for the handler's route.
@@ -106,22 +125,6 @@ export const conversations = router()
       },
       channel: row!.channel,
     });
-  })
-  .get("/:id/messages", async (c) => {
-    const q = parse(PageQuery, c.req.query());
-    const ref = await conversationForAgent(c.env, c.get("agent").org_id, c.req.param("id"));
-    const { messages } = unwrap(await roomFor(c.env, ref).history(ref, { ...q, audience: "staff" }));
-    return c.json(messages.map(messageView));
-  })
-  .post("/:id/messages", async (c) => {
-    const body = await readJson(c, SendBody);
-    const agent = c.get("agent");
-    const ref = await conversationForAgent(c.env, agent.org_id, c.req.param("id"));
-    const { sender_type, ...input } = body;
-    const draft = parse(MessageInput, input);
-    const sender = { ...agentPrincipal(agent), type: sender_type };
-    const { message, duplicate } = unwrap(await roomFor(c.env, ref).send(ref, sender, draft));
-    return c.json({ ...messageView(message), duplicate }, duplicate ? 200 : 201);
   })
   .post("/:id/assign", async (c) => {
     const agent = c.get("agent");

@@ -72,13 +72,14 @@ export const visitorUploads = router()
   });
 
 /** Agent side, under /api/conversations. */
+// Route-level requireAgent: a router-wide use() here would also run for every other
+// /api/conversations request (this router is mounted there first), a second credential lookup.
 export const agentUploads = router()
-  .use(requireAgent())
-  .post("/:id/uploads", async (c) => {
+  .post("/:id/uploads", requireAgent(), async (c) => {
     const ref = await conversationForAgent(c.env, c.get("agent").org_id, c.req.param("id"));
     return init(c, ref, agentPrincipal(c.get("agent")));
   })
-  .post("/:id/uploads/:token/finish", async (c) => {
+  .post("/:id/uploads/:token/finish", requireAgent(), async (c) => {
     const b = await readJson(c, Finish);
     const ref = await conversationForAgent(c.env, c.get("agent").org_id, c.req.param("id"));
     return finish(c, ref, agentPrincipal(c.get("agent")), c.req.param("token"), b.caption);
