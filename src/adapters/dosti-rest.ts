@@ -12,9 +12,8 @@ import type { Context } from "hono";
 import { z } from "zod";
 import { unwrap } from "../core/errors";
 import { MessageInput, type Message } from "../core/message";
-import { channelForVisitor, openForVisitor, roomFor, requestOrigin } from "../conversation/directory";
+import { conversationForVisitor, roomFor, requestOrigin } from "../conversation/directory";
 import { MAX_POLL_WAIT_MS } from "../conversation/room";
-import { limitNewConversation } from "../http/abuse";
 import { router } from "../http/app";
 import { parse, readJson } from "../http/body";
 import { visitorName } from "../routes/widget";
@@ -42,9 +41,8 @@ const dostiMessage = (m: Message) => ({
 });
 
 async function conversationOf(c: Context, v: { apiKey: string; visitorId: string; visitorName?: string | undefined; identityHash?: string | undefined }) {
-  const channel = await channelForVisitor(c.env, { publicKey: v.apiKey }, requestOrigin(c.req.raw));
-  await limitNewConversation(c.env, c.req.raw, channel.id, v.visitorId);
-  const ref = await openForVisitor(c.env, channel, { external_id: v.visitorId, identity_hash: v.identityHash, display_name: v.visitorName });
+  const who = { external_id: v.visitorId, identity_hash: v.identityHash, display_name: v.visitorName };
+  const { ref } = await conversationForVisitor(c.env, c.req.raw, { publicKey: v.apiKey }, requestOrigin(c.req.raw), who);
   return { ref, room: roomFor(c.env, ref) };
 }
 

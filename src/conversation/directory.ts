@@ -9,6 +9,7 @@ import type { ConversationRef } from "../core/conversation-ref";
 import type { Principal } from "../core/message";
 import { ApiError } from "../core/errors";
 import { database, prepared, schema, type Database } from "../db/client";
+import { limitNewConversation } from "../http/abuse";
 
 export type Channel = typeof schema.channels.$inferSelect;
 
@@ -36,6 +37,62 @@ const publicKeyQuery = (db: Database) =>
     .innerJoin(schema.channels, and(eq(schema.channels.org_id, schema.apiKeys.org_id), eq(schema.channels.is_default, true)))
     .where(and(eq(schema.apiKeys.key_hash, sql.placeholder("hash")), eq(schema.apiKeys.kind, "public"), isNull(schema.apiKeys.revoked_at)))
     .prepare();
+
+/** A visitor's end user and conversation, when both exist (a returning visitor). */
+export interface KnownVisitor {
+  conv: typeof schema.conversations.$inferSelect;
+  user: typeof schema.endUsers.$inferSelect;
+}
+
+// The credential's channel, and on it the visitor named `:external` with their conversation
+// (LEFT JOINs: the channel's row comes whether or not the visitor is known).
+const publicKeyVisitorQuery = (db: Database) =>
+  db
+    .select({ channel: schema.channels, user: schema.endUsers, conv: schema.conversations })
+    .from(schema.apiKeys)
+    .innerJoin(schema.channels, and(eq(schema.channels.org_id, schema.apiKeys.org_id), eq(schema.channels.is_default, true)))
+    .leftJoin(schema.endUsers, and(eq(schema.endUsers.channel_id, schema.channels.id), eq(schema.endUsers.external_id, sql.placeholder("external"))))
+    .leftJoin(schema.conversations, and(eq(schema.conversations.channel_id, schema.channels.id), eq(schema.conversations.end_user_id, schema.endUsers.id)))
+    .where(and(eq(schema.apiKeys.key_hash, sql.placeholder("hash")), eq(schema.apiKeys.kind, "public"), isNull(schema.apiKeys.revoked_at)))
+    .prepare();
+
+const embedTokenVisitorQuery = (db: Database) =>
+  db
+    .select({ channel: schema.channels, user: schema.endUsers, conv: schema.conversations })
+    .from(schema.embedTokens)
+    .innerJoin(schema.channels, eq(schema.channels.id, schema.embedTokens.channel_id))
+    .leftJoin(schema.endUsers, and(eq(schema.endUsers.channel_id, schema.channels.id), eq(schema.endUsers.external_id, sql.placeholder("external"))))
+    .leftJoin(schema.conversations, and(eq(schema.conversations.channel_id, schema.channels.id), eq(schema.conversations.end_user_id, schema.endUsers.id)))
+    .where(eq(schema.embedTokens.token_hash, sql.placeholder("hash")))
+    .prepare();
+
+/**
+ * What every visitor surface does first, in order: the credential's channel and its allowed
+ * origins (channelForVisitor), the new-conversation limit per client address (S15), then the
+ * visitor's conversation (openForVisitor). For a visitor who names their id, the channel and a
+ * returning visitor's conversation come from one D1 statement, and a returning visitor is not
+ * counted against the limit without a second look: seed 000's polls and sends, the widget's
+ * session, the native visitor socket are one D1 read each.
+ */
+export async function conversationForVisitor(env: Env, req: Request, creds: VisitorCredentials, origin: string | undefined, who: VisitorIdentity): Promise<{ channel: Channel; ref: ConversationRef }> {
+  if (who.external_id === undefined) {
+    const channel = await channelForVisitor(env, creds, origin);
+    await limitNewConversation(env, req, channel.id, undefined);
+    return { channel, ref: await openForVisitor(env, channel, who) };
+  }
+  const values = { external: who.external_id };
+  let row: { channel: Channel; user: KnownVisitor["user"] | null; conv: KnownVisitor["conv"] | null } | undefined;
+  if (creds.publicKey?.startsWith("pk_")) {
+    row = await prepared(env.DB, publicKeyVisitorQuery).get({ ...values, hash: await sha256Hex(creds.publicKey) });
+  } else if (creds.embedToken?.startsWith("ew_")) {
+    row = await prepared(env.DB, embedTokenVisitorQuery).get({ ...values, hash: await sha256Hex(creds.embedToken) });
+  }
+  if (!row) throw new ApiError("unauthorized", "unknown or revoked public key / embed token");
+  checkOrigin(row.channel, origin);
+  const known = row.user && row.conv ? { user: row.user, conv: row.conv } : null;
+  await limitNewConversation(env, req, row.channel.id, who.external_id, known !== null);
+  return { channel: row.channel, ref: await openForVisitor(env, row.channel, who, known) };
+}
 
 export async function channelForVisitor(env: Env, creds: VisitorCredentials, origin: string | undefined): Promise<Channel> {
   const db = database(env.DB);
@@ -96,13 +153,14 @@ export function checkOrigin(channel: Channel, origin: string | undefined): void 
  * that names no id gets an unguessable one (anyone who knows or guesses a named id can read that
  * thread: see docs/identity.md).
  */
-export async function openForVisitor(env: Env, channel: Channel, who: VisitorIdentity): Promise<ConversationRef> {
+export async function openForVisitor(env: Env, channel: Channel, who: VisitorIdentity, known?: KnownVisitor | null): Promise<ConversationRef> {
   const verified = await verifyIdentity(channel, who);
   const external_id = who.external_id ?? `v_${randomToken(18)}`;
-  // A returning visitor (every poll and send of seed 000) is one read when nothing changes.
+  // A returning visitor is one read when nothing changes (none when `known` was read with the
+  // channel: conversationForVisitor; null there means not known).
   if (who.external_id !== undefined) {
-    const known = await prepared(env.DB, visitorQuery).get({ channel: channel.id, external: external_id });
-    if (known && !profilePatch(known.user, who, verified)) return conversationRef(known.conv, known.user);
+    const found = known !== undefined ? known : await prepared(env.DB, visitorQuery).get({ channel: channel.id, external: external_id });
+    if (found && !profilePatch(found.user, who, verified)) return conversationRef(found.conv, found.user);
   }
   const db = database(env.DB);
   const now = new Date().toISOString();

@@ -60,13 +60,17 @@ function expandIpv6(ip: string): number[] | null {
  * opened NEW_CONVERSATIONS_PER_MINUTE already. `externalId`: the visitor id the request names
  * (none: a new visitor, so a new conversation).
  */
-export const limitNewConversation = (env: Env, req: Request, channelId: string, externalId: string | undefined) =>
-  limitNewConversationFor(env, clientIpKey(req), channelId, externalId);
+export const limitNewConversation = (env: Env, req: Request, channelId: string, externalId: string | undefined, exists?: boolean) =>
+  limitNewConversationFor(env, clientIpKey(req), channelId, externalId, exists);
 
-/** The same, with the client's key taken earlier (a Socket.IO session keeps its handshake's). */
-export async function limitNewConversationFor(env: Env, key: string | null, channelId: string, externalId: string | undefined): Promise<void> {
+/**
+ * The same, with the client's key taken earlier (a Socket.IO session keeps its handshake's).
+ * `exists`: whether the visitor's conversation exists, when the caller has just read it (else it
+ * is looked up here).
+ */
+export async function limitNewConversationFor(env: Env, key: string | null, channelId: string, externalId: string | undefined, exists?: boolean): Promise<void> {
   if (key === null) return;
-  if (externalId !== undefined && (await conversationExists(env, channelId, externalId))) return;
+  if (externalId !== undefined && (exists ?? (await conversationExists(env, channelId, externalId)))) return;
   const { success } = await env.NEW_CONVERSATIONS.limit({ key });
   if (!success) {
     throw new ApiError("rate_limited", `too many new conversations from this address (at most ${NEW_CONVERSATIONS_PER_MINUTE} a minute); try again later`, NEW_CONVERSATIONS_RETRY_AFTER_S);

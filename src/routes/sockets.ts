@@ -13,8 +13,7 @@ import { z } from "zod";
 import type { ConversationRef } from "../core/conversation-ref";
 import { ApiError } from "../core/errors";
 import type { Principal } from "../core/message";
-import { channelForVisitor, conversationForAgent, openForVisitor, roomFor, requestOrigin } from "../conversation/directory";
-import { limitNewConversation } from "../http/abuse";
+import { conversationForAgent, conversationForVisitor, roomFor, requestOrigin } from "../conversation/directory";
 import { router, type AppEnv } from "../http/app";
 import { agentPrincipal, authenticateAgent, isSameOrigin } from "../http/auth";
 import { parse } from "../http/body";
@@ -32,9 +31,7 @@ export const sockets = router()
   .get("/visitor", async (c) => {
     requireUpgrade(c);
     const q = parse(VisitorQuery, c.req.query());
-    const channel = await channelForVisitor(c.env, { publicKey: q.key, embedToken: q.embed_token }, requestOrigin(c.req.raw));
-    await limitNewConversation(c.env, c.req.raw, channel.id, q.external_id);
-    const ref = await openForVisitor(c.env, channel, { external_id: q.external_id, identity_hash: q.identity_hash, display_name: q.name });
+    const { ref } = await conversationForVisitor(c.env, c.req.raw, { publicKey: q.key, embedToken: q.embed_token }, requestOrigin(c.req.raw), { external_id: q.external_id, identity_hash: q.identity_hash, display_name: q.name });
     const principal: Principal = { type: "end_user", id: ref.end_user.external_id, name: ref.end_user.display_name };
     return forward(c.req.raw, roomFor(c.env, ref), principal, ref);
   })

@@ -6,8 +6,7 @@ import { z } from "zod";
 import { unwrap } from "../core/errors";
 import { safeText, messageView } from "../core/message";
 import { displayName } from "../core/names";
-import { channelForVisitor, conversationForEndUser, openForVisitor, roomFor, requestOrigin } from "../conversation/directory";
-import { limitNewConversation } from "../http/abuse";
+import { conversationForEndUser, conversationForVisitor, roomFor, requestOrigin } from "../conversation/directory";
 import { router } from "../http/app";
 import { parse, readJson } from "../http/body";
 
@@ -31,9 +30,7 @@ const OpenSession = z.object({
 export const widget = router()
   .post("/session", async (c) => {
     const body = await readJson(c, OpenSession);
-    const channel = await channelForVisitor(c.env, { embedToken: body.embed_token, publicKey: body.key }, requestOrigin(c.req.raw));
-    await limitNewConversation(c.env, c.req.raw, channel.id, body.session_id);
-    const ref = await openForVisitor(c.env, channel, {
+    const { channel, ref } = await conversationForVisitor(c.env, c.req.raw, { embedToken: body.embed_token, publicKey: body.key }, requestOrigin(c.req.raw), {
       external_id: body.session_id,
       identity_hash: body.identity_hash,
       display_name: body.customer_name,
