@@ -13,12 +13,12 @@
  * 002's dialects; one SocketIoSession object per Engine.IO session). See ARCHITECTURE.md.
  */
 import { Hono } from "hono";
-import { cors } from "hono/cors";
 import { chatApi, chatApiIntegration } from "./adapters/chat-api";
 import { customerChannel } from "./adapters/customer-channel";
 import { dostiRest } from "./adapters/dosti-rest";
 import type { AppEnv } from "./http/app";
 import { limitBody } from "./http/body";
+import { openCors } from "./http/cors";
 import { notFound, onError } from "./http/errors";
 import { audit } from "./routes/audit";
 import { auth } from "./routes/auth";
@@ -42,10 +42,10 @@ export { SocketIoSession } from "./socketio/session";
 
 // Visitor-side surfaces are called from customers' sites: CORS is open (no credentials) and each
 // handler checks the channel's allowed origins itself. Agent surfaces are same-origin only.
-const publicCors = cors({ origin: (origin) => origin, allowMethods: ["GET", "POST"], allowHeaders: ["Content-Type"], maxAge: 600 });
+const publicCors = openCors({ methods: ["GET", "POST"], headers: ["Content-Type"], maxAge: 600 });
 
 // Browsers PUT the bytes (with the file's name in X-Filename) or POST a multipart form.
-const uploadCors = cors({ origin: (origin) => origin, allowMethods: ["PUT", "POST"], allowHeaders: ["Content-Type", "X-Filename"], maxAge: 600 });
+const uploadCors = openCors({ methods: ["PUT", "POST"], headers: ["Content-Type", "X-Filename"], maxAge: 600 });
 
 const app = new Hono<AppEnv>({ strict: false })
   .onError(onError)
