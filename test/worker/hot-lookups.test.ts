@@ -6,7 +6,7 @@
  */
 import { env, exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { hmacSha256Hex } from "../../src/core/crypto";
+import { hmacSha256Hex, sha256Hex } from "../../src/core/crypto";
 import { BASE, call, dostiVisitor, newOrg, withKey } from "./helpers";
 
 const session = (creds: Record<string, string>, session_id: string, headers: Record<string, string> = {}) =>
@@ -160,5 +160,14 @@ describe("CORS on the visitor surfaces (openCors)", () => {
     expect(res.status).toBe(200);
     expect(res.headers.get("access-control-allow-origin")).toBe(origin);
     await res.text();
+  });
+});
+
+describe("digests in hex (every key, token and cookie lookup hashes its credential)", () => {
+  it("match the standard vectors, so stored hashes keep matching", async () => {
+    expect(await sha256Hex("abc")).toBe("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    expect(await sha256Hex("")).toBe("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    // RFC 4231, test case 2.
+    expect(await hmacSha256Hex("Jefe", "what do ya want for nothing?")).toBe("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
   });
 });
