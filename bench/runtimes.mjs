@@ -7,7 +7,7 @@
 //     tree CPU per message and p50/p99 send-to-receive;
 //   - Parley seed 000 polls (wait=0) at 100/s: server tree CPU per request and p50.
 // Prints one JSON line per runtime and round, then a summary (medians over rounds).
-//   node bench/runtimes.mjs            ROUNDS=2 RATE=200 SECONDS=8
+//   node bench/runtimes.mjs            ROUNDS=2 RATE=200 SECONDS=8 RUNTIMES=wrangler,miniflare
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -22,6 +22,7 @@ const ROUNDS = Number(process.env.ROUNDS ?? 2);
 const RATE = Number(process.env.RATE ?? 200);
 const SECONDS = Number(process.env.SECONDS ?? 8);
 const CONVS = 100;
+const RUNTIMES = (process.env.RUNTIMES ?? "wrangler,miniflare").split(",");
 
 const work = mkdtempSync(join(tmpdir(), "parley-runtimes-"));
 const dir = join(work, "parley");
@@ -119,7 +120,7 @@ async function oneRound(runtime, round_) {
 
 const results = [];
 try {
-  for (let r = 1; r <= ROUNDS; r++) for (const runtime of r % 2 ? ["wrangler", "miniflare"] : ["miniflare", "wrangler"]) results.push(await oneRound(runtime, r));
+  for (let r = 1; r <= ROUNDS; r++) for (const runtime of r % 2 ? RUNTIMES : [...RUNTIMES].reverse()) results.push(await oneRound(runtime, r));
 } finally {
   rmSync(work, { recursive: true, force: true });
 }
