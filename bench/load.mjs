@@ -19,7 +19,7 @@ import { AckTimeout, parleyLogSocket, parleyOrg, parleyRest, parleyWsTarget, rel
 import { d1Check, d1Counts } from "./lib/d1.mjs";
 import { writeLoadReport } from "./lib/load-report.mjs";
 import { machineLoad, monitor, nofileLimit, openFds, settle } from "./lib/procs.mjs";
-import { exportParley, parleyServer, relayServer } from "./lib/servers.mjs";
+import { exportParley, parleyServer, relayServer, runtimeLabel } from "./lib/servers.mjs";
 import { mapLimit, mapSettled, round, summary } from "./lib/stats.mjs";
 
 const QUICK = process.env.LOAD_QUICK === "1";
@@ -820,11 +820,10 @@ const loadAfter = machineLoad();
 const date = new Date().toISOString().slice(0, 10);
 const file = join(root, "bench", "results", `load-${date}${QUICK ? "-quick" : ""}.md`);
 const nodeV = process.version;
-const wranglerV = execFileSync(join(root, "node_modules", ".bin", "wrangler"), ["--version"], { encoding: "utf8" }).trim().split("\n").at(-1);
 writeLoadReport(file, {
   title: `Load cases L1-L7 (${new Date().toISOString()})`,
   setup: [
-    `\`npm run load\`${QUICK ? " with LOAD_QUICK=1" : ""}: Parley ${commit.slice(0, 12)} under wrangler ${wranglerV} (\`wrangler dev\`, local D1, Durable Objects and Queues), Node ${nodeV},`,
+    `\`npm run load\`${QUICK ? " with LOAD_QUICK=1" : ""}: Parley ${commit.slice(0, 12)} under ${runtimeLabel()} (local D1, Durable Objects and Queues), Node ${nodeV},`,
     `${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GB; open-file limit per server process ${nofile}; load average ${loadBefore.load1} before, ${loadAfter.load1} after. One load generator and the server share the cores (and other engineers' work shares the machine).`,
   ],
 }, results);

@@ -1,5 +1,5 @@
 // CPU profile of Parley's Worker and objects under a fixed bench load, through workerd's inspector
-// (the one wrangler dev exposes). Writes test-results/parley-<surface>.cpuprofile (open it in
+// (the one the runtime exposes). Writes test-results/parley-<surface>.cpuprofile (open it in
 // Chrome DevTools) and prints the functions with the most self time.
 //
 //   node bench/profile.mjs                      native WS, 100 conversations, 200 msg/s, 10 s
@@ -31,7 +31,7 @@ if (process.env.BENCH_PARLEY_DIR) {
   execFileSync("cp", ["-a", process.env.BENCH_PARLEY_DIR, dir]);
   commit = process.env.BENCH_PARLEY_LABEL ?? process.env.BENCH_PARLEY_DIR;
 } else commit = exportParley(process.env.BENCH_PARLEY_REF ?? "HEAD", dir);
-// PROFILE_OBSERVABILITY=default runs wrangler dev with its default dev-UI features on.
+// PROFILE_OBSERVABILITY=default (with BENCH_RUNTIME=wrangler) runs wrangler dev with its default dev-UI features on.
 const env = process.env.PROFILE_OBSERVABILITY === "default" ? { X_LOCAL_OBSERVABILITY: "true", X_LOCAL_EXPLORER: "true" } : {};
 const server = parleyServer({ dir, stateDir: join(work, "state"), logPath: join(root, "test-results", "profile-parley.log"), env });
 await server.start();

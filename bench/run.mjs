@@ -13,7 +13,7 @@ import { AckTimeout, parleyOrg, parleyRest, parleySioTarget, parleyWsTarget, pee
 import { d1Check as d1CheckIn } from "./lib/d1.mjs";
 import { machineLoad, settle, treeUsage } from "./lib/procs.mjs";
 import { writeReport } from "./lib/report.mjs";
-import { exportParley, LEAN_ENV, parleyServer, PeerServer, relayServer } from "./lib/servers.mjs";
+import { exportParley, parleyServer, PeerServer, relayServer, runtimeLabel } from "./lib/servers.mjs";
 import { mapLimit, mapSettled, round, summary } from "./lib/stats.mjs";
 
 // ---- configuration (every size can be set by env) ------------------------------------------------
@@ -591,7 +591,7 @@ async function s6() {
   await rest.me(); // D1 is a local object too: warm it so the numbers are the conversation's own
   // Alarms that came due while the runtime was down (Socket.IO sessions' expiry) fire now.
   await Promise.all([settle(parley.pid), settle(relay.pid), settle(peer.pid)]);
-  const body = { config: c, eviction: "runtime restart (wrangler dev / node stopped and started on the same state); Worker isolate and D1 warmed first", restart_ms: restart, targets: {} };
+  const body = { config: c, eviction: "runtime restart (each server stopped and started on the same state); Worker isolate and D1 warmed first", restart_ms: restart, targets: {} };
   const keys = [];
   for (const name of names) {
     if (outOfTime()) break;
@@ -660,7 +660,7 @@ const meta = {
   machine: { cores: cpus().length, cpu: cpus()[0]?.model, mem_gib: round(totalmem() / 2 ** 30, 1) },
   load_before: loadBefore,
   load_after: loadAfter,
-  runtime: { parley: "wrangler dev (workerd), local D1/DO state, env " + JSON.stringify(LEAN_ENV), relay: "same", peer: "node " + process.version + " (one process)" },
+  runtime: { parley: runtimeLabel(), relay: "same", peer: "node " + process.version + " (one process)", label: runtimeLabel() },
   startup_ms: startup,
   versions,
   config,

@@ -134,7 +134,8 @@ export function writeReport(dir, meta, results) {
     + `measured by \`npm run bench\` in ${meta.minutes} min. Machine: ${meta.machine.cores} cores (${meta.machine.cpu}), ${meta.machine.mem_gib} GiB. `
     + `Load average before the run ${meta.load_before.load1} / ${meta.load_before.load5} / ${meta.load_before.load15} (1/5/15 min), after ${meta.load_after.load1} / ${meta.load_after.load5} / ${meta.load_after.load15}.`);
   L.push("");
-  L.push(`Runtimes: Parley and the relay under \`wrangler dev\` ${meta.versions.wrangler} (workerd ${meta.versions.workerd}) with \`X_LOCAL_OBSERVABILITY=false X_LOCAL_EXPLORER=false CLOUDFLARE_CF_FETCH_ENABLED=false\`, local D1 and Durable Object state in fresh temp dirs; the peer is socket.io ${meta.versions["socket.io"]} on Node ${meta.versions.node} (one process, SQLite WAL, synchronous=NORMAL). `
+  const runtime = meta.runtime?.label ?? `\`wrangler dev\` ${meta.versions.wrangler} (workerd ${meta.versions.workerd}) with \`X_LOCAL_OBSERVABILITY=false X_LOCAL_EXPLORER=false CLOUDFLARE_CF_FETCH_ENABLED=false\``;
+  L.push(`Runtimes: Parley and the relay under ${runtime}, local D1 and Durable Object state in fresh temp dirs; the peer is socket.io ${meta.versions["socket.io"]} on Node ${meta.versions.node} (one process, SQLite WAL, synchronous=NORMAL). `
     + `One load generator (this Node process, socket.io-client ${meta.versions["socket.io-client"]}, ws, fetch) drives all three over 127.0.0.1 and shares the two cores with them: its own CPU is in the tables (loadgen CPU).`);
   L.push("");
   L.push("Latency is from the send call on one side to the receipt on the other side of the conversation (an end user and an agent per conversation). A step is *sustained* when its p99 is under 50 ms and every message was acknowledged and received once, in order; a step that fails on latency alone is retried once (both tries are reported). Each scenario and Parley surface runs in its own organisation (S5: organisations of 50 conversations), because Parley's org hub keeps every unassigned session in its routing queue and leftovers would slow the next scenario.");
@@ -225,7 +226,7 @@ export function writeReport(dir, meta, results) {
   if (results.S4) {
     L.push(`## S4: ${results.S4.config.connections} idle connections`);
     L.push("");
-    L.push("One end-user connection per fresh conversation (peer and Parley Socket.IO: a Socket.IO connection; relay and Parley WS: a WebSocket). Each target's server is restarted (same state) and left to settle first. RSS is the server's whole process tree (for wrangler: its node process and workerd) from /proc, 3 s after the last connection opened, minus the same just before the first; idle CPU is the next 5 s.");
+    L.push("One end-user connection per fresh conversation (peer and Parley Socket.IO: a Socket.IO connection; relay and Parley WS: a WebSocket). Each target's server is restarted (same state) and left to settle first. RSS is the server's whole process tree (its Node host process and workerd; under `wrangler dev` also the proxy's workerd) from /proc, 3 s after the last connection opened, minus the same just before the first; idle CPU is the next 5 s.");
     L.push("");
     L.push("| target | opened | alive after 8 s | open time s | RSS before MiB | RSS after MiB | KB per connection | server CPU ms/s while idle | closed while idle |");
     L.push("|---|---:|---:|---:|---:|---:|---:|---:|---|");

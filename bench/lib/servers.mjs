@@ -10,10 +10,21 @@ import { freePort, root, runWrangler, stopWranglerDev, waitForHealthy, wranglerE
 const wranglerBin = join(root, "node_modules", ".bin", "wrangler");
 
 /**
- * How Parley and the relay are run: `wrangler dev` (default) or `miniflare` (BENCH_RUNTIME=miniflare:
- * the same workerd and bindings through the Miniflare API, without wrangler dev's proxy).
+ * How Parley and the relay are run: the Miniflare API (default: the same workerd and bindings as
+ * `wrangler dev`, without its proxy; `node bench/runtimes.mjs` measured it the leaner) or
+ * `wrangler dev` (BENCH_RUNTIME=wrangler).
  */
-export const RUNTIME = process.env.BENCH_RUNTIME === "miniflare" ? "miniflare" : "wrangler";
+export const RUNTIME = process.env.BENCH_RUNTIME === "wrangler" ? "wrangler" : "miniflare";
+
+const versionOf = (pkg) => JSON.parse(readFileSync(join(root, "node_modules", pkg, "package.json"), "utf8")).version;
+
+/** What the numbers come from, for reports. */
+export function runtimeLabel(runtime = RUNTIME) {
+  const workerd = `workerd ${versionOf("workerd")}`;
+  return runtime === "miniflare"
+    ? `the Miniflare API (miniflare ${versionOf("miniflare")}, ${workerd}; \`bench/lib/miniflare-host.mjs\`: the bindings wrangler ${versionOf("wrangler")} derives from each wrangler.toml, no \`wrangler dev\` proxy)`
+    : `\`wrangler dev\` ${versionOf("wrangler")} (${workerd}) with \`${Object.entries(LEAN_ENV).map(([k, v]) => `${k}=${v}`).join(" ")}\``;
+}
 
 /** The leanest honest local runtime: real workerd via wrangler dev, dev-UI extras off. */
 export const LEAN_ENV = {
