@@ -7,7 +7,6 @@
 //   LOAD_CASES=L1,L7 npm run load    some cases; sizes by the LOAD_L<n>_* variables (bench/README.md)
 //   LOAD_CASES=L1,L1relay npm run load   L1, then the same fan-out against the bare DO relay
 //                                    (bench/relay): how much of L1's latency is the platform's
-import { execFileSync } from "node:child_process";
 import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
