@@ -69,8 +69,11 @@ export class FlowControl {
   private readonly floorCount = [0, 0];
   private readonly floorBytes = [0, 0];
   private readonly sockets = new WeakMap<WebSocket, SocketFlow>();
-  /** Ring of recent messages: seq and both streams' totals after it. */
-  private readonly ring = new Float64Array(RING * 5);
+  /**
+   * Ring of recent messages: seq and both streams' totals after it. Made at the first message
+   * (40 KiB): most rooms in memory are idle ones that never send while awake.
+   */
+  private ring: Float64Array | null = null;
   private ringStart = 0;
   private ringSize = 0;
   private lastSeq = 0;
@@ -100,11 +103,12 @@ export class FlowControl {
       const i = ((this.ringStart + this.ringSize) % RING) * 5;
       if (this.ringSize < RING) this.ringSize++;
       else this.ringStart = (this.ringStart + 1) % RING;
-      this.ring[i] = seq;
-      this.ring[i + 1] = this.count[0]!;
-      this.ring[i + 2] = this.bytes[0]!;
-      this.ring[i + 3] = this.count[1]!;
-      this.ring[i + 4] = this.bytes[1]!;
+      const ring = (this.ring ??= new Float64Array(RING * 5));
+      ring[i] = seq;
+      ring[i + 1] = this.count[0]!;
+      ring[i + 2] = this.bytes[0]!;
+      ring[i + 3] = this.count[1]!;
+      ring[i + 4] = this.bytes[1]!;
     }
     if (this.over(0, this.floorCount[0]!, this.floorBytes[0]!) || this.over(1, this.floorCount[1]!, this.floorBytes[1]!)) this.sweep();
   }
@@ -124,6 +128,8 @@ export class FlowControl {
       f.bytes = this.bytes[s]!;
       return;
     }
+    const ring = this.ring;
+    if (!ring) return; // nothing sent since this object started: nothing newer to credit
     // The newest ring entry at or before seq (entries are in seq order).
     let lo = 0;
     let hi = this.ringSize - 1;
@@ -131,14 +137,14 @@ export class FlowControl {
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
       const i = ((this.ringStart + mid) % RING) * 5;
-      if (this.ring[i]! <= seq) {
+      if (ring[i]! <= seq) {
         found = i;
         lo = mid + 1;
       } else hi = mid - 1;
     }
     if (found < 0) return; // older than the ring: nothing it confirms is newer than what we know
-    const count = this.ring[found + 1 + s * 2]!;
-    const bytes = this.ring[found + 2 + s * 2]!;
+    const count = ring[found + 1 + s * 2]!;
+    const bytes = ring[found + 2 + s * 2]!;
     if (count > f.count) f.count = count;
     if (bytes > f.bytes) f.bytes = bytes;
   }

@@ -7,6 +7,7 @@
  * from its output gate.
  */
 import type { Audience, DeliveryStatus, Message, MessageDraft, Principal, RichMedia, SenderType } from "../core/message";
+import { migrate } from "./schema";
 
 type Row = {
   seq: number;
@@ -25,7 +26,10 @@ type Row = {
   private: number;
 };
 
-/** Storage schema steps, applied once each (DO storage outlives deploys). */
+/**
+ * Storage schema steps, applied once each to an object made before them (DO storage outlives
+ * deploys). Never edit one: add a step, and make SCHEMA say where they end.
+ */
 const MIGRATIONS = [
   `CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY,
@@ -66,6 +70,27 @@ const MIGRATIONS = [
   "CREATE UNIQUE INDEX messages_client_id ON messages (sender_type, sender_id, client_msg_id)",
 ];
 
+/** Where MIGRATIONS end, made at once by a new object (2 statements instead of 7 that build, copy and drop a table). */
+const SCHEMA = [
+  `CREATE TABLE messages (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    session_id TEXT NOT NULL,
+    sender_type TEXT NOT NULL,
+    sender_id TEXT NOT NULL,
+    sender_name TEXT,
+    content_type TEXT NOT NULL,
+    content TEXT NOT NULL,
+    rich_media TEXT,
+    client_msg_id TEXT,
+    fingerprint TEXT,
+    created_ms INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    private INTEGER NOT NULL DEFAULT 0
+  )`,
+  "CREATE UNIQUE INDEX messages_client_id ON messages (sender_type, sender_id, client_msg_id)",
+];
+
 const visible = (audience: Audience) => (audience === "end_user" ? "AND private = 0" : "");
 
 export class MessageLog {
@@ -73,12 +98,7 @@ export class MessageLog {
     private readonly sql: SqlStorage,
     private readonly conversationId: () => string,
   ) {
-    sql.exec("CREATE TABLE IF NOT EXISTS log_schema (version INTEGER NOT NULL)");
-    const version = sql.exec<{ v: number | null }>("SELECT MAX(version) AS v FROM log_schema").one().v ?? 0;
-    for (let i = version; i < MIGRATIONS.length; i++) {
-      sql.exec(MIGRATIONS[i]!);
-      sql.exec("INSERT INTO log_schema (version) VALUES (?)", i + 1);
-    }
+    migrate(sql, { versions: "log_schema", table: "messages", steps: MIGRATIONS, schema: SCHEMA });
   }
 
   /** The newest seq and created_ms, read once per object lifetime: this object is the only writer. */

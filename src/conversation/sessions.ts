@@ -4,32 +4,39 @@
  * whose version is ahead of `flushed_version` to D1, where an upsert keeps the newest version.
  */
 import type { Session } from "../core/wire";
+import { migrate } from "./schema";
 
 export type { Session };
 
 type Row = Omit<Session, "tags"> & { tags: string; flushed_version: number };
 
+/**
+ * Steps applied once each to an object whose sessions table was made before them (the table was
+ * first made without these columns). Never edit one: add a step, and make SCHEMA say where they end.
+ */
+const STEPS = ["ALTER TABLE sessions ADD COLUMN handed_off_at TEXT", "ALTER TABLE sessions ADD COLUMN bot_misses INTEGER NOT NULL DEFAULT 0"];
+
+/** Where STEPS end, made at once by a new object. */
+const SCHEMA = [
+  `CREATE TABLE sessions (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    assigned_agent_id TEXT,
+    tags TEXT NOT NULL DEFAULT '[]',
+    opened_at TEXT NOT NULL,
+    first_message_at TEXT,
+    assigned_at TEXT,
+    resolved_at TEXT,
+    version INTEGER NOT NULL DEFAULT 1,
+    flushed_version INTEGER NOT NULL DEFAULT 0,
+    handed_off_at TEXT,
+    bot_misses INTEGER NOT NULL DEFAULT 0
+  )`,
+];
+
 export class SessionStore {
   constructor(private readonly sql: SqlStorage) {
-    sql.exec("CREATE TABLE IF NOT EXISTS sessions_schema (version INTEGER NOT NULL)");
-    sql.exec(`CREATE TABLE IF NOT EXISTS sessions (
-      id TEXT PRIMARY KEY,
-      status TEXT NOT NULL,
-      assigned_agent_id TEXT,
-      tags TEXT NOT NULL DEFAULT '[]',
-      opened_at TEXT NOT NULL,
-      first_message_at TEXT,
-      assigned_at TEXT,
-      resolved_at TEXT,
-      version INTEGER NOT NULL DEFAULT 1,
-      flushed_version INTEGER NOT NULL DEFAULT 0
-    )`);
-    const version = sql.exec<{ v: number | null }>("SELECT MAX(version) AS v FROM sessions_schema").one().v ?? 0;
-    const steps = ["ALTER TABLE sessions ADD COLUMN handed_off_at TEXT", "ALTER TABLE sessions ADD COLUMN bot_misses INTEGER NOT NULL DEFAULT 0"];
-    for (let i = version; i < steps.length; i++) {
-      sql.exec(steps[i]!);
-      sql.exec("INSERT INTO sessions_schema (version) VALUES (?)", i + 1);
-    }
+    migrate(sql, { versions: "sessions_schema", table: "sessions", steps: STEPS, schema: SCHEMA });
   }
 
   /** The newest session as last read or written (this object is the only writer); undefined: not read yet. */
