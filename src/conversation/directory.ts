@@ -38,17 +38,37 @@ const publicKeyQuery = (db: Database) =>
     .where(and(eq(schema.apiKeys.key_hash, sql.placeholder("hash")), eq(schema.apiKeys.kind, "public"), isNull(schema.apiKeys.revoked_at)))
     .prepare();
 
+/** What a ConversationRef is made of (conversationRef). */
+export type RefConversation = Pick<typeof schema.conversations.$inferSelect, "id" | "org_id" | "channel_id">;
+export type RefEndUser = Pick<typeof schema.endUsers.$inferSelect, "id" | "external_id" | "display_name">;
+/** An end user's profile as openForVisitor compares it (profilePatch). */
+type Profile = Pick<typeof schema.endUsers.$inferSelect, "id" | "external_id" | "display_name" | "email" | "phone" | "attributes" | "verified">;
+
 /** A visitor's end user and conversation, when both exist (a returning visitor). */
 export interface KnownVisitor {
-  conv: typeof schema.conversations.$inferSelect;
-  user: typeof schema.endUsers.$inferSelect;
+  conv: RefConversation;
+  user: Profile;
 }
+
+// Only the columns a returning visitor's request reads: every column is carried and mapped per request.
+const knownColumns = {
+  user: {
+    id: schema.endUsers.id,
+    external_id: schema.endUsers.external_id,
+    display_name: schema.endUsers.display_name,
+    email: schema.endUsers.email,
+    phone: schema.endUsers.phone,
+    attributes: schema.endUsers.attributes,
+    verified: schema.endUsers.verified,
+  },
+  conv: { id: schema.conversations.id, org_id: schema.conversations.org_id, channel_id: schema.conversations.channel_id },
+};
 
 // The credential's channel, and on it the visitor named `:external` with their conversation
 // (LEFT JOINs: the channel's row comes whether or not the visitor is known).
 const publicKeyVisitorQuery = (db: Database) =>
   db
-    .select({ channel: schema.channels, user: schema.endUsers, conv: schema.conversations })
+    .select({ channel: schema.channels, ...knownColumns })
     .from(schema.apiKeys)
     .innerJoin(schema.channels, and(eq(schema.channels.org_id, schema.apiKeys.org_id), eq(schema.channels.is_default, true)))
     .leftJoin(schema.endUsers, and(eq(schema.endUsers.channel_id, schema.channels.id), eq(schema.endUsers.external_id, sql.placeholder("external"))))
@@ -58,7 +78,7 @@ const publicKeyVisitorQuery = (db: Database) =>
 
 const embedTokenVisitorQuery = (db: Database) =>
   db
-    .select({ channel: schema.channels, user: schema.endUsers, conv: schema.conversations })
+    .select({ channel: schema.channels, ...knownColumns })
     .from(schema.embedTokens)
     .innerJoin(schema.channels, eq(schema.channels.id, schema.embedTokens.channel_id))
     .leftJoin(schema.endUsers, and(eq(schema.endUsers.channel_id, schema.channels.id), eq(schema.endUsers.external_id, sql.placeholder("external"))))
@@ -121,6 +141,7 @@ export async function channelForVisitor(env: Env, creds: VisitorCredentials, ori
  */
 export function requestOrigin(req: Request): string | undefined {
   const origin = req.headers.get("origin") ?? undefined;
+  if (origin === undefined) return undefined; // servers and devices (no URL to parse)
   const self = new URL(req.url);
   const selfWs = `${self.protocol === "https:" ? "wss:" : "ws:"}//${self.host}`;
   return origin === self.origin || origin === selfWs ? undefined : origin;
@@ -202,14 +223,14 @@ export async function openForVisitor(env: Env, channel: Channel, who: VisitorIde
 
 const visitorQuery = (db: Database) =>
   db
-    .select({ conv: schema.conversations, user: schema.endUsers })
+    .select(knownColumns)
     .from(schema.endUsers)
     .innerJoin(schema.conversations, and(eq(schema.conversations.channel_id, schema.endUsers.channel_id), eq(schema.conversations.end_user_id, schema.endUsers.id)))
     .where(and(eq(schema.endUsers.channel_id, sql.placeholder("channel")), eq(schema.endUsers.external_id, sql.placeholder("external"))))
     .prepare();
 
 /** What the caller's identity changes in the stored profile, or null. An unverified caller never rewrites a verified end user's. */
-function profilePatch(endUser: typeof schema.endUsers.$inferSelect, who: VisitorIdentity, verified: boolean): Partial<typeof schema.endUsers.$inferSelect> | null {
+function profilePatch(endUser: Profile, who: VisitorIdentity, verified: boolean): Partial<typeof schema.endUsers.$inferSelect> | null {
   if (!verified && endUser.verified) return null;
   let attributes: string | undefined;
   if (who.attributes) {
@@ -268,7 +289,7 @@ export async function conversationForEndUser(env: Env, conversationId: string, e
   return conversationRef(row.conv, row.user);
 }
 
-export function conversationRef(conv: typeof schema.conversations.$inferSelect, user: typeof schema.endUsers.$inferSelect): ConversationRef {
+export function conversationRef(conv: RefConversation, user: RefEndUser): ConversationRef {
   return {
     id: conv.id,
     org_id: conv.org_id,

@@ -22,7 +22,7 @@ import { hmacSha256Hex, randomToken, safeEqual, sha256Hex } from "../core/crypto
 import { ApiError } from "../core/errors";
 import type { ConversationRef } from "../core/conversation-ref";
 import type { Principal } from "../core/message";
-import { conversationRef } from "../conversation/directory";
+import { conversationRef, type RefConversation, type RefEndUser } from "../conversation/directory";
 import { database, prepared, schema, type Database } from "../db/client";
 import type { AppEnv } from "./app";
 
@@ -126,6 +126,21 @@ async function agentAndConversation(env: Env, headers: Headers, url: string | un
   return { agent: toAgent(row.user, "cookie", token, idHash), conversation: conversationOfRow(row) };
 }
 
+// The columns an agent request needs (not the password hash, not whole rows: each column is
+// carried and mapped on every request).
+const userColumns = {
+  id: schema.users.id,
+  org_id: schema.users.org_id,
+  name: schema.users.name,
+  email: schema.users.email,
+  role: schema.users.role,
+  disabled: schema.users.disabled,
+};
+const refColumns = {
+  conv: { id: schema.conversations.id, org_id: schema.conversations.org_id, channel_id: schema.conversations.channel_id },
+  end_user: { id: schema.endUsers.id, external_id: schema.endUsers.external_id, display_name: schema.endUsers.display_name },
+};
+
 const sessionWhere = () =>
   and(
     eq(schema.authSessions.id_hash, sql.placeholder("idHash")),
@@ -135,7 +150,7 @@ const sessionWhere = () =>
 
 const sessionQuery = (db: Database) =>
   db
-    .select({ user: schema.users, created_at: schema.authSessions.created_at, expires_at: schema.authSessions.expires_at })
+    .select({ user: userColumns, created_at: schema.authSessions.created_at, expires_at: schema.authSessions.expires_at })
     .from(schema.authSessions)
     .innerJoin(schema.users, eq(schema.users.id, schema.authSessions.user_id))
     .where(sessionWhere())
@@ -144,7 +159,7 @@ const sessionQuery = (db: Database) =>
 // With a conversation: `:conversation` if it is the credential's organisation's (LEFT JOIN: the credential's row comes either way).
 const sessionConversationQuery = (db: Database) =>
   db
-    .select({ user: schema.users, created_at: schema.authSessions.created_at, expires_at: schema.authSessions.expires_at, conv: schema.conversations, end_user: schema.endUsers })
+    .select({ user: userColumns, created_at: schema.authSessions.created_at, expires_at: schema.authSessions.expires_at, ...refColumns })
     .from(schema.authSessions)
     .innerJoin(schema.users, eq(schema.users.id, schema.authSessions.user_id))
     .leftJoin(schema.conversations, and(eq(schema.conversations.id, sql.placeholder("conversation")), eq(schema.conversations.org_id, schema.users.org_id)))
@@ -156,7 +171,7 @@ const secretKeyWhere = () => and(eq(schema.apiKeys.key_hash, sql.placeholder("ha
 
 const secretKeyQuery = (db: Database) =>
   db
-    .select({ user: schema.users, key_id: schema.apiKeys.id, key_name: schema.apiKeys.name })
+    .select({ user: userColumns, key_id: schema.apiKeys.id, key_name: schema.apiKeys.name })
     .from(schema.apiKeys)
     .innerJoin(schema.users, eq(schema.users.id, schema.apiKeys.created_by))
     .where(secretKeyWhere())
@@ -164,7 +179,7 @@ const secretKeyQuery = (db: Database) =>
 
 const secretKeyConversationQuery = (db: Database) =>
   db
-    .select({ user: schema.users, key_id: schema.apiKeys.id, key_name: schema.apiKeys.name, conv: schema.conversations, end_user: schema.endUsers })
+    .select({ user: userColumns, key_id: schema.apiKeys.id, key_name: schema.apiKeys.name, ...refColumns })
     .from(schema.apiKeys)
     .innerJoin(schema.users, eq(schema.users.id, schema.apiKeys.created_by))
     .leftJoin(schema.conversations, and(eq(schema.conversations.id, sql.placeholder("conversation")), eq(schema.conversations.org_id, schema.users.org_id)))
@@ -174,7 +189,7 @@ const secretKeyConversationQuery = (db: Database) =>
 
 /** The joined conversation of a credential's row (see agentAndConversation), or null. */
 function conversationOfRow(row: object): ConversationRef | null {
-  const { conv, end_user } = row as { conv?: typeof schema.conversations.$inferSelect | null; end_user?: typeof schema.endUsers.$inferSelect | null };
+  const { conv, end_user } = row as { conv?: RefConversation | null; end_user?: RefEndUser | null };
   return conv && end_user ? conversationRef(conv, end_user) : null;
 }
 
@@ -202,7 +217,7 @@ async function agentFromSecretKeyWith(env: Env, key: string, headers: Headers, c
   return { agent: { ...toAgent(row.user, "key", null, `key:${row.key_id}`), key: { id: row.key_id, name: row.key_name } }, conversation: conversationOfRow(row) };
 }
 
-function toAgent(u: typeof schema.users.$inferSelect, via: Agent["via"], token: string | null, authRef: string): Agent {
+function toAgent(u: Pick<typeof schema.users.$inferSelect, "id" | "org_id" | "name" | "email" | "role">, via: Agent["via"], token: string | null, authRef: string): Agent {
   return { user_id: u.id, org_id: u.org_id, name: u.name, email: u.email, role: u.role, via, session_token: token, auth_ref: authRef };
 }
 
