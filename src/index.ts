@@ -39,6 +39,7 @@ import { queue } from "./webhooks/consumer";
 export { ConversationRoom } from "./conversation/room";
 export { OrgHub } from "./org/hub";
 export { SocketIoSession } from "./socketio/session";
+export { D1Writer } from "./conversation/d1-writer";
 
 // Visitor-side surfaces are called from customers' sites: CORS is open (no credentials) and each
 // handler checks the channel's allowed origins itself. Agent surfaces are same-origin only.

@@ -26,7 +26,7 @@ import {
   type Principal,
   type SenderType,
 } from "../core/message";
-import { d1Sink } from "./d1-sink";
+import { writerSink } from "./d1-writer";
 import { backoffMs, FLUSH_BATCH_ROWS, flushIntervalMs, flushOnce, FLUSH_STALL_REPORT_AFTER, type OutboxSink, type OutboxStore } from "./flush";
 import { MessageLog } from "./log";
 import { FlowControl } from "./flow-control";
@@ -1045,7 +1045,7 @@ export class ConversationRoom extends ParleyServer {
     if (!ref) return;
     this.lastFlushAt = Date.now();
     this.flushGap = flushIntervalMs(this.env) * (0.8 + 0.4 * Math.random());
-    const sink = this.sink ?? d1Sink(this.env.DB, this.ref());
+    const sink = this.sink ?? writerSink(this.env, this.ref());
     for (;;) {
       const outcome = await flushOnce(this.outbox(), sink);
       if (outcome.type === "flushed" && outcome.more) continue;

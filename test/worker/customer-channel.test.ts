@@ -75,7 +75,10 @@ describe("GET /api/customer/transcript/:id/:type", () => {
 
     const resolved = await agent(`/api/conversations/${id}/resolve`, { tags: ["billing"] });
     for (const ref of [id, resolved.body.session_id]) {
-      const res = await exports.default.fetch(new Request(`${BASE}/api/customer/transcript/${ref}/pdf?refId=%2B15550100`, { headers: { authorization: `Bearer ${o.pk}` } }));
+      const get = () => exports.default.fetch(new Request(`${BASE}/api/customer/transcript/${ref}/pdf?refId=%2B15550100`, { headers: { authorization: `Bearer ${o.pk}` } }));
+      // By conversation id at once (the object answers); a session id is found through D1, which
+      // has it once the object's flush reached it (about a second at most).
+      const res = ref === id ? await get() : await eventually(async () => ((r) => (r.status === 200 ? r : undefined))(await get()), "the session in D1");
       expect(res.status).toBe(200);
       expect(res.headers.get("content-type")).toBe("application/pdf");
       const text = readPdf(new Uint8Array(await res.arrayBuffer()));
