@@ -80,9 +80,9 @@ try {
           const st = readFileSync(`/proc/${pid}/stat`, "utf8");
           const rest = st.slice(st.lastIndexOf(")") + 2).split(" ");
           const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").slice(0, 3).join(" ").slice(-90);
-          return [pid, { cmd, ms: (Number(rest[11]) + Number(rest[12])) * 10 }];
+          return [pid, { cmd, ms: (Number(rest[11]) + Number(rest[12])) * 10, sys: Number(rest[12]) * 10 }];
         } catch {
-          return [pid, { cmd: "?", ms: 0 }];
+          return [pid, { cmd: "?", ms: 0, sys: 0 }];
         }
       }),
     );
@@ -102,7 +102,7 @@ try {
   await sleep(Number(process.env.PROFILE_TAIL_MS ?? 1500)); // the flush's D1 writes land after the last message
   const { result } = sample ? await call("Profiler.stop") : { result: { profile: { nodes: [], samples: [] } } };
   const procs1 = perProc();
-  for (const [pid, p] of procs1) console.log(`cpu ${String(p.ms - (procs0.get(pid)?.ms ?? 0)).padStart(6)} ms  pid ${pid} ${p.cmd}`);
+  for (const [pid, p] of procs1) console.log(`cpu ${String(p.ms - (procs0.get(pid)?.ms ?? 0)).padStart(6)} ms (kernel ${String(p.sys - (procs0.get(pid)?.sys ?? 0)).padStart(5)})  pid ${pid} ${p.cmd}`);
   ws.close();
   for (const p of pairs) p.close();
   const file = join(root, "test-results", `parley-${surface}.cpuprofile`);
