@@ -1,7 +1,7 @@
 /**
  * One D1 batch for many conversations' flushes. Each organisation has a D1Writer object; a room's
  * flush hands it the rows (one RPC) and waits. The writer gathers what arrives within
- * WRITER_WINDOW_MS (or until WRITER_MAX_STATEMENTS are waiting) and writes it in one D1 batch, then
+ * WRITER_WINDOW_MS (at once when WRITER_DRAIN_AT statements wait) and writes it in one D1 batch, then
  * answers each room. A room advances its flush cursor only on that answer, so the room's storage
  * stays the outbox until D1 has committed its rows: a lost answer, a writer restart or a D1 failure
  * is the room's retry (with its backoff), and the writes are idempotent (INSERT ... ON CONFLICT DO
@@ -21,6 +21,12 @@ import type { Session } from "./sessions";
 
 /** How long the writer gathers flushes before its D1 batch: D1 lags the rooms by at most this much more. */
 export const WRITER_WINDOW_MS = 100;
+/**
+ * Once this many statements wait, the batch goes at once: it is as large as one busy room's flush
+ * round (50 rows), so waiting gains nothing, and a hot conversation's rounds (each waits for its
+ * answer before the next) are not held to one per window.
+ */
+export const WRITER_DRAIN_AT = 50;
 /** Statements per D1 batch at most (a flush is at most 50 messages + its sessions + 1). */
 export const WRITER_MAX_STATEMENTS = 200;
 
@@ -48,7 +54,7 @@ export class D1Writer extends DurableObject<Env> {
     const done = Promise.withResolvers<void>();
     this.pending.push({ ref, messages, sessions, statements, done });
     this.pendingStatements += statements;
-    if (this.pendingStatements >= WRITER_MAX_STATEMENTS) this.drainAfter(0);
+    if (this.pendingStatements >= WRITER_DRAIN_AT) this.drainAfter(0);
     else this.timer ??= setTimeout(() => void this.drain(), WRITER_WINDOW_MS);
     return done.promise;
   }
