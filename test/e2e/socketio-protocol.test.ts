@@ -346,8 +346,11 @@ describe("malformed input (raw Engine.IO)", () => {
     const raw = await RawPolling.open();
     await raw.post("40");
     await raw.get();
-    const big = await raw.post(`4${"x".repeat(1_000_000)}`, 20_000);
-    expect(big.status).toBe(413);
+    // Refused with 413 from the declared length; the server may close the connection before the
+    // client has written the whole megabyte, which the client then sees as a reset instead of the
+    // answer (a loaded machine made CI see it). Either way the session must be gone.
+    const big = await raw.post(`4${"x".repeat(1_000_000)}`, 20_000).catch((err: unknown) => ({ status: `reset: ${String((err as Error).cause ?? err)}` }));
+    expect(String(big.status)).toMatch(/^(413|reset: .*ECONNRESET.*)$/);
     expect((await raw.get()).status).toBe(400);
 
     // WebSocket: just under the limit is parsed (and refused as a message: too long), over it closes.
