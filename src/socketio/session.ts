@@ -312,7 +312,10 @@ export class SocketIoSession extends ParleyServer {
     return this.socket() ? heartbeat : Math.min(heartbeat, st.created_at + CONNECT_TIMEOUT_MS);
   }
 
-  /** The recovery window passed: drop this session's state, keeping only what a live pid needs. */
+  /**
+   * The recovery window passed, or the client left for good: drop this session's state and its
+   * alarm, keeping only what a live pid needs.
+   */
   private async expire() {
     const socket = this.socket();
     const holder = this.kv.get<string>("pid_holder");
@@ -321,6 +324,7 @@ export class SocketIoSession extends ParleyServer {
       // This anchor's pid lives on in another session: keep the pid record, drop the rest.
       for (const [key] of this.kv.list()) if (key !== "socket" && key !== "pid_holder") this.kv.delete(key);
       this.forgetMemberships();
+      await this.ctx.storage.deleteAlarm(); // (deleteAll below deletes it too, since compatibility date 2026-02-24)
       return;
     }
     if (socket && !socket.recovered_by && anchor && anchor !== this.name) {
@@ -409,6 +413,10 @@ export class SocketIoSession extends ParleyServer {
     // The rooms hear now that this connection is gone (an agent's last: participantLeft; an end
     // user's: offline, for push). The memberships stay: a recovering client joins them again.
     await Promise.all(this.memberships().map((m) => roomFor(this.env, m.ref).unsubscribe(m.ref, this.name).catch((err: unknown) => logError("socketio.unsubscribe", err))));
+    // A client that left on purpose (DISCONNECT, or a revoked credential) can never recover
+    // (`release` refuses it): its state goes now, not with a burst of alarms 2 minutes later.
+    if (this.socket()?.disconnected) return this.expire();
+    if (!this.engine()) return; // dropped meanwhile (a revocation's end() during the awaits above)
     await this.ctx.storage.setAlarm(now + RECOVERY_WINDOW_MS);
   }
 
@@ -603,6 +611,8 @@ export class SocketIoSession extends ParleyServer {
     const socket = this.socket();
     if (socket) this.saveSocket({ ...socket, disconnected: true });
     if (this.socket()) this.sendSio({ type: PacketType.DISCONNECT, nsp: "/" });
+    // Already closed (in its recovery window): nothing is recoverable any more either.
+    if (this.engine()?.status === "closed" && this.socket()) return this.expire();
     await this.closeEngine(reason);
   }
 
@@ -611,7 +621,7 @@ export class SocketIoSession extends ParleyServer {
     if (this.engine()?.status !== "open") {
       await this.ctx.storage.deleteAll();
       this.kv.cleared();
-    this.forgetMemberships();
+      this.forgetMemberships();
     }
   }
 
