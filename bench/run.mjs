@@ -402,42 +402,40 @@ async function s4() {
 /** Opens one idle connection per conversation on a settled server: memory per connection, idle CPU. */
 async function idleConnections(t, name, convs) {
   const c = config.s4;
-  {
-    const pid = serverOf(t.name).pid;
-    const settledMs = await settle(pid);
-    const before = treeUsage(pid);
-    const t0 = performance.now();
-    const opened = await mapSettled(convs, c.open_concurrency, (conv) => t.openIdle(conv));
-    const openMs = performance.now() - t0;
-    const conns = opened.filter((o) => o.ok).map((o) => o.value);
-    await sleep(3000);
-    const after = treeUsage(pid);
-    await sleep(5000);
-    const idle = treeUsage(pid);
-    const alive = conns.filter((x) => x.alive()).length;
-    const closedReasons = {};
-    for (const x of conns) if (!x.alive()) closedReasons[x.closedReason() ?? "?"] = (closedReasons[x.closedReason() ?? "?"] ?? 0) + 1;
-    for (const x of conns) x.close();
-    if (name === "parley-ws") idleVisitors = convs.filter((cv, i) => opened[i].ok && cv.id);
-    const errors = [...new Set(opened.filter((o) => !o.ok).map((o) => o.error))].slice(0, 3);
-    log(`  ${name}: ${conns.length}/${c.connections} open (${alive} alive), RSS ${Math.round(before.rssKb / 1024)} -> ${Math.round(after.rssKb / 1024)} MiB, ${round((after.rssKb - before.rssKb) / Math.max(1, conns.length), 1)} KB/conn, idle cpu ${round((idle.cpuMs - after.cpuMs) / 5, 1)} ms/s`);
-    await sleep(2000);
-    return {
-      requested: c.connections,
-      settled_ms_before: settledMs,
-      opened: conns.length,
-      alive_after_idle: alive,
-      closed_while_idle: closedReasons,
-      open_seconds: round(openMs / 1000, 1),
-      rss_before_kb: before.rssKb,
-      rss_after_kb: after.rssKb,
-      processes: after.pids,
-      kb_per_connection: round((after.rssKb - before.rssKb) / Math.max(1, conns.length), 1),
-      idle_cpu_ms_per_s: round((idle.cpuMs - after.cpuMs) / 5, 1),
-      errors,
-      pass: conns.length === c.connections && alive === conns.length,
-    };
-  }
+  const pid = serverOf(t.name).pid;
+  const settledMs = await settle(pid);
+  const before = treeUsage(pid);
+  const t0 = performance.now();
+  const opened = await mapSettled(convs, c.open_concurrency, (conv) => t.openIdle(conv));
+  const openMs = performance.now() - t0;
+  const conns = opened.filter((o) => o.ok).map((o) => o.value);
+  await sleep(3000);
+  const after = treeUsage(pid);
+  await sleep(5000);
+  const idle = treeUsage(pid);
+  const alive = conns.filter((x) => x.alive()).length;
+  const closedReasons = {};
+  for (const x of conns) if (!x.alive()) closedReasons[x.closedReason() ?? "?"] = (closedReasons[x.closedReason() ?? "?"] ?? 0) + 1;
+  for (const x of conns) x.close();
+  if (name === "parley-ws") idleVisitors = convs.filter((cv, i) => opened[i].ok && cv.id);
+  const errors = [...new Set(opened.filter((o) => !o.ok).map((o) => o.error))].slice(0, 3);
+  log(`  ${name}: ${conns.length}/${c.connections} open (${alive} alive), RSS ${Math.round(before.rssKb / 1024)} -> ${Math.round(after.rssKb / 1024)} MiB, ${round((after.rssKb - before.rssKb) / Math.max(1, conns.length), 1)} KB/conn, idle cpu ${round((idle.cpuMs - after.cpuMs) / 5, 1)} ms/s`);
+  await sleep(2000);
+  return {
+    requested: c.connections,
+    settled_ms_before: settledMs,
+    opened: conns.length,
+    alive_after_idle: alive,
+    closed_while_idle: closedReasons,
+    open_seconds: round(openMs / 1000, 1),
+    rss_before_kb: before.rssKb,
+    rss_after_kb: after.rssKb,
+    processes: after.pids,
+    kb_per_connection: round((after.rssKb - before.rssKb) / Math.max(1, conns.length), 1),
+    idle_cpu_ms_per_s: round((idle.cpuMs - after.cpuMs) / 5, 1),
+    errors,
+    pass: conns.length === c.connections && alive === conns.length,
+  };
 }
 
 async function s5() {

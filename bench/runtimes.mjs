@@ -125,7 +125,10 @@ try {
   rmSync(work, { recursive: true, force: true });
 }
 
-const median = (xs) => round(percentile(xs, 50));
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return round(s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2);
+};
 const rows = [
   ["healthz p50 ms (relay)", (o) => o.relay_healthz_ms.p50],
   ["relay WS CPU µs/msg", (o) => o.relay_ws.cpu_us_per_op],

@@ -6,7 +6,6 @@
  */
 import type { ConversationRef } from "../core/conversation-ref";
 import type { Message } from "../core/message";
-import type { OutboxSink } from "./flush";
 import type { Session } from "./sessions";
 
 const INSERT_MESSAGE = `INSERT INTO messages (id, org_id, conversation_id, session_id, seq, sender_type, sender_id, sender_name,
@@ -44,14 +43,4 @@ export function d1Statements(db: D1Database, ref: ConversationRef, messages: Mes
   const last = messages.at(-1);
   if (last) stmts.push(db.prepare(TOUCH_CONVERSATION).bind(last.created_at, last.seq, ref.id, last.seq));
   return stmts;
-}
-
-/** Straight to D1, one batch per flush (tests wrap it to inject faults; rooms go through the org's D1Writer). */
-export function d1Sink(db: D1Database, ref: ConversationRef): OutboxSink {
-  return {
-    async write(messages, sessions) {
-      const stmts = d1Statements(db, ref, messages, sessions);
-      if (stmts.length > 0) await db.batch(stmts);
-    },
-  };
 }

@@ -156,13 +156,16 @@ const sessionQuery = (db: Database) =>
     .where(sessionWhere())
     .prepare();
 
+/** The org isolation of the joined queries below: `:conversation` only if it is the caller's organisation's. */
+const conversationInCallersOrg = () => and(eq(schema.conversations.id, sql.placeholder("conversation")), eq(schema.conversations.org_id, schema.users.org_id));
+
 // With a conversation: `:conversation` if it is the credential's organisation's (LEFT JOIN: the credential's row comes either way).
 const sessionConversationQuery = (db: Database) =>
   db
     .select({ user: userColumns, created_at: schema.authSessions.created_at, expires_at: schema.authSessions.expires_at, ...refColumns })
     .from(schema.authSessions)
     .innerJoin(schema.users, eq(schema.users.id, schema.authSessions.user_id))
-    .leftJoin(schema.conversations, and(eq(schema.conversations.id, sql.placeholder("conversation")), eq(schema.conversations.org_id, schema.users.org_id)))
+    .leftJoin(schema.conversations, conversationInCallersOrg())
     .leftJoin(schema.endUsers, eq(schema.endUsers.id, schema.conversations.end_user_id))
     .where(sessionWhere())
     .prepare();
@@ -182,7 +185,7 @@ const secretKeyConversationQuery = (db: Database) =>
     .select({ user: userColumns, key_id: schema.apiKeys.id, key_name: schema.apiKeys.name, ...refColumns })
     .from(schema.apiKeys)
     .innerJoin(schema.users, eq(schema.users.id, schema.apiKeys.created_by))
-    .leftJoin(schema.conversations, and(eq(schema.conversations.id, sql.placeholder("conversation")), eq(schema.conversations.org_id, schema.users.org_id)))
+    .leftJoin(schema.conversations, conversationInCallersOrg())
     .leftJoin(schema.endUsers, eq(schema.endUsers.id, schema.conversations.end_user_id))
     .where(secretKeyWhere())
     .prepare();

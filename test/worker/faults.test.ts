@@ -8,7 +8,7 @@
 import { abortAllDurableObjects, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { d1Sink } from "../../src/conversation/d1-sink";
+import { writerSink } from "../../src/conversation/d1-writer";
 import { backoffMs, FLUSH_STALL_REPORT_AFTER } from "../../src/conversation/flush";
 import type { ConversationRoom } from "../../src/conversation/room";
 import { BASE, dostiVisitor, eventually, newOrg, openSocket, withKey } from "./helpers";
@@ -137,7 +137,7 @@ describe("D1 failing during the flush (F8, F9)", () => {
     let attempts = 0;
     let healed = false;
     await runInDurableObject(stub, (r: ConversationRoom) => {
-      const real = d1Sink(env.DB, ref);
+      const real = writerSink(env, ref);
       r.sink = {
         async write(m, s) {
           const step = healed ? "ok" : (plan[attempts] ?? "overloaded");

@@ -5,7 +5,7 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { d1Sink } from "../../src/conversation/d1-sink";
+import { writerSink } from "../../src/conversation/d1-writer";
 import type { ConversationRoom } from "../../src/conversation/room";
 import { eventually, newOrg } from "./helpers";
 import { assertX1, conversationOf } from "./invariants";
@@ -90,7 +90,7 @@ describe("the room's flush schedule (FLUSH_INTERVAL_MS 1000)", () => {
     const { ref, stub } = await conversationOf(o.pk, visitorId);
     const writes: number[][] = [];
     await runInDurableObject(stub, (r: ConversationRoom) => {
-      const real = d1Sink(env.DB, ref);
+      const real = writerSink(env, ref);
       r.sink = {
         async write(m, s) {
           writes.push(m.map((x) => x.seq));
@@ -143,7 +143,7 @@ describe("the room's flush schedule (FLUSH_INTERVAL_MS 1000)", () => {
     // A flush retried after D1 committed (its answer lost) writes the same rows again: no change.
     const pending = await runInDurableObject(stub, (r: ConversationRoom) => (r as unknown as { log: { after(s: number, l: number, a: string): Message[] } }).log.after(1, 100, "staff"));
     expect(pending).toHaveLength(n);
-    await d1Sink(env.DB, ref).write(pending, []);
+    await writerSink(env, ref).write(pending, []);
     expect(await assertX1(ref.id)).toHaveLength(n + 1);
     const d1 = await env.DB.prepare(
       "SELECT id, org_id, conversation_id, session_id, seq, sender_type, sender_id, sender_name, content_type, content, rich_media, client_msg_id, private, created_at, status FROM messages WHERE conversation_id = ? AND seq > 1 ORDER BY seq",

@@ -4,7 +4,7 @@
  * - the conversation object's log has seq 1..n, no gap, no duplicate id, and at most one message
  *   per (sender, client_msg_id);
  * - D1 holds exactly the same rows (id, seq, sender, content, client id, private flag) once each,
- *   after a flush through the real D1 sink (any fault-injecting sink is removed first), and the
+ *   after a flush through the room's own sink, its organisation's D1Writer (any fault-injecting sink is removed first), and the
  *   flush cursor stands at n with no failure counted;
  * - every client saw only messages of that log, each with its stored seq, in increasing seq
  *   order (after dropping repeats by id, as docs/protocol.md tells clients to), never a whisper

@@ -1,7 +1,7 @@
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { d1Sink } from "../../src/conversation/d1-sink";
+import { writerSink } from "../../src/conversation/d1-writer";
 import type { ConversationRoom } from "../../src/conversation/room";
 import { dostiVisitor, eventually, newOrg, openSocket } from "./helpers";
 import { conversationOf } from "./invariants";
@@ -42,7 +42,7 @@ describe("durability", () => {
     let failuresLeft = 3;
     let attempts = 0;
     await runInDurableObject(stub, (room: ConversationRoom) => {
-      const real = d1Sink(env.DB, ref);
+      const real = writerSink(env, ref);
       room.sink = {
         write: async (m, s) => {
           attempts++;
