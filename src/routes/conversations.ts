@@ -30,9 +30,15 @@ const ListQuery = z.object({
   limit: z.coerce.number().int().min(1).max(100).default(50),
   offset: z.coerce.number().int().min(0).max(100_000).default(0),
 });
+/**
+ * A page of messages, oldest first: the newest `limit` (skipping `offset` back from the newest), or,
+ * with `after`, the `limit` messages after that seq (how a client catches up from its last seq when
+ * the socket's replay says resync_required).
+ */
 const PageQuery = z.object({
   limit: z.coerce.number().int().min(1).max(100).default(50),
   offset: z.coerce.number().int().min(0).max(1_000_000).default(0),
+  after: z.coerce.number().int().min(0).optional(),
 });
 const SendBody = z.looseObject({ sender_type: z.enum(["agent", "bot"]).default("agent") });
 

@@ -27,6 +27,14 @@ const OpenSession = z.object({
     .optional(),
 });
 
+/** The visitor's history, oldest first: the newest `limit`, or with `after` the `limit` after that seq (a resync's catch-up). */
+const HistoryQuery = z.object({
+  external_id: z.string().min(1).max(200),
+  identity_hash: z.string().max(200).optional(),
+  limit: z.coerce.number().int().min(1).max(100).default(100),
+  after: z.coerce.number().int().min(0).optional(),
+});
+
 export const widget = router()
   .post("/session", async (c) => {
     const body = await readJson(c, OpenSession);
@@ -49,9 +57,9 @@ export const widget = router()
     });
   })
   .get("/history/:conversation_id", async (c) => {
-    const q = parse(z.object({ external_id: z.string().min(1).max(200), identity_hash: z.string().max(200).optional() }), c.req.query());
+    const q = parse(HistoryQuery, c.req.query());
     const ref = await conversationForEndUser(c.env, c.req.param("conversation_id"), q.external_id, q.identity_hash);
-    const { messages } = unwrap(await roomFor(c.env, ref).history(ref, { audience: "end_user", limit: 100 }));
+    const { messages } = unwrap(await roomFor(c.env, ref).history(ref, { audience: "end_user", limit: q.limit, after: q.after }));
     // Seed 001's widget shape omits session_id and read_by.
     return c.json(messages.map((m) => {
       const { session_id: _omitted, ...view } = messageView(m);
