@@ -322,38 +322,103 @@ function parleyCommon(server, org) {
   };
 }
 
-/** Parley's native WebSocket protocol (docs/protocol.md). */
+/**
+ * Parley's native WebSocket protocol (docs/protocol.md). Each side resumes as the SDK does: after
+ * a close it did not ask for (4009 `slow_consumer` when it falls too far behind), it reconnects with
+ * `since=<last seq>&epoch=…`; the ready frame replays the gap, or says `resync_required` (more than
+ * 300 behind) and the side fetches the gap over REST in `after=<seq>` pages. Everything that arrives
+ * while it resumes (the replay, REST pages, live frames) is merged by seq, each message once; after
+ * that every frame goes to the ledger as it comes, so a duplicate the server sends still counts.
+ * `target.counters` counts the reconnects and the REST catch-ups.
+ */
 export function parleyWsTarget(server, org) {
   const c = parleyCommon(server, org);
-  async function side(url, headers, role, onMessage, pending) {
-    let conversationId = null;
-    const ws = await openWs(url, {
-      headers,
-      confirm: true,
-      ready: (f) => f.type === "ready" && ((conversationId = f.conversation_id), true),
-      onFrame(f) {
-        if (f.type === "message") {
-          if (f.message.sender_type !== role) onMessage?.(f.message.client_msg_id);
-        } else if (f.type === "ack") pending?.resolve(f.client_msg_id);
-        else if (f.type === "error" && f.client_msg_id) pending?.reject(f.client_msg_id, new Error(`${f.code}: ${f.message}`));
-      },
-    });
-    ws.conversationId = conversationId;
-    return ws;
+  const counters = { resumes: 0, resyncs: 0 };
+  const base = server.baseUrl;
+  async function historyAfter(role, conv, after) {
+    const url =
+      role === "agent"
+        ? `${base}/api/conversations/${conv.id}/messages?after=${after}&limit=100`
+        : `${base}/chat-widget/history/${conv.id}?external_id=${encodeURIComponent(conv.ext)}&after=${after}&limit=100`;
+    return json(await fetch(url, { headers: role === "agent" ? { cookie: org.cookie } : {}, signal: timed() }), "history after");
   }
-  const sendVia = (ws, pending, key, content) => {
+  /**
+   * One side's socket, replaced after an unasked-for close (unless `resume` is false: S4 and S6
+   * measure one connection); `.ws` is the current one.
+   */
+  async function side(url, headers, role, onMessage, pending, { conv, resume: resumes = true } = {}) {
+    const conn = { ws: null, lastSeq: null, epoch: null, conversationId: null, closing: false };
+    const deliver = (m) => {
+      conn.lastSeq = Math.max(conn.lastSeq ?? 0, m.seq);
+      if (m.sender_type !== role) onMessage?.(m.client_msg_id);
+    };
+    const connect = async (resume) => {
+      let held = []; // frames of a resume, merged by seq once it has caught up
+      let ready = null;
+      const q = resume ? `${url.includes("?") ? "&" : "?"}since=${conn.lastSeq}&epoch=${encodeURIComponent(conn.epoch)}` : "";
+      const ws = await openWs(url + q, {
+        headers,
+        confirm: true,
+        ready: (f) => f.type === "ready" && ((ready = f), true),
+        onFrame(f) {
+          if (f.type === "message") held ? held.push(f.message) : deliver(f.message);
+          else if (f.type === "ack") pending?.resolve(f.client_msg_id);
+          else if (f.type === "error" && f.client_msg_id) pending?.reject(f.client_msg_id, new Error(`${f.code}: ${f.message}`));
+        },
+      });
+      conn.ws = ws;
+      conn.epoch = ready.epoch;
+      conn.conversationId = ready.conversation_id;
+      ws.once("close", () => {
+        if (conn.closing || !resumes) return;
+        counters.resumes++;
+        connect(true).catch((err) => console.error(`parley-ws resume failed: ${err.message}`));
+      });
+      if (!resume) conn.lastSeq = Math.max(ready.head_seq, ...held.map((m) => m.seq));
+      else {
+        held.push(...ready.messages);
+        if (ready.resync_required) {
+          counters.resyncs++;
+          for (let after = conn.lastSeq; after < ready.head_seq; ) {
+            const page = await historyAfter(role, conv, after);
+            if (page.length === 0) break;
+            held.push(...page);
+            after = page.at(-1).seq;
+          }
+        }
+        held.sort((a, b) => a.seq - b.seq);
+        for (const m of held) if (m.seq > conn.lastSeq) deliver(m);
+      }
+      held = null;
+    };
+    await connect(false);
+    return {
+      get ws() {
+        return conn.ws;
+      },
+      get conversationId() {
+        return conn.conversationId;
+      },
+      close() {
+        conn.closing = true;
+        conn.ws.close();
+      },
+    };
+  }
+  const sendVia = (side, pending, key, content) => {
     const p = pending.add(key);
-    ws.send(JSON.stringify({ type: "send", content, content_type: "text", client_msg_id: key }));
+    side.ws.send(JSON.stringify({ type: "send", content, content_type: "text", client_msg_id: key }));
     return p;
   };
   return {
     ...c,
     name: "parley-ws",
     label: "Parley native WebSocket",
+    counters,
     async openPair(conv, { sender, onMessage }) {
       const pending = new Pending();
-      const visitor = await side(c.visitorUrl(conv.ext), undefined, "end_user", sender === "agent" ? onMessage : null, sender === "end_user" ? pending : null);
-      const agent = await side(c.agentUrl(conv.id), { cookie: org.cookie }, "agent", sender === "end_user" ? onMessage : null, sender === "agent" ? pending : null);
+      const visitor = await side(c.visitorUrl(conv.ext), undefined, "end_user", sender === "agent" ? onMessage : null, sender === "end_user" ? pending : null, { conv });
+      const agent = await side(c.agentUrl(conv.id), { cookie: org.cookie }, "agent", sender === "end_user" ? onMessage : null, sender === "agent" ? pending : null, { conv });
       const tx = sender === "agent" ? agent : visitor;
       return {
         send: (key, content) => sendVia(tx, pending, key, content),
@@ -365,20 +430,20 @@ export function parleyWsTarget(server, org) {
     },
     /** A brand-new visitor: /ws/visitor with a fresh external id opens the conversation. */
     async openIdle(conv) {
-      const ws = await side(c.visitorUrl(conv.ext), undefined, "end_user", null, null);
-      conv.id = ws.conversationId;
-      return wsIdle(ws);
+      const visitor = await side(c.visitorUrl(conv.ext), undefined, "end_user", null, null, { resume: false });
+      conv.id = visitor.conversationId;
+      return wsIdle(visitor.ws);
     },
     async coldFirst(conv, key) {
       const pending = new Pending();
       const t0 = performance.now();
-      const ws = await side(c.visitorUrl(conv.ext), undefined, "end_user", null, pending);
+      const visitor = await side(c.visitorUrl(conv.ext), undefined, "end_user", null, pending, { resume: false });
       const t1 = performance.now();
-      await sendVia(ws, pending, key, "cold");
+      await sendVia(visitor, pending, key, "cold");
       const t2 = performance.now();
-      await sendVia(ws, pending, `${key}.w`, "warm");
+      await sendVia(visitor, pending, `${key}.w`, "warm");
       const t3 = performance.now();
-      ws.close();
+      visitor.close();
       return { open: t1 - t0, first: t2 - t1, total: t2 - t0, second: t3 - t2 };
     },
   };

@@ -219,7 +219,7 @@ export function writeReport(dir, meta, results) {
       L.push(stepTable(v));
       L.push("");
       const c = v.correctness;
-      L.push(`Correctness: ${c.acked} acked, ${c.received} received, ${c.lost} lost, ${c.duplicated} duplicated, ${c.reordered} reordered${c.stray ? `, ${c.stray} stray` : ""}. ${d1Text(c)}`);
+      L.push(`Correctness: ${c.acked} acked, ${c.received} received, ${c.lost} lost, ${c.duplicated} duplicated, ${c.reordered} reordered${c.stray ? `, ${c.stray} stray` : ""}${c.resumes?.resumes ? `; the receiving sockets resumed ${c.resumes.resumes} times after a close they did not ask for (${c.resumes.resyncs} caught up over REST)` : ""}. ${d1Text(c)}`);
       const fail = v.first_failure;
       if (fail) L.push(`First failing step: ${fail.offered_msgs_s}/s (p99 ${fmt(fail.latency_ms.p99)} ms, ${fail.lost} lost, ${fail.refused} refused, ${fail.ack_timeouts} ack timeouts${fail.errors?.length ? `; ${fail.errors[0]}` : ""}).`);
       L.push("");
