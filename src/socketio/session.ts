@@ -97,6 +97,9 @@ interface WsState {
   hb?: Pick<EngineState, "ping_sent_at" | "next_ping_at">;
 }
 
+/** How long a GET parked during a pending upgrade waits before it gets a noop (see parkGet). */
+const UPGRADE_NOOP_MS = 100;
+
 /** Above this many rooms a session stores its seqs in storage (an attachment holds 2 KiB). */
 const MAX_SEQS_IN_ATTACHMENT = 16;
 
@@ -134,6 +137,8 @@ export class SocketIoSession extends ParleyServer {
   private held: Packet[] | null = null;
   /** Conversations whose last emitted seq changed since it was last stored. */
   private readonly dirtySeqs = new Set<string>();
+  /** From the probe's "3probe" until the upgrade packet (or the probe socket's close): see parkGet. */
+  private upgrading = false;
 
   // ---- Engine.IO over HTTP long-polling --------------------------------------------------
 
@@ -157,7 +162,7 @@ export class SocketIoSession extends ParleyServer {
         return engineError(ENGINE_ERRORS.BAD_REQUEST);
       }
       if (this.outbox.length > 0) return this.pollResponse(this.takeOutbox());
-      return new Promise<Response>((resolve) => (this.pendingGet = resolve));
+      return this.parkGet();
     }
     if (request.method === "POST") {
       if (Number(request.headers.get("content-length") ?? 0) > MAX_PAYLOAD_BYTES) {
@@ -176,6 +181,24 @@ export class SocketIoSession extends ParleyServer {
       return new Response("ok", { headers: { "content-type": "text/html" } });
     }
     return engineError(ENGINE_ERRORS.BAD_REQUEST);
+  }
+
+  /**
+   * Parks the GET until there is something to send. While an upgrade is pending it gets a noop
+   * after UPGRADE_NOOP_MS, as the reference server's 100 ms check does: the noop sent with
+   * "3probe" travels on another connection than the probe's answer and can reach the client
+   * first, which then takes it for an ordinary packet and polls again; once "3probe" is in, the
+   * client waits for this GET to complete before it sends the upgrade packet.
+   */
+  private parkGet(): Promise<Response> {
+    return new Promise<Response>((resolve) => {
+      this.pendingGet = resolve;
+      if (this.upgrading) {
+        setTimeout(() => {
+          if (this.upgrading && this.pendingGet === resolve) this.flushPoll([{ type: "noop" }]);
+        }, UPGRADE_NOOP_MS);
+      }
+    });
   }
 
   private pollResponse(packets: Packet[]): Response {
@@ -215,10 +238,12 @@ export class SocketIoSession extends ParleyServer {
     if (conn.state?.role === "probe") {
       if (packet.type === "ping" && packet.data === "probe") {
         conn.send(encodeFrame({ type: "pong", data: "probe" }));
+        this.upgrading = true;
         this.flushPoll([{ type: "noop" }]);
       } else if (packet.type === "upgrade") {
         conn.setState({ role: "main" });
         this.main = undefined;
+        this.upgrading = false;
         this.saveEngine({ ...this.engine()!, transport: "websocket" });
         this.flushPoll([{ type: "noop" }]);
         for (const p of this.takeOutbox()) conn.send(encodeFrame(p));
@@ -233,6 +258,7 @@ export class SocketIoSession extends ParleyServer {
 
   override async onClose(conn: Connection<WsState>): Promise<void> {
     this.main = undefined;
+    if (conn.state?.role === "probe") this.upgrading = false;
     if (conn.state?.seqs) {
       this.membershipMap();
       this.adoptSeqs(conn.state.seqs);

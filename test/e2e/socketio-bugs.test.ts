@@ -17,6 +17,8 @@ describe("upgrade from polling to WebSocket (the stock client's default transpor
   // server keeps offering that noop until a GET is there to carry it; Parley sends it only if a
   // GET is parked at that instant and drops it otherwise, so the client waits for the next packet
   // on the poll (the first ping, 25 s later). Meanwhile everything the client emits is buffered.
+  // Later (seed 000 visitor, loaded machine, ~1 run in 6): that noop overtook "3probe" and the
+  // client's next GET waited for the ping; see the raw test "...(it overtook 3probe)..." below.
   it.each([
     ["seed 000 visitor", "visitor"],
     ["seed 001 agent", "agent"],
@@ -51,6 +53,30 @@ describe("upgrade from polling to WebSocket (the stock client's default transpor
       expect((await ws.next()).text).toBe("3probe");
       const poll = await raw.get(5_000).catch((e: Error) => ({ status: -1, packets: [String(e)] }));
       expect(poll.packets).toEqual(["6"]);
+    } finally {
+      ws.terminate();
+    }
+  });
+
+  // The noop that answers a parked GET at the probe travels over HTTP while "3probe" travels over
+  // the WebSocket, and can reach the client first (seen with the seed 000 visitor on a loaded
+  // machine): the client takes it for an ordinary packet and polls again, and once "3probe" is in
+  // it waits for that new GET to complete before sending "5". The reference server offers the
+  // noop every 100 ms until the upgrade; Parley answered only the first GET, so the second waited
+  // for the first ping (25 s) and every emit meanwhile stayed in the client's buffer.
+  it("the raw exchange: a GET after the probe's noop was taken (it overtook 3probe) gets a noop too", async () => {
+    const raw = await RawPolling.open();
+    const ws = await RawWs.open(`&sid=${encodeURIComponent(raw.sid)}`);
+    try {
+      ws.send("2probe");
+      expect((await ws.next()).text).toBe("3probe");
+      expect((await raw.get(5_000)).packets).toEqual(["6"]);
+      const again = await raw.get(5_000).catch((e: Error) => ({ status: -1, packets: [String(e)] }));
+      expect(again.packets).toEqual(["6"]);
+      // The upgrade still completes on the WebSocket, and polling is over.
+      ws.send("5");
+      ws.send(`40`);
+      expect((await ws.next((t) => t.startsWith("40"))).text).toMatch(/^40\{"sid":/);
     } finally {
       ws.terminate();
     }
