@@ -1,5 +1,6 @@
-// The load cases L1-L7 of ../shared/RELIABILITY.md against a real Parley under `wrangler dev`,
-// over real sockets. One JSON line per case on stdout (numbers, the checks, pass/fail against what
+// The load cases L1-L7 of ../shared/RELIABILITY.md against a real Parley on the local Workers runtime
+// (the Miniflare API; BENCH_RUNTIME=wrangler for `wrangler dev`: bench/README.md), over real sockets.
+// One JSON line per case on stdout (numbers, the checks, pass/fail against what
 // RELIABILITY.md asks, and what this machine could not reach); bench/results/load-<date>.md.
 //
 //   npm run load                     RELIABILITY.md's sizes where this machine can do them
@@ -11,6 +12,7 @@ import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import { cpus, tmpdir, totalmem } from "node:os";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { freePort, root } from "../scripts/lib/wrangler.mjs";
@@ -18,7 +20,7 @@ import { AckTimeout, parleyLogSocket, parleyOrg, parleyRest, parleyWsTarget, rel
 import { d1Check, d1Counts } from "./lib/d1.mjs";
 import { writeLoadReport } from "./lib/load-report.mjs";
 import { machineLoad, monitor, nofileLimit, openFds, settle } from "./lib/procs.mjs";
-import { exportParley, parleyServer, relayServer, runtimeLabel } from "./lib/servers.mjs";
+import { exportParley, parleyServer, relayServer, RUNTIME, runtimeLabel } from "./lib/servers.mjs";
 import { mapLimit, mapSettled, round, summary } from "./lib/stats.mjs";
 
 const QUICK = process.env.LOAD_QUICK === "1";
@@ -33,9 +35,9 @@ const config = {
     return { ...this.L1, asked: "L1's size against the bare Durable Object relay (bench/relay): not a RELIABILITY.md case, the platform's share of L1", limit: "the relay: one object, hibernatable sockets, one SQLite insert and a broadcast per message; no auth, no D1, no hub" };
   },
   L2: { senders: num("LOAD_L2_SENDERS", 50, 10), per_sender: num("LOAD_L2_PER_SENDER", 20, 10), ack_timeout_ms: num("LOAD_L2_ACK_TIMEOUT_MS", 30000, 30000), asked: "50 senders x 20 concurrent sends" },
-  L3: { conversations: num("LOAD_L3_CONVS", 200, 20), polls_per_conversation: num("LOAD_L3_POLLS_PER_CONV", 10, 5), hold_s: num("LOAD_L3_HOLD_S", 60, 5), wait_s: 30, send_rate: num("LOAD_L3_SEND_RATE", 100, 100), return_target_ms: num("LOAD_L3_RETURN_MS", 5000, 5000), asked: "5,000 polls over 500 conversations, 60 s idle", limit: "5,000 held polls crashed the local runtime (workerd: accept(): Too many open files; wrangler restarted it) and 3,000 hit the same error in one run of two: wrangler dev and workerd hold about 6 descriptors per open client connection and this machine allows 20,000 per process (a hard limit, not raisable here), so 2,000 (200 conversations x 10)" },
-  L4: { conversations: num("LOAD_L4_CONVS", 50, 5), sockets_per_conversation: num("LOAD_L4_SOCKETS_PER_CONV", 20, 10), rate_per_conversation: num("LOAD_L4_RATE", 1, 2), before_s: num("LOAD_L4_BEFORE_S", 10, 4), after_s: num("LOAD_L4_AFTER_S", 10, 4), asked: "1,000 sockets in 50 conversations", limit: "a deploy closes sockets with 1001/1012; locally the runtime is stopped (SIGTERM to wrangler dev) and started on the same state, so clients see 1006" },
-  L5: { conversations: num("LOAD_L5_CONVS", 200, 20), rate_per_conversation: num("LOAD_L5_RATE", 1, 1), seconds: num("LOAD_L5_SECONDS", 60, 8), lag_target_ms: num("LOAD_L5_LAG_MS", 5000, 5000), asked: "10,000 conversations at 1 msg/s for 10 min", limit: "10,000 msg/s is far past this machine: Parley sustains about 300 msg/s over 100 conversations on these two cores under wrangler dev (bench S2), so 200 conversations for 60 s" },
+  L3: { conversations: num("LOAD_L3_CONVS", RUNTIME === "wrangler" ? 200 : 500, 20), polls_per_conversation: num("LOAD_L3_POLLS_PER_CONV", 10, 5), hold_s: num("LOAD_L3_HOLD_S", 60, 5), wait_s: 30, send_rate: num("LOAD_L3_SEND_RATE", 100, 100), return_target_ms: num("LOAD_L3_RETURN_MS", 5000, 5000), asked: "5,000 polls over 500 conversations, 60 s idle", ...(RUNTIME === "wrangler" ? { limit: "5,000 held polls crashed the local runtime (workerd: accept(): Too many open files; wrangler restarted it) and 3,000 hit the same error in one run of two: wrangler dev and workerd hold about 6 descriptors per open client connection and this machine allows 20,000 per process (a hard limit, not raisable here), so 2,000 (200 conversations x 10)" } : {}) },
+  L4: { conversations: num("LOAD_L4_CONVS", 50, 5), sockets_per_conversation: num("LOAD_L4_SOCKETS_PER_CONV", 20, 10), rate_per_conversation: num("LOAD_L4_RATE", 1, 2), before_s: num("LOAD_L4_BEFORE_S", 10, 4), after_s: num("LOAD_L4_AFTER_S", 10, 4), asked: "1,000 sockets in 50 conversations", limit: "a deploy closes sockets with 1001/1012; locally the runtime is stopped (its process tree gets SIGTERM) and started on the same state, so clients see 1006" },
+  L5: { conversations: num("LOAD_L5_CONVS", 200, 20), rate_per_conversation: num("LOAD_L5_RATE", 1, 1), seconds: num("LOAD_L5_SECONDS", 60, 8), lag_target_ms: num("LOAD_L5_LAG_MS", 5000, 5000), asked: "10,000 conversations at 1 msg/s for 10 min", limit: "10,000 msg/s is far past this machine: Parley sustains about 1,200 msg/s over 100 conversations on these two cores (bench S2, bench/results/2026-11-22-1120.md), so 200 conversations for 60 s" },
   L6: { events: num("LOAD_L6_EVENTS", 10000, 100), conversations: num("LOAD_L6_CONVS", 50, 5), down_s: num("LOAD_L6_DOWN_S", 10, 3), receiver_delay_ms: num("LOAD_L6_DELAY_MS", 0, 0), drain_timeout_s: num("LOAD_L6_DRAIN_S", 300, 120), asked: "10,000 events, receiver at 10 s per request", limit: "the receiver answers at once once up: one taking 10 s is past Parley's 3 s attempt timeout, so every attempt would fail and retry (LOAD_L6_DELAY_MS sets a delay)" },
   L7: { megabytes: num("LOAD_L7_MB", 10, 2), message_kb: num("LOAD_L7_MSG_KB", 15, 15), others: num("LOAD_L7_OTHERS", 20, 5), asked: "10 MB broadcast past one socket that does not read" },
 };
@@ -50,7 +52,7 @@ const commit = exportParley(parleyRef, join(work, "parley"));
 const parley = parleyServer({ dir: join(work, "parley"), stateDir, logPath: join(root, "test-results", "load-parley.log") });
 const loadBefore = machineLoad();
 const startupMs = await parley.start();
-// wrangler dev's processes hold several descriptors per open client connection (see L3).
+// The runtime holds descriptors per open client connection (wrangler dev about 6, see L3).
 const nofile = nofileLimit(parley.pid);
 log(`parley up on ${parley.baseUrl} in ${startupMs} ms; open-file limit ${nofile}`);
 const wsBase = () => parley.baseUrl.replace("http", "ws");
@@ -345,6 +347,11 @@ async function L3() {
   await sleep(c.hold_s * 1000);
   const idle = hold0.stop();
   const earlyErrors = { ...stats.errors };
+  // The load generator's own share (it runs 5,000 fetches on one thread): were returns late at the server or here?
+  const gen = monitorEventLoopDelay({ resolution: 10 });
+  gen.enable();
+  const genCpu0 = process.cpuUsage();
+  const genT0 = performance.now();
   const sendAt = new Map();
   const sendAck = [];
   const sendRes = await paced(convs.length, c.send_rate, async (i) => {
@@ -356,6 +363,9 @@ async function L3() {
   const ackedKeys = sendRes.filter((r) => r.status === "fulfilled").map((r) => r.value);
   await waitUntil(() => pollers.every((p) => p.got), c.wait_s * 1000 + 5000, 100);
   const server = mon.stop();
+  gen.disable();
+  const genCpu = process.cpuUsage(genCpu0);
+  const loadgen = { cpu_ms_per_s: round((genCpu.user + genCpu.system) / 1000 / ((performance.now() - genT0) / 1000), 0), event_loop_delay_p99_ms: round(gen.percentile(99) / 1e6, 1), event_loop_delay_max_ms: round(gen.max / 1e6, 1) };
   abort.abort();
   await Promise.allSettled(loops);
   const lat = pollers.filter((p) => p.got).map((p) => p.at - sendAt.get(Number(p.key.split(".")[1])));
@@ -377,6 +387,7 @@ async function L3() {
     send_ack_ms: summary(sendAck),
     d1,
     server,
+    loadgen,
     worker_memory_note: "workerd runs the Worker, every object and D1 in one process locally: its RSS is the whole runtime, not the 128 MB isolate limit",
   };
   const fails = [];
