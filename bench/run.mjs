@@ -26,8 +26,9 @@ const nums = (name, full, quick) => list(name, full, quick).map(Number);
 const config = {
   quick: QUICK,
   targets: list("BENCH_TARGETS", ["peer", "relay", "parley-ws", "parley-sio"], ["peer", "relay", "parley-ws", "parley-sio"]),
-  // S5 before S4: closing S4's 2,000 Socket.IO sessions leaves work behind (their recovery-window
-  // alarms fire 2 minutes later) that would land in S5's idle measurement.
+  // S5 before S4: S4 closes thousands of sessions at once, and what the runtime does after (evictions)
+  // must not land in S5's idle measurement. (Socket.IO sessions the client closed with a DISCONNECT
+  // no longer leave a 2-minute recovery alarm behind: 5b9a959.)
   scenarios: list("BENCH_SCENARIOS", ["S1", "S2", "S3", "S5", "S4", "S6"], ["S1", "S2", "S3", "S5", "S4", "S6"]),
   s1: { conversations: num("BENCH_S1_CONVS", 100, 20), rate_per_conversation: num("BENCH_S1_RATE", 1, 1), seconds: num("BENCH_S1_SECONDS", 15, 4) },
   s2: {
