@@ -186,6 +186,25 @@ export class ConversationRoom extends ParleyServer {
     return result;
   }
 
+  /**
+   * A Socket.IO session's sends that piled up while its previous call to this room was in flight,
+   * stored in their order (the session sends its next batch only once this one is answered, so a
+   * session's messages keep their order). `own`: the session emits that message itself (as `send`'s
+   * `senderSession`). One answer per send; a send that throws answers `internal` and the rest go on.
+   */
+  async sendMany(ref: ConversationRef, session: string, sends: { sender: Principal; input: unknown; own: boolean }[]): Promise<SendResult[]> {
+    const out: SendResult[] = [];
+    for (const x of sends) {
+      try {
+        out.push(await this.send(ref, x.sender, x.input, undefined, x.own ? { senderSession: session } : {}));
+      } catch (err) {
+        logError("room.sendMany", err);
+        out.push(fail("internal", "internal error"));
+      }
+    }
+    return out;
+  }
+
   /** The bot's turn for a message stored with `deferBot` (the Chat API's async method). */
   async botTurnFor(ref: ConversationRef, messageId: string, first: boolean): Promise<Result<{ bot: BotOutcome | null }>> {
     const bad = this.adopt(ref);

@@ -11,6 +11,7 @@ import { limitNewConversationFor } from "../http/abuse";
 import { displayName } from "../core/names";
 import { activity, chatbotMessage, chatMessage, dostiMessage, type Dialect, type Membership } from "./dialects";
 import type { SocketIoSession } from "./session";
+import type { Message } from "../core/message";
 import { recordAudit, type Actor } from "../audit/log";
 
 /** The agent (or the secret key) behind this Socket.IO session, for the audit log; null for end users. */
@@ -24,7 +25,27 @@ function socketActor(s: SocketIoSession): Actor | null {
 
 type Reply = Record<string, unknown>;
 type Ctx = { s: SocketIoSession; env: Env };
-type Handler = (c: Ctx, payload: unknown) => Promise<Reply>;
+type Handler = (c: Ctx, payload: unknown) => Promise<Reply | Later>;
+
+/** An event's answer: its ack's payload, and what runs right after the ack (the sender's own message). */
+export interface Outcome {
+  reply: Reply;
+  after?: () => Promise<void>;
+}
+
+/** An answer that comes when the room answers a send (the session goes on with its next events meanwhile). */
+class Later {
+  constructor(readonly outcome: Promise<Outcome>) {
+    outcome.catch(() => {}); // handled when its turn comes (settle in handleEvent)
+  }
+}
+
+/**
+ * Events the session does not wait for before it handles the next one: their room sends go in
+ * order, several in one RPC while one is in flight (session.ts sendToRoom), and their acks keep
+ * the events' order. Every other event waits until the acks before it are sent.
+ */
+export const PIPELINED = new Set(["send_message", "sendMessage"]);
 
 const id = z.string().min(1).max(200);
 const ConversationOnly = z.object({ conversation_id: id });
@@ -66,15 +87,20 @@ async function membershipFor(s: SocketIoSession, conversationId: string, dialect
 }
 
 /**
- * Stores a message (the room validates it: MessageInput). When this session is in the room, the
- * room does not deliver the message back to it: the session emits it from the answer, as if
- * delivered (same seq checks) right after the event's ack, which saves a delivery RPC per message.
+ * Stores a message (the room validates it: MessageInput); the answer, `render`ed, comes when the
+ * room has it durably. When this session is in the room, the room does not deliver the message
+ * back to it: the session emits it from the answer, as if delivered (same seq checks) right after
+ * the event's ack, which saves a delivery RPC per message.
  */
-async function send({ s, env }: Ctx, m: Membership, input: unknown) {
+function send({ s }: Ctx, m: Membership, input: unknown, render: (msg: Message) => Reply): Later {
   const joined = s.membership(m.ref.id) === m;
-  const { message } = unwrap(await roomFor(env, m.ref).send(m.ref, m.principal, input, undefined, joined ? { senderSession: s.name } : {}));
-  if (joined) s.afterReply(() => s.emitOwn(m, message)); // after the ack, as the native protocol orders them
-  return message;
+  return new Later(
+    s.sendToRoom(m, input, joined).then((answer) => {
+      const { message } = unwrap(answer);
+      // after the ack, as the native protocol orders them
+      return { reply: render(message), after: joined ? () => s.emitOwn(m, message) : undefined };
+    }),
+  );
 }
 
 /** Events that act only as the session's own principal (agents; the agent half of each dialect). */
@@ -88,8 +114,7 @@ const handlers: Record<string, Handler> = {
     if (!p.conversation_id && s.dostiMembership()) {
       const d = DostiSend.parse(payload);
       const m = dostiMembership(s);
-      const msg = await send(c, m, { content: d.message, client_msg_id: d.client_msg_id });
-      return { ok: true, message: dostiMessage(m, msg) };
+      return send(c, m, { content: d.message, client_msg_id: d.client_msg_id }, (msg) => ({ ok: true, message: dostiMessage(m, msg) }));
     }
     let m: Membership;
     if (p.conversation_id) {
@@ -105,8 +130,7 @@ const handlers: Record<string, Handler> = {
       m = await s.join(ref, { type: "end_user", id: ref.end_user.external_id, name: ref.end_user.display_name }, "chatbot", null);
     }
     const { conversation_id: _c, external_id: _e, sender_type: _t, identity_hash: _h, embed_token: _et, key: _k, customer_name: _n, ...input } = payload as Record<string, unknown>;
-    const msg = await send(c, m, input);
-    return { ok: true, message: chatbotMessage(msg) };
+    return send(c, m, input, (msg) => ({ ok: true, message: chatbotMessage(msg) }));
   },
   async typing({ s, env }) {
     const m = dostiMembership(s);
@@ -181,8 +205,7 @@ const handlers: Record<string, Handler> = {
     const channel = await connectorChannel(env, org, channelName);
     const ref = await openForVisitor(env, channel, { external_id: p.refId, display_name: p.name });
     const m: Membership = { ref, principal: { type: "end_user", id: ref.end_user.external_id, name: ref.end_user.display_name }, dialect: "channel", last_seq: 0, assigned: null };
-    const msg = await send({ s, env }, m, { content: p.text, client_msg_id: p.clientMessageId });
-    return { ok: true, conversationId: ref.id, message: chatMessage(msg) };
+    return send({ s, env }, m, { content: p.text, client_msg_id: p.clientMessageId }, (msg) => ({ ok: true, conversationId: ref.id, message: chatMessage(msg) }));
   },
   async joinConversation(c, payload) {
     const { s, env } = c;
@@ -208,6 +231,7 @@ const handlers: Record<string, Handler> = {
     const p = ChannelSend.parse(payload);
     const m = await membershipFor(c.s, p.conversationId, "channel", agentOf(c) ?? p.from?.id);
     if (p.type === "ActivityMessage") {
+      await c.s.settled(); // after the messages sent before it, as when events were handled one at a time
       if (p.activityType === "typing") {
         const info = ActivityTyping.parse((payload as { info?: unknown }).info ?? {});
         unwrap(await roomFor(c.env, m.ref).setTyping(m.ref, m.principal, info.typing));
@@ -220,8 +244,7 @@ const handlers: Record<string, Handler> = {
         ? { content_type: "image", rich_media: { url: file.contentUrl, ...(file.name ? { alt: file.name } : {}) } }
         : { content_type: "file", rich_media: { url: file.contentUrl, filename: file.name || "file", ...(file.type ? { mime_type: file.type } : {}) } }
       : {};
-    const msg = await send(c, m, { content: p.text || (file?.name ?? ""), ...media, private: p.tag === "whisper", client_msg_id: typeof p.id === "string" ? p.id : undefined });
-    return { ok: true, message: chatMessage(msg) };
+    return send(c, m, { content: p.text || (file?.name ?? ""), ...media, private: p.tag === "whisper", client_msg_id: typeof p.id === "string" ? p.id : undefined }, (msg) => ({ ok: true, message: chatMessage(msg) }));
   },
   async endConversation(c, payload) {
     const p = ChannelEnd.parse(payload);
@@ -238,21 +261,33 @@ function requireAgent(s: SocketIoSession) {
   if (s.socket()?.principal?.type !== "agent") throw new ApiError("unauthorized", "only agents can do this");
 }
 
-export async function handleEvent(s: SocketIoSession, env: Env, event: string, payload: unknown): Promise<Reply> {
+/**
+ * Runs an event's handler. The answer is a function the session calls when the event's turn to be
+ * acknowledged comes (the acks of pipelined sends keep their order): it gives the outcome then,
+ * waiting for the room when the handler sent a message; a failure emits `error` at that turn too.
+ */
+export async function handleEvent(s: SocketIoSession, env: Env, event: string, payload: unknown): Promise<() => Promise<Outcome>> {
   const handler = Object.hasOwn(handlers, event) ? handlers[event] : undefined;
   try {
     if (!handler) throw new ApiError("unknown_event", `unknown event ${JSON.stringify(event.slice(0, 100))}`);
-    return await handler({ s, env }, payload);
+    const answer = await handler({ s, env }, payload);
+    if (answer instanceof Later) return () => answer.outcome.catch((err: unknown) => ({ reply: failure(s, event, err) }));
+    return async () => ({ reply: answer });
   } catch (err) {
-    const e =
-      err instanceof ApiError
-        ? { code: err.code, message: err.message }
-        : err instanceof z.ZodError
-          ? { code: "validation_failed", message: `${err.issues[0]?.path.join(".") || "payload"}: ${err.issues[0]?.message}` }
-          : null;
-    const answer = e ?? { code: "internal", message: "internal error" };
-    if (!e) console.error(JSON.stringify({ at: "socketio.event", event: event.slice(0, 100), error: String(err) }));
-    s.emit("error", { message: answer.message, code: answer.code, event });
-    return { error: answer };
+    return async () => ({ reply: failure(s, event, err) });
   }
+}
+
+/** An event's failure: seed 001's `error` event to the sender, and the ack's `{error}`. */
+function failure(s: SocketIoSession, event: string, err: unknown): Reply {
+  const e =
+    err instanceof ApiError
+      ? { code: err.code, message: err.message }
+      : err instanceof z.ZodError
+        ? { code: "validation_failed", message: `${err.issues[0]?.path.join(".") || "payload"}: ${err.issues[0]?.message}` }
+        : null;
+  const answer = e ?? { code: "internal", message: "internal error" };
+  if (!e) console.error(JSON.stringify({ at: "socketio.event", event: event.slice(0, 100), error: String(err) }));
+  s.emit("error", { message: answer.message, code: answer.code, event });
+  return { error: answer };
 }

@@ -24,10 +24,11 @@ import { ApiError } from "../core/errors";
 import { audienceOf, type Message, type Principal } from "../core/message";
 import { channelForVisitor, conversationForAgent, conversationForEndUser, openForVisitor, requestOrigin, roomFor } from "../conversation/directory";
 import type { ServerFrame } from "../conversation/protocol";
+import type { SendResult } from "../conversation/room";
 import { agentFromHeaders, agentFromSecretKey, agentPrincipal, sameOrigin, type Agent } from "../http/auth";
 import { clientIpKey, limitNewConversationFor } from "../http/abuse";
 import { optionalDisplayName } from "../core/names";
-import { handleEvent } from "./events";
+import { handleEvent, PIPELINED } from "./events";
 import { KvCache } from "./kv-cache";
 import { renderFrame, renderMessage, renderOrgEvent, type Dialect, type Emission, type Membership } from "./dialects";
 import {
@@ -100,6 +101,18 @@ interface WsState {
 /** How long a GET parked during a pending upgrade waits before it gets a noop (see parkGet). */
 const UPGRADE_NOOP_MS = 100;
 
+/** Most message sends in one RPC to a room (the rest wait for the next). */
+const MAX_SENDS_PER_RPC = 100;
+
+interface QueuedSend {
+  sender: Principal;
+  input: unknown;
+  /** This session emits the message itself (it is in the room): not delivered back to it. */
+  own: boolean;
+  resolve: (answer: SendResult) => void;
+  reject: (err: unknown) => void;
+}
+
 /** Above this many rooms a session stores its seqs in storage (an attachment holds 2 KiB). */
 const MAX_SEQS_IN_ATTACHMENT = 16;
 
@@ -129,8 +142,10 @@ export class SocketIoSession extends ParleyServer {
   private inbound: Promise<void> = Promise.resolve();
   /** The memberships by conversation id, read from storage once (see memberships()). */
   private joined: Map<string, Membership> | null = null;
-  /** What the event being handled does after its ack (see afterReply). */
-  private readonly repliedThen: (() => Promise<void>)[] = [];
+  /** The acks (and what follows them) of the events handled so far, in the events' order. */
+  private replies: Promise<void> = Promise.resolve();
+  /** Per conversation with a send in flight: the sends that wait for it (they go together next). */
+  private readonly sendQueues = new Map<string, QueuedSend[]>();
   /** The main WebSocket once looked up (null: none); undefined: look again. */
   private main: Connection<WsState> | null | undefined = undefined;
   /** Packets of a delivery in progress, sent once its seqs are stored (see releaseHeld()). */
@@ -478,9 +493,19 @@ export class SocketIoSession extends ParleyServer {
         if (!socket) return this.closeEngine("event before connect");
         const [event, ...args] = packet.data as [unknown, ...unknown[]];
         if (typeof event !== "string") return this.closeEngine("invalid event");
-        const reply = await handleEvent(this, this.env, event, args[0]);
-        if (packet.id !== undefined) this.sendSio({ type: PacketType.ACK, nsp: "/", id: packet.id, data: [reply] });
-        for (const then of this.repliedThen.splice(0)) await then();
+        // A message send does not hold up the next event (its room answer comes later, several
+        // sends share one RPC while one is in flight); every other event waits for the acks before it.
+        const pipelined = PIPELINED.has(event);
+        if (!pipelined) await this.replies;
+        const settle = await handleEvent(this, this.env, event, args[0]);
+        this.replies = this.replies
+          .then(async () => {
+            const { reply, after } = await settle();
+            if (packet.id !== undefined) this.sendSio({ type: PacketType.ACK, nsp: "/", id: packet.id, data: [reply] });
+            if (after) await after();
+          })
+          .catch((err: unknown) => logError("socketio.reply", err));
+        if (!pipelined) await this.replies;
         return;
       }
       case PacketType.DISCONNECT: {
@@ -804,9 +829,40 @@ export class SocketIoSession extends ParleyServer {
     return true;
   }
 
-  /** Runs `then` once the current event is answered (its ack sent). */
-  afterReply(then: () => Promise<void>) {
-    this.repliedThen.push(then);
+  /** Once the events handled so far are acknowledged. */
+  settled(): Promise<void> {
+    return this.replies;
+  }
+
+  /**
+   * Stores a message in a conversation through its room. Sends to one room go one RPC at a time,
+   * in order: those that come while one is in flight wait and go together in the next
+   * (`sendMany`), so a client sending faster than a round trip costs one RPC per round trip, not
+   * per message. Each answer comes once the room has the message durably (its output gate).
+   */
+  sendToRoom(m: Membership, input: unknown, own: boolean): Promise<SendResult> {
+    return new Promise<SendResult>((resolve, reject) => {
+      const send: QueuedSend = { sender: m.principal, input, own, resolve, reject };
+      const queued = this.sendQueues.get(m.ref.id);
+      if (queued) return void queued.push(send);
+      this.sendQueues.set(m.ref.id, []);
+      void this.drainSends(m.ref, [send]);
+    });
+  }
+
+  private async drainSends(ref: ConversationRef, batch: QueuedSend[]): Promise<void> {
+    const room = roomFor(this.env, ref);
+    while (batch.length > 0) {
+      try {
+        const answers = await room.sendMany(ref, this.name, batch.map(({ sender, input, own }) => ({ sender, input, own })));
+        batch.forEach((send, i) => send.resolve(answers[i]!));
+      } catch (err) {
+        for (const send of batch) send.reject(err);
+      }
+      const queued = this.sendQueues.get(ref.id) ?? [];
+      batch = queued.splice(0, MAX_SENDS_PER_RPC);
+      if (batch.length === 0) this.sendQueues.delete(ref.id);
+    }
   }
 
   /** A message this session sent (the room skipped delivering it here): emitted as a delivery would be. */
