@@ -4,7 +4,7 @@
  *   GET|POST /api/chat/poll {apiKey, visitorId, lastTimestamp} -> {success, messages:[...]}
  * `visitorId` is the end user's external id. Parley adds `wait` (seconds, <= 30): the poll then
  * returns as soon as a message newer than lastTimestamp exists, or empty after the wait (over 5 s:
- * somewhere in its last fifth, so a fleet of IoT clients does not re-poll in waves), and
+ * somewhere in its last half, so a fleet of IoT clients does not re-poll in waves), and
  * `clientMessageId` for idempotent retries. Errors keep seed 000's `success:false` beside
  * Parley's error envelope (http/errors.ts), so its clients' `getBoolean("success")` still reads.
  */

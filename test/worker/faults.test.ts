@@ -10,7 +10,7 @@ import { env, exports } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { writerSink } from "../../src/conversation/d1-writer";
 import { backoffMs, FLUSH_STALL_REPORT_AFTER } from "../../src/conversation/flush";
-import type { ConversationRoom } from "../../src/conversation/room";
+import { POLL_JITTER_SHARE, type ConversationRoom } from "../../src/conversation/room";
 import { BASE, dostiVisitor, eventually, newOrg, openSocket, withKey } from "./helpers";
 import { assertX1, conversationOf, d1Log, fromFrames, objectLog, room, waiterCount } from "./invariants";
 
@@ -312,7 +312,7 @@ describe("long-poll (F12)", () => {
     await assertX1(ref.id);
   });
 
-  it("(iv) empty polls armed together with a 6 s wait come back spread over its last fifth (no re-poll wave), each with [] and no waiter left", async () => {
+  it("(iv) empty polls armed together with a 6 s wait come back spread over its last half (no re-poll wave), each with [] and no waiter left", async () => {
     const o = await newOrg();
     const v = dostiVisitor(o.pk, "lp-jitter");
     const boot = (await v.send("boot")).body.message;
@@ -321,14 +321,17 @@ describe("long-poll (F12)", () => {
     const back = await Promise.all(
       Array.from({ length: 12 }, () => v.poll(boot.timestamp, 6).then((r) => ({ ms: Date.now() - t0, status: r.status, body: r.body }))),
     );
+    expect(POLL_JITTER_SHARE).toBe(0.5);
     for (const r of back) {
       expect([r.status, r.body]).toEqual([200, { success: true, messages: [] }]);
-      expect(r.ms).toBeGreaterThanOrEqual(4_750);
+      expect(r.ms).toBeGreaterThanOrEqual(3_000 - 250);
       expect(r.ms).toBeLessThan(7_500);
     }
     const times = back.map((r) => r.ms).sort((a, b) => a - b);
     // Without the jitter all twelve return within a few ms of 6 s.
     expect(times.at(-1)! - times[0]!).toBeGreaterThan(150);
+    // Over the half, not only its last fifth (4.8-6 s): all twelve in there has odds of 0.4^12, about 2e-5.
+    expect(times[0]!).toBeLessThan(4_800);
     expect(await waiterCount(ref.id)).toBe(0);
   });
 
