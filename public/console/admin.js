@@ -151,6 +151,8 @@ export function createSettings(opts) {
   }
 
   let team = [];
+  /** The agent whose new-password form is open, and what is typed in it: a reload of the team keeps it. */
+  let passwordOpen = null;
   async function loadTeam() {
     try {
       team = await api("GET", "/api/company/agents");
@@ -202,11 +204,28 @@ export function createSettings(opts) {
       );
     });
     setChildren(teamList, rows);
+    const open = passwordOpen && team.find((a) => a.id === passwordOpen.id);
+    const cell = open && teamList.querySelector(`tr[data-agent-id="${CSS.escape(open.id)}"] .actions`);
+    if (cell) passwordForm(cell, open, false);
+    else passwordOpen = null;
   }
 
-  /** Replaces the row's actions with a one-field form: a new temporary password for that agent. */
-  function passwordForm(cell, agent) {
-    const input = h("input", { type: "password", class: "new-password", autocomplete: "new-password", required: true, placeholder: "New temporary password", "aria-label": `New password for ${agent.name}` });
+  /**
+   * Replaces the row's actions with a one-field form: a new temporary password for that agent. It
+   * stays open, with what was typed, when the team list is drawn again (a role change's reload).
+   */
+  function passwordForm(cell, agent, focus = true) {
+    if (passwordOpen?.id !== agent.id) passwordOpen = { id: agent.id, value: "" };
+    const input = h("input", {
+      type: "password",
+      class: "new-password",
+      autocomplete: "new-password",
+      required: true,
+      placeholder: "New temporary password",
+      "aria-label": `New password for ${agent.name}`,
+      oninput: (e) => passwordOpen && (passwordOpen.value = e.currentTarget.value),
+    });
+    input.value = passwordOpen.value;
     cell.replaceChildren(
       h(
         "form",
@@ -214,15 +233,16 @@ export function createSettings(opts) {
           class: "row",
           onsubmit: (event) => {
             event.preventDefault();
+            passwordOpen = null;
             void patchAgent(agent, { password: input.value });
           },
         },
         input,
         h("button", { type: "submit", text: "Save password" }),
-        h("button", { type: "button", class: "link-button", text: "Cancel", onclick: () => renderTeam() }),
+        h("button", { type: "button", class: "link-button", text: "Cancel", onclick: () => ((passwordOpen = null), renderTeam()) }),
       ),
     );
-    input.focus();
+    if (focus) input.focus();
   }
 
   async function patchAgent(agent, change) {
