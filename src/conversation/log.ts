@@ -7,7 +7,7 @@
  * from its output gate.
  */
 import type { Audience, DeliveryStatus, Message, MessageDraft, Principal, RichMedia, SenderType } from "../core/message";
-import { migrate } from "./schema";
+import { migrate, type LazyTable } from "./schema";
 
 type Row = {
   seq: number;
@@ -94,17 +94,21 @@ const SCHEMA = [
 const visible = (audience: Audience) => (audience === "end_user" ? "AND private = 0" : "");
 
 export class MessageLog {
+  /** Made at the first message (a conversation whose visitor only connects has none); reads answer empty until then. */
+  private readonly table: LazyTable;
+
   constructor(
     private readonly sql: SqlStorage,
     private readonly conversationId: () => string,
   ) {
-    migrate(sql, { versions: "log_schema", table: "messages", steps: MIGRATIONS, schema: SCHEMA });
+    this.table = migrate(sql, { versions: "log_schema", table: "messages", steps: MIGRATIONS, schema: SCHEMA });
   }
 
   /** The newest seq and created_ms, read once per object lifetime: this object is the only writer. */
   private tip: { seq: number; ms: number } | null = null;
 
   private last(): { seq: number; ms: number } {
+    if (!this.tip && !this.table.exists()) this.tip = { seq: 0, ms: 0 };
     if (!this.tip) {
       const row = this.sql.exec<{ seq: number | null; ms: number | null }>("SELECT MAX(seq) AS seq, MAX(created_ms) AS ms FROM messages").one();
       this.tip = { seq: row.seq ?? 0, ms: row.ms ?? 0 };
@@ -138,6 +142,7 @@ export class MessageLog {
 
   /** A sender's earlier message under this client id (ids are scoped per sender). */
   byClientId(sender: Principal, clientMsgId: string): { message: Message; fingerprint: string | null } | null {
+    if (!this.table.exists()) return null;
     const row = this.sql
       .exec<Row>("SELECT * FROM messages WHERE sender_type = ? AND sender_id = ? AND client_msg_id = ?", sender.type, sender.id, clientMsgId)
       .toArray()[0];
@@ -158,6 +163,7 @@ export class MessageLog {
 
   private insert(draft: MessageDraft, sender: Principal, sessionId: string, fingerprint: string | null, nowMs: number, ifNew: boolean): Message | null {
     const last = this.last();
+    this.table.ensure();
     const row: Row = {
       seq: last.seq + 1,
       id: crypto.randomUUID(),
@@ -244,7 +250,7 @@ export class MessageLog {
 
   /** Delivery statuses of these messages (unknown ids are left out). */
   statuses(ids: string[]): { id: string; status: DeliveryStatus; sender_type: SenderType }[] {
-    if (ids.length === 0) return [];
+    if (ids.length === 0 || !this.table.exists()) return [];
     return this.sql
       .exec<{ id: string; status: string; sender_type: string }>("SELECT id, status, sender_type FROM messages WHERE id IN (SELECT value FROM json_each(?))", JSON.stringify(ids))
       .toArray() as { id: string; status: DeliveryStatus; sender_type: SenderType }[];
@@ -252,11 +258,13 @@ export class MessageLog {
 
   setStatus(id: string, status: DeliveryStatus): boolean {
     this.forget(); // statuses changed under the kept copies
+    if (!this.table.exists()) return false;
     return this.sql.exec("UPDATE messages SET status = ? WHERE id = ?", status, id).rowsWritten > 0;
   }
 
   /** Messages to the end user (from agents and bots, whispers excluded) not yet READ. */
   unreadByEndUser(): number {
+    if (!this.table.exists()) return 0;
     return this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM messages WHERE sender_type != 'end_user' AND private = 0 AND status != 'READ'").one().n;
   }
 
@@ -271,7 +279,7 @@ export class MessageLog {
 
   /** The highest seq among these message ids (0 when none is known). */
   maxSeqOf(ids: string[]): number {
-    if (ids.length === 0) return 0;
+    if (ids.length === 0 || !this.table.exists()) return 0;
     // One bound value (a JSON array), whatever the count: SQLite allows 100 per statement here.
     return this.sql.exec<{ s: number | null }>("SELECT MAX(seq) AS s FROM messages WHERE id IN (SELECT value FROM json_each(?))", JSON.stringify(ids)).one().s ?? 0;
   }
@@ -280,10 +288,12 @@ export class MessageLog {
   markRead(upToSeq: number, readerSide: "end_user" | "staff"): number {
     const cond = readerSide === "end_user" ? "sender_type != 'end_user'" : "sender_type = 'end_user'";
     this.forget(); // statuses changed under the kept copies
+    if (!this.table.exists()) return 0;
     return this.sql.exec(`UPDATE messages SET status = 'READ' WHERE seq <= ? AND status != 'READ' AND ${cond}`, upToSeq).rowsWritten;
   }
 
   private rows(query: string, ...params: (string | number)[]): Message[] {
+    if (!this.table.exists()) return [];
     return this.sql.exec<Row>(query, ...params).toArray().map((r) => this.toMessage(r));
   }
 

@@ -29,6 +29,7 @@ import {
 import { writerSink } from "./d1-writer";
 import { backoffMs, FLUSH_BATCH_ROWS, flushIntervalMs, flushOnce, FLUSH_STALL_REPORT_AFTER, type OutboxSink, type OutboxStore } from "./flush";
 import { MessageLog } from "./log";
+import { META_TABLE } from "./schema";
 import { FlowControl } from "./flow-control";
 import { ClientFrame, MAX_FRAME_BYTES, MAX_REPLAY, PING_FRAME, PONG_FRAME, type ServerFrame } from "./protocol";
 import { SessionStore, type Session } from "./sessions";
@@ -144,7 +145,7 @@ export class ConversationRoom extends ParleyServer {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     const sql = ctx.storage.sql;
-    sql.exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
+    sql.exec(META_TABLE);
     this.log = new MessageLog(sql, () => this.ref().id);
     this.sessions = new SessionStore(sql);
     this.subscribers = new Subscribers(sql);

@@ -4,7 +4,7 @@
  * whose version is ahead of `flushed_version` to D1, where an upsert keeps the newest version.
  */
 import type { Session } from "../core/wire";
-import { migrate } from "./schema";
+import { migrate, type LazyTable } from "./schema";
 
 export type { Session };
 
@@ -35,8 +35,11 @@ const SCHEMA = [
 ];
 
 export class SessionStore {
+  /** Made at the first session (a conversation whose visitor only connects has none); reads answer empty until then. */
+  private readonly table: LazyTable;
+
   constructor(private readonly sql: SqlStorage) {
-    migrate(sql, { versions: "sessions_schema", table: "sessions", steps: STEPS, schema: SCHEMA });
+    this.table = migrate(sql, { versions: "sessions_schema", table: "sessions", steps: STEPS, schema: SCHEMA });
   }
 
   /** The newest session as last read or written (this object is the only writer); undefined: not read yet. */
@@ -44,6 +47,7 @@ export class SessionStore {
 
   /** The newest session, open or not. */
   latest(): Session | null {
+    if (this.newest === undefined && !this.table.exists()) this.newest = null;
     if (this.newest === undefined) {
       const row = this.sql.exec<Row>("SELECT * FROM sessions ORDER BY opened_at DESC, rowid DESC LIMIT 1").toArray()[0];
       this.newest = row ? toSession(row) : null;
@@ -59,6 +63,7 @@ export class SessionStore {
 
   create(nowIso: string, status: "bot" | "open"): Session {
     const id = crypto.randomUUID();
+    this.table.ensure();
     this.sql.exec("INSERT INTO sessions (id, status, opened_at) VALUES (?, ?, ?)", id, status, nowIso);
     this.maybeUnflushed = true;
     this.newest = this.get(id);
@@ -80,11 +85,13 @@ export class SessionStore {
   }
 
   find(id: string): Session | null {
+    if (!this.table.exists()) return null;
     const row = this.sql.exec<Row>("SELECT * FROM sessions WHERE id = ?", id).toArray()[0];
     return row ? toSession(row) : null;
   }
 
   get(id: string): Session {
+    if (!this.table.exists()) throw new Error(`no session ${id}`);
     return toSession(this.sql.exec<Row>("SELECT * FROM sessions WHERE id = ?", id).one());
   }
 
@@ -92,13 +99,14 @@ export class SessionStore {
   private maybeUnflushed = true;
 
   unflushed(): Session[] {
-    if (!this.maybeUnflushed) return [];
+    if (!this.maybeUnflushed || !this.table.exists()) return [];
     const rows = this.sql.exec<Row>("SELECT * FROM sessions WHERE version > flushed_version").toArray().map(toSession);
     if (rows.length === 0) this.maybeUnflushed = false;
     return rows;
   }
 
   markFlushed(id: string, version: number): void {
+    if (!this.table.exists()) return;
     this.sql.exec("UPDATE sessions SET flushed_version = MAX(flushed_version, ?) WHERE id = ?", version, id);
   }
 }

@@ -39,10 +39,12 @@ export interface Received {
 
 export const room = (conversationId: string) => env.CONVERSATION.getByName(conversationId);
 
-/** The object's log, read from its SQLite. */
+/** The object's log, read from its SQLite (a room makes its messages table at its first message). */
 export function objectLog(conversationId: string): Promise<LogRow[]> {
   return runInDurableObject(room(conversationId), (_r, state) =>
-    state.storage.sql
+    state.storage.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages'").toArray().length === 0
+      ? []
+      : state.storage.sql
       .exec<{ [k: string]: SqlStorageValue }>("SELECT seq, id, sender_type, sender_id, content, client_msg_id, private FROM messages ORDER BY seq")
       .toArray()
       .map((r) => ({ ...r }) as unknown as LogRow),

@@ -17,6 +17,7 @@ import { serviceAccountAssertion } from "../../src/push/fcm";
 import { truncate } from "../../src/push/payload";
 import { endUserLive } from "../../src/push/presence";
 import { withRetries } from "../../src/push/send";
+import type { Subscribers } from "../../src/conversation/subscribers";
 import { call, dostiVisitor, eventually, newOrg, openSocket } from "./helpers";
 
 // ---- keys -----------------------------------------------------------------------------------
@@ -568,17 +569,12 @@ describe("sending", () => {
     const ft = fcmToken();
     await u.register("fcm", ft);
     const stub = env.CONVERSATION.getByName(u.conversation_id);
-    // A subscriber the room cannot reach is dropped after the first delivery attempt, so the
-    // row is put back before each message that must not be pushed.
-    const subscribe = () =>
-      runInDurableObject(stub, (_room, state) => {
-        state.storage.sql.exec("INSERT OR REPLACE INTO subscribers (name, audience) VALUES ('sio-test', 'end_user')");
-      });
-    await subscribe();
+    // The room's own subscriber store (its table is made at the first subscriber). A subscriber
+    // the room cannot reach is dropped after the first delivery attempt.
+    const subscribers = (room: unknown) => (room as { subscribers: Subscribers }).subscribers;
+    await runInDurableObject(stub, (room) => subscribers(room).add({ name: "sio-test", audience: "end_user" }));
     const quiet = await agentSays(o, u.conversation_id, "you have the app open");
-    await runInDurableObject(stub, (_room, state) => {
-      state.storage.sql.exec("DELETE FROM subscribers");
-    });
+    await runInDurableObject(stub, (room) => subscribers(room).remove("sio-test"));
     const loud = await agentSays(o, u.conversation_id, "you closed it");
     await eventually(async () => fcmSends(ft).some((h) => h.json.message.data.message_id === loud.id), "pushed once unsubscribed");
     await settle();

@@ -10,6 +10,10 @@ import { describe, expect, it } from "vitest";
 import { ConversationRoom } from "../../src/conversation/room";
 import { MessageLog } from "../../src/conversation/log";
 import { SessionStore } from "../../src/conversation/sessions";
+import { Subscribers } from "../../src/conversation/subscribers";
+import { Participants } from "../../src/conversation/participants";
+import { UploadStore } from "../../src/conversation/uploads";
+import { WebhookOutbox } from "../../src/conversation/webhook-outbox";
 
 /** The log's steps as deploys ran them, in order (log_schema counts them; the first deploy had no log_schema). */
 const OLD_LOG_STEPS = [
@@ -68,6 +72,28 @@ const OLD_SESSIONS_STEPS = ["ALTER TABLE sessions ADD COLUMN handed_off_at TEXT"
 
 const OURS = ["messages", "log_schema", "sessions", "sessions_schema"];
 
+/**
+ * Tables older deploys made when the object was constructed; a room now makes each at its store's
+ * first write (frozen: these are the statements those deploys ran).
+ */
+const OLD_EAGER_TABLES: Record<string, string> = {
+  subscribers: "CREATE TABLE IF NOT EXISTS subscribers (name TEXT PRIMARY KEY, audience TEXT NOT NULL)",
+  remote_participants: "CREATE TABLE IF NOT EXISTS remote_participants (name TEXT PRIMARY KEY, type TEXT NOT NULL, id TEXT NOT NULL, display TEXT)",
+  agent_names: "CREATE TABLE IF NOT EXISTS agent_names (id TEXT PRIMARY KEY, display TEXT)",
+  uploads: `CREATE TABLE IF NOT EXISTS uploads (
+      token_hash TEXT PRIMARY KEY,
+      file_id TEXT NOT NULL UNIQUE,
+      principal TEXT NOT NULL,
+      status TEXT NOT NULL,
+      expires_ms INTEGER NOT NULL,
+      filename TEXT,
+      mime TEXT,
+      size INTEGER
+    )`,
+  webhook_outbox: "CREATE TABLE IF NOT EXISTS webhook_outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, draft TEXT NOT NULL)",
+};
+const LAZY = Object.keys(OLD_EAGER_TABLES);
+
 /** What matters of a table: its columns and its indexes (names, uniqueness, columns), in order. */
 function shape(sql: SqlStorage, table: string) {
   const columns = sql.exec(`PRAGMA table_info(${table})`).toArray();
@@ -84,18 +110,24 @@ function schemaOf(sql: SqlStorage) {
     .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name")
     .toArray()
     .map((r) => r.name);
-  const version = (t: string) => sql.exec<{ v: number | null }>(`SELECT MAX(version) AS v FROM ${t}`).one().v;
+  const version = (table: string) => {
+    const v = sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = ?", `schema:${table}`).toArray()[0]?.value;
+    return v === undefined ? null : Number(v);
+  };
   return {
     tables,
-    shapes: Object.fromEntries(tables.filter((t) => !t.endsWith("_schema")).map((t) => [t, shape(sql, t)])),
-    log_version: version("log_schema"),
-    sessions_version: version("sessions_schema"),
+    shapes: Object.fromEntries(tables.map((t) => [t, shape(sql, t)])),
+    log_version: version("messages"),
+    sessions_version: version("sessions"),
   };
 }
 
 /** Storage as a deploy left it: the log `logSteps` steps in (null: the first deploy, no version tables), sessions likewise. */
 function oldStorage(sql: SqlStorage, logSteps: number | null, sessionSteps: number | null) {
   for (const t of OURS) sql.exec(`DROP TABLE IF EXISTS ${t}`);
+  // Those deploys counted versions in the tables above, not in meta; and made every store's table.
+  sql.exec("DELETE FROM meta WHERE key LIKE 'schema:%'");
+  for (const statement of Object.values(OLD_EAGER_TABLES)) sql.exec(statement);
   if (logSteps === null) sql.exec(OLD_LOG_STEPS[0]!);
   else {
     sql.exec("CREATE TABLE log_schema (version INTEGER NOT NULL)");
@@ -121,17 +153,44 @@ function oldStorage(sql: SqlStorage, logSteps: number | null, sessionSteps: numb
 
 const freshRoom = () => env.CONVERSATION.getByName(`schema-${crypto.randomUUID()}`);
 
+/** A new object's schema once its log and sessions have been written (each store makes its table at its first write). */
+function madeLatest(sql: SqlStorage) {
+  const sessions = new SessionStore(sql);
+  const session = sessions.create("2026-01-01T00:00:00.000Z", "open");
+  new MessageLog(sql, () => "conv-new").append({ content: "hi", content_type: "text", rich_media: null, client_msg_id: undefined, private: false }, { type: "end_user", id: "u1", name: null }, session.id, null, 1000);
+  return schemaOf(sql);
+}
+
 describe("conversation object schema", () => {
-  it("a new object is made at the latest schema at once, recorded as at the last step", async () => {
+  it("a new object makes its log and sessions at the latest schema at their first write, recorded as at the last step", async () => {
     await runInDurableObject(freshRoom(), (_room: ConversationRoom, state) => {
-      const s = schemaOf(state.storage.sql);
+      const sql = state.storage.sql;
+      // Constructed, nothing written: only the room's meta (no version table per store; the
+      // versions are in meta), and the stores answer empty.
+      expect(schemaOf(sql).tables).toEqual(["meta"]);
+      const log = new MessageLog(sql, () => "conv-new");
+      const sessions = new SessionStore(sql);
+      expect(log.head()).toBe(0);
+      expect(log.latest(10, 0, "staff")).toEqual([]);
+      expect(log.after(0, 10, "end_user")).toEqual([]);
+      expect(log.byId("m1")).toBeNull();
+      expect(log.byClientId({ type: "end_user", id: "u1", name: null }, "c1")).toBeNull();
+      expect(log.unreadByEndUser()).toBe(0);
+      expect(log.markRead(5, "end_user")).toBe(0);
+      expect(log.maxSeqOf(["m1"])).toBe(0);
+      expect(log.statuses(["m1"])).toEqual([]);
+      expect(sessions.latest()).toBeNull();
+      expect(sessions.unflushed()).toEqual([]);
+      expect(schemaOf(sql).tables).toEqual(["meta"]);
+      const s = madeLatest(sql);
       expect(s.log_version).toBe(OLD_LOG_STEPS.length);
       expect(s.sessions_version).toBe(OLD_SESSIONS_STEPS.length);
-      expect(s.tables).toContain("messages");
-      expect(s.tables).not.toContain("messages_v3");
-      // Constructing again (a wake after eviction) changes nothing.
+      expect(s.tables).toEqual(["messages", "meta", "sessions"]);
+      // Constructing again (a wake after eviction) changes nothing, and finds the rows.
       new ConversationRoom(state, env);
-      expect(schemaOf(state.storage.sql)).toEqual(s);
+      expect(schemaOf(sql)).toEqual(s);
+      expect(new MessageLog(sql, () => "conv-new").head()).toBe(1);
+      expect(new SessionStore(sql).latest()?.status).toBe("open");
     });
   });
 
@@ -141,12 +200,17 @@ describe("conversation object schema", () => {
   ];
   for (const [what, logSteps, sessionSteps] of cases) {
     it(`an object made by an older deploy (${what}) migrates step by step to the same schema, keeping its rows`, async () => {
-      const latest = await runInDurableObject(freshRoom(), (_room: ConversationRoom, state) => schemaOf(state.storage.sql));
+      const latest = await runInDurableObject(freshRoom(), (_room: ConversationRoom, state) => madeLatest(state.storage.sql));
       await runInDurableObject(freshRoom(), (_room: ConversationRoom, state) => {
         const sql = state.storage.sql;
         oldStorage(sql, logSteps, sessionSteps);
         new ConversationRoom(state, env);
-        expect(schemaOf(sql)).toEqual(latest);
+        // The same schema, plus the tables that deploy made at once (a new object makes them at first write).
+        const migrated = schemaOf(sql);
+        expect(migrated.tables).toEqual([...latest.tables, ...LAZY].sort());
+        expect(migrated.log_version).toBe(latest.log_version);
+        expect(migrated.sessions_version).toBe(latest.sessions_version);
+        for (const t of latest.tables) expect(migrated.shapes[t]).toEqual(latest.shapes[t]);
         // The rows survived, and the migrated tables work as a new object's do.
         const log = new MessageLog(sql, () => "conv-old");
         const sessions = new SessionStore(sql);
@@ -161,4 +225,52 @@ describe("conversation object schema", () => {
       });
     });
   }
+
+  it("rarely used stores make their tables at first write, as older deploys made them at once; until then reads answer empty", async () => {
+    // The shapes older deploys gave these tables.
+    const old = await runInDurableObject(freshRoom(), (_room: ConversationRoom, state) => {
+      for (const statement of Object.values(OLD_EAGER_TABLES)) state.storage.sql.exec(statement);
+      return Object.fromEntries(LAZY.map((t) => [t, shape(state.storage.sql, t)]));
+    });
+    await runInDurableObject(freshRoom(), (_room: ConversationRoom, state) => {
+      const sql = state.storage.sql;
+      const subscribers = new Subscribers(sql);
+      const participants = new Participants(sql);
+      const uploads = new UploadStore(sql);
+      const outbox = new WebhookOutbox(sql);
+      const agent = { type: "agent" as const, id: "a1", name: "Ann" };
+      // Reads and removals before any write: empty answers, no table made.
+      expect(subscribers.list()).toEqual([]);
+      subscribers.remove("sio-1");
+      expect(participants.remotePresent(agent)).toBe(false);
+      expect(participants.removeRemote("sio-1")).toBeNull();
+      expect(participants.agent("a1")).toEqual({ type: "agent", id: "a1", name: null });
+      expect(uploads.get("h1")).toBeNull();
+      expect(uploads.byFileId("f1")).toBeNull();
+      expect(uploads.start("h1", Date.now())).toBe(false);
+      expect(outbox.size()).toBe(0);
+      expect(outbox.oldest(10)).toEqual([]);
+      outbox.add([]);
+      expect(schemaOf(sql).tables).toEqual(["meta"]);
+      // The first write makes each table, at the old shape, and the store works on it.
+      subscribers.add({ name: "sio-1", audience: "staff" });
+      participants.addRemote("sio-1", agent);
+      participants.remember(agent);
+      const upload = uploads.create("h1", agent, Date.now() + 60_000);
+      outbox.add([{ type: "message.created", id: "e1" } as never]);
+      for (const t of LAZY) expect(shape(sql, t)).toEqual(old[t]);
+      expect(subscribers.list()).toEqual([{ name: "sio-1", audience: "staff" }]);
+      expect(participants.remotePresent(agent)).toBe(true);
+      expect(participants.agent("a1").name).toBe("Ann");
+      expect(uploads.byFileId(upload.file_id)?.status).toBe("pending");
+      expect(uploads.start("h1", Date.now())).toBe(true);
+      expect(outbox.size()).toBe(1);
+      // A later object (after an eviction) finds them and their rows.
+      const again = { subscribers: new Subscribers(sql), participants: new Participants(sql), uploads: new UploadStore(sql), outbox: new WebhookOutbox(sql) };
+      expect(again.subscribers.list()).toHaveLength(1);
+      expect(again.participants.removeRemote("sio-1")).toEqual(agent);
+      expect(again.uploads.get("h1")?.status).toBe("uploading");
+      expect(again.outbox.oldest(10)).toHaveLength(1);
+    });
+  });
 });
