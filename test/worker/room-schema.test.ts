@@ -14,6 +14,7 @@ import { Subscribers } from "../../src/conversation/subscribers";
 import { Participants } from "../../src/conversation/participants";
 import { UploadStore } from "../../src/conversation/uploads";
 import { WebhookOutbox } from "../../src/conversation/webhook-outbox";
+import { newOrg, openSocket } from "./helpers";
 
 /** The log's steps as deploys ran them, in order (log_schema counts them; the first deploy had no log_schema). */
 const OLD_LOG_STEPS = [
@@ -272,5 +273,24 @@ describe("conversation object schema", () => {
       expect(again.uploads.get("h1")?.status).toBe("uploading");
       expect(again.outbox.oldest(10)).toHaveLength(1);
     });
+  });
+
+  it("a visitor who only connects leaves one table in the room's SQLite: meta (no key-value table for partyserver's name record)", async () => {
+    const org = await newOrg();
+    const s = await openSocket(`/ws/visitor?key=${org.pk}&external_id=schema-${crypto.randomUUID()}`);
+    const ready = await s.next((f) => f.type === "ready");
+    expect(ready).toMatchObject({ head_seq: 0, messages: [], session: null });
+    await runInDurableObject(env.CONVERSATION.getByName(ready.conversation_id), (room: ConversationRoom, state) => {
+      const all = state.storage.sql.exec<{ type: string; name: string }>("SELECT type, name FROM sqlite_master ORDER BY name").toArray();
+      expect(all.map((r) => r.name)).toEqual(["meta", "sqlite_autoindex_meta_1"]);
+      expect(room.name).toBe(ready.conversation_id);
+    });
+    // Other keys still go to storage.
+    await runInDurableObject(env.CONVERSATION.getByName(ready.conversation_id), async (_room: ConversationRoom, state) => {
+      await state.storage.put("k", 1);
+      expect(await state.storage.get("k")).toBe(1);
+      expect(await state.storage.get("__ps_name")).toBe(ready.conversation_id);
+    });
+    s.ws.close();
   });
 });
