@@ -492,8 +492,12 @@ async function s5() {
       rec.v.rest
         .poll(rec.v.ext, rec.v.cursor, c.wait_s, abort.signal)
         .then((r) => {
-          if (rec.sentAt === null && r?.messages?.length === 0 && !abort.signal.aborted) {
-            rec.rearmed = (rec.rearmed ?? 0) + 1;
+          // An empty return is re-armed, as clients do: before its send (the wait ended), and after
+          // it too (the wait ended just before the message was stored), when the message comes
+          // with the next poll and the latency counts both.
+          if (r?.messages?.length === 0 && !abort.signal.aborted) {
+            if (rec.sentAt === null) rec.rearmed = (rec.rearmed ?? 0) + 1;
+            else rec.emptyAfterSend = (rec.emptyAfterSend ?? 0) + 1;
             return arm(rec);
           }
           rec.returnedAt = performance.now();
@@ -576,6 +580,7 @@ async function s5() {
       returned_with_the_message: right.length,
       early_returns: polls.slice(0, sends).filter((p) => p.early).length,
       rearmed_before_send: polls.slice(0, sends).reduce((n, p) => n + (p.rearmed ?? 0), 0),
+      empty_after_send: polls.slice(0, sends).reduce((n, p) => n + (p.emptyAfterSend ?? 0), 0),
       poll_errors: [...new Set(polls.filter((p) => p.error && p.sentAt !== null && p.returnedAt - p.sentAt < c.wait_s * 1000).map((p) => p.error))].slice(0, 3),
       send_to_return_ms: summary(lat),
       send_ack_ms: summary(sendResults.filter((r) => r.ok).map((r) => r.ms)),
