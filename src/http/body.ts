@@ -39,13 +39,13 @@ export const limitBody: MiddlewareHandler = async (c, next) => {
   return next();
 };
 
-function bodyReadTimeout(env: { BODY_READ_TIMEOUT_MS?: string } | undefined): number {
+export function bodyReadTimeout(env: { BODY_READ_TIMEOUT_MS?: string } | undefined): number {
   const configured = Number(env?.BODY_READ_TIMEOUT_MS);
   return env?.BODY_READ_TIMEOUT_MS && Number.isFinite(configured) && configured > 0 ? configured : BODY_READ_TIMEOUT_MS;
 }
 
 /** Reads a stream to its end: over `max` bytes is `payload_too_large`, slower than `timeoutMs` is `request_timeout`. */
-async function readCapped(stream: ReadableStream<Uint8Array>, max: number, timeoutMs: number): Promise<Uint8Array> {
+export async function readCapped(stream: ReadableStream<Uint8Array>, max: number, timeoutMs: number): Promise<Uint8Array> {
   const reader = stream.getReader();
   let timer: ReturnType<typeof setTimeout> | undefined;
   const deadline = new Promise<never>((_, reject) => {

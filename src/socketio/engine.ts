@@ -9,6 +9,14 @@ export const PING_INTERVAL_MS = 25_000;
 export const PING_TIMEOUT_MS = 20_000;
 /** Largest HTTP poll body or WebSocket frame (bytes), announced as `maxPayload`. */
 export const MAX_PAYLOAD_BYTES = 1_000_000;
+
+/**
+ * Set by the Worker (route.ts), in place of a poll body it refused, on the request to the session
+ * object: the object ends the session and answers this status (413 or 408). Clients' own
+ * `x-parley-*` headers are dropped first, so only the Worker can set it.
+ */
+export const REFUSED_BODY_HEADER = "x-parley-refused-body";
+
 /** A session that sends no Socket.IO CONNECT within this time is closed. */
 export const CONNECT_TIMEOUT_MS = 45_000;
 /** How long a lost connection's state is kept for Socket.IO connection state recovery. */

@@ -44,6 +44,7 @@ import {
   PING_INTERVAL_MS,
   PING_TIMEOUT_MS,
   RECOVERY_WINDOW_MS,
+  REFUSED_BODY_HEADER,
   type Packet,
 } from "./engine";
 
@@ -180,15 +181,13 @@ export class SocketIoSession extends ParleyServer {
       return this.parkGet();
     }
     if (request.method === "POST") {
-      if (Number(request.headers.get("content-length") ?? 0) > MAX_PAYLOAD_BYTES) {
-        await this.closeEngine("payload too large");
-        return engineError(ENGINE_ERRORS.BAD_REQUEST, 413);
+      // The Worker read the body (route.ts): over maxPayload, or too slow to arrive, ends the session.
+      const refused = request.headers.get(REFUSED_BODY_HEADER);
+      if (refused) {
+        await this.closeEngine(refused === "413" ? "payload too large" : "poll body timeout");
+        return engineError(ENGINE_ERRORS.BAD_REQUEST, Number(refused));
       }
       const body = await request.text();
-      if (body.length > MAX_PAYLOAD_BYTES) {
-        await this.closeEngine("payload too large");
-        return engineError(ENGINE_ERRORS.BAD_REQUEST, 413);
-      }
       for (const packet of decodeBody(body)) {
         if (!(await this.onEnginePacket(packet))) break;
       }

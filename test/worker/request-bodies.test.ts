@@ -115,3 +115,34 @@ describe("B3 request bodies that lie or stall", () => {
     expect(await endUsers("lying-cl")).toBe(0);
   });
 });
+
+describe("B3 Engine.IO poll bodies (read whole by the Worker, never streamed on to the session)", () => {
+  const poll = (sid?: string) => `${BASE}/socket.io/?EIO=4&transport=polling${sid ? `&sid=${sid}` : ""}`;
+  async function openSession(): Promise<string> {
+    const res = await exports.default.fetch(poll());
+    return JSON.parse((await res.text()).slice(1)).sid;
+  }
+  const post = (sid: string, body: ReadableStream<Uint8Array>) => new Request(poll(sid), { method: "POST", headers: { "content-type": "text/plain;charset=UTF-8" }, body });
+
+  it.concurrent("a stalled body gets 408 at the deadline and ends the session; an oversized chunked one gets 413 after reading no more than maxPayload and a chunk, the stream cancelled; one in time is handled", async () => {
+    const stalledSid = await openSession();
+    const stalled = controlledBody([utf8("4")], "stall");
+    expect((await appFetch(post(stalledSid, stalled.stream), 300)).status).toBe(408);
+    expect(stalled.seen.cancelled).toBe(true);
+    expect(await (await exports.default.fetch(poll(stalledSid))).json()).toEqual({ code: 1, message: "Session ID unknown" });
+
+    const bigSid = await openSession();
+    const chunk = new Uint8Array(64 * 1024).fill(0x78);
+    const big = controlledBody([utf8("4"), ...Array.from({ length: 40 }, () => chunk)], "end");
+    expect((await appFetch(post(bigSid, big.stream), 5_000)).status).toBe(413);
+    expect(big.seen.pulled).toBe(1 + Math.ceil(1_000_000 / chunk.byteLength));
+    expect(big.seen.cancelled).toBe(true);
+    expect(await (await exports.default.fetch(poll(bigSid))).json()).toEqual({ code: 1, message: "Session ID unknown" });
+
+    // A CONNECT in two chunks arrives within the deadline: the session answers it.
+    const okSid = await openSession();
+    const ok = await appFetch(post(okSid, controlledBody([utf8("4"), utf8("0")], "end").stream), 5_000);
+    expect([ok.status, await ok.text()]).toEqual([200, "ok"]);
+    expect(await (await exports.default.fetch(poll(okSid))).text()).toMatch(/^40\{"sid":/);
+  });
+});
