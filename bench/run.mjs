@@ -463,7 +463,7 @@ async function s5() {
     for (let k = 0; visitors.length < c.polls; k++) {
       const p = await freshParley("parley-ws", `Bench S5 ${k}`);
       const convs = await p.target.provision(Math.min(c.per_org, c.polls - visitors.length), `s5o${k}`);
-      visitors = visitors.concat(convs.map((v) => ({ ...v, rest: p.rest })));
+      visitors = visitors.concat(convs.map((v) => ({ ...v, rest: p.rest, target: p.target })));
     }
     // One agent message per conversation first: it opens the support session (and queues it at
     // the org hub), so the timed sends below measure the long-poll, not a session's opening.
@@ -471,6 +471,15 @@ async function s5() {
     await mapLimit(visitors, 8, async (v, i) => {
       const m = await v.rest.agentSend(v.id, "setup", `S5setup.${i}.${v.ext}`);
       v.cursor = Date.parse(m.created_at);
+    });
+    // Half the timed sends come from the agent's own WebSocket (the console's path: what the long-
+    // poll's latency is), half over REST (Bearer sk_: a server integration, whose own request cost
+    // is in its number); the two are reported apart. The agents' sockets open now, before the
+    // idle measurement, and hibernate like any idle socket.
+    const sends = Math.min(c.sends, visitors.length);
+    const viaWs = (i) => i % 2 === 0;
+    await mapLimit(visitors.slice(0, sends), 8, async (v, i) => {
+      if (viaWs(i)) v.agentWs = await v.target.openAgent(v);
     });
     const setupMs = performance.now() - setupT0;
     const pid = parley.pid;
@@ -532,21 +541,22 @@ async function s5() {
     const lgIdle = process.cpuUsage(lg0);
     const waiting = polls.filter((p) => p.returnedAt === null).length;
     log(`  ${waiting}/${polls.length} long-polls waiting; server cpu ${round((idle1.cpuMs - idle0.cpuMs) / 5, 1)} ms/s (baseline ${round((base1.cpuMs - base0.cpuMs) / 3, 1)} ms/s)`);
-    // Now an agent writes to each conversation (REST, Bearer sk_): the send-to-return latency.
+    // Now an agent writes to each conversation (its WebSocket or REST, alternately): the send-to-return latency.
     const send0 = treeUsage(pid);
     const sendResults = [];
     const tS = performance.now();
     let i = 0;
     const inflight = [];
-    const sends = Math.min(c.sends, polls.length);
     while (i < sends && performance.now() - tS < (sends / c.send_rate) * 1000 + 5000) {
       const due = Math.min(sends, Math.floor(((performance.now() - tS) * c.send_rate) / 1000) + 1);
       for (; i < due; i++) {
         const rec = polls[i];
         rec.sentAt = performance.now();
+        rec.via = viaWs(i) ? "ws" : "rest";
+        const send = viaWs(i) ? rec.v.agentWs.send(rec.key, `bench ${rec.key}`) : rec.v.rest.agentSend(rec.v.id, `bench ${rec.key}`, rec.key);
         inflight.push(
-          rec.v.rest.agentSend(rec.v.id, `bench ${rec.key}`, rec.key).then(
-            () => sendResults.push({ ok: true, ms: performance.now() - rec.sentAt, key: rec.key }),
+          send.then(
+            () => sendResults.push({ ok: true, ms: performance.now() - rec.sentAt, key: rec.key, via: rec.via }),
             (err) => sendResults.push({ ok: false, error: String(err.message ?? err) }),
           ),
         );
@@ -563,6 +573,8 @@ async function s5() {
     const right = returned.filter((p) => p.result?.messages?.length === 1 && p.result.messages[0].message === `bench ${p.key}`);
     const acked = sendResults.filter((r) => r.ok).map((r) => r.key);
     const lat = returned.map((p) => p.returnedAt - p.sentAt);
+    const latVia = (via) => returned.filter((p) => p.via === via).map((p) => p.returnedAt - p.sentAt);
+    for (const v of visitors) v.agentWs?.close();
     const d1 = await d1Check(prefix, acked);
     const out = {
       polls: polls.length,
@@ -583,7 +595,11 @@ async function s5() {
       empty_after_send: polls.slice(0, sends).reduce((n, p) => n + (p.emptyAfterSend ?? 0), 0),
       poll_errors: [...new Set(polls.filter((p) => p.error && p.sentAt !== null && p.returnedAt - p.sentAt < c.wait_s * 1000).map((p) => p.error))].slice(0, 3),
       send_to_return_ms: summary(lat),
+      send_to_return_ms_ws: summary(latVia("ws")),
+      send_to_return_ms_rest: summary(latVia("rest")),
       send_ack_ms: summary(sendResults.filter((r) => r.ok).map((r) => r.ms)),
+      send_ack_ms_ws: summary(sendResults.filter((r) => r.ok && r.via === "ws").map((r) => r.ms)),
+      send_ack_ms_rest: summary(sendResults.filter((r) => r.ok && r.via === "rest").map((r) => r.ms)),
       server_cpu_us_per_msg: acked.length ? round(((send1.cpuMs - send0.cpuMs) * 1000) / acked.length, 0) : null,
       correctness: { acked: acked.length, received: right.length, lost: acked.length - right.length, d1 },
     };

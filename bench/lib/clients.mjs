@@ -428,6 +428,12 @@ export function parleyWsTarget(server, org) {
         },
       };
     },
+    /** The agent's own socket on a conversation (S5's WebSocket sender): send(key, content) resolves on the ack. */
+    async openAgent(conv) {
+      const pending = new Pending();
+      const agent = await side(c.agentUrl(conv.id), { cookie: org.cookie }, "agent", null, pending, { conv });
+      return { send: (key, content) => sendVia(agent, pending, key, content), close: () => agent.close() };
+    },
     /** A brand-new visitor: /ws/visitor with a fresh external id opens the conversation. */
     async openIdle(conv) {
       const visitor = await side(c.visitorUrl(conv.ext), undefined, "end_user", null, null, { resume: false });
