@@ -38,6 +38,9 @@ export function socketUrl(path) {
   return `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}${path}`;
 }
 
+/** Error frames the server closes the socket right after (slow_consumer: 4009; invalid_seq: 4400): reconnect at once. */
+const CLOSING_ERRORS = new Set(["slow_consumer", "invalid_seq"]);
+
 export function backoffDelay(attempt) {
   const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.max(0, attempt - 1));
   return Math.min(BACKOFF_MAX_MS, Math.round(base * (1 + Math.random() * 0.2)));
@@ -397,6 +400,11 @@ export class ConversationClient {
       this.messages.clear();
       this.sorted = [];
       this.changed();
+    }
+    if (CLOSING_ERRORS.has(frame.code)) {
+      // The server closes the socket right after this frame; the close event would wait for the
+      // TCP connection to end (up to 10 s: workerd ends it when the object next hibernates).
+      this.socket.connectNow();
       return;
     }
     const item = frame.client_msg_id ? this.pending.get(frame.client_msg_id) : null;

@@ -179,6 +179,12 @@ const FATAL_CLOSE_CODES = new Set([4403]);
 // Flow control (docs/protocol.md): `received` goes out after CONFIRM_EVERY_MESSAGES message
 // frames or CONFIRM_EVERY_CHARS of them (src/core/wire.ts); a socket the server closes with 4009
 // (slow_consumer) reconnects and resumes like after any drop.
+/**
+ * Error frames the server closes the socket right after. The client drops the socket on the frame
+ * and reconnects at once: the WebSocket's close event waits for the TCP connection to end, which
+ * can be 10 s after the close frame (workerd ends it when the object next hibernates).
+ */
+const CLOSING_ERRORS = new Set(["slow_consumer", "invalid_seq"]);
 /** Refusal re-checks over REST while the socket cannot connect, at most this often. */
 const REFUSAL_CHECK_MS = 5_000;
 /** typing:true is repeated at most this often (the server's indicator lasts 6 s). */
@@ -530,6 +536,14 @@ export class ParleyClient {
     else this.emit("error", error);
   }
 
+  /** The server is closing this socket (CLOSING_ERRORS): a new one now, resuming from lastSeq. */
+  private reopenSocket() {
+    if (!this.socket || this.stopped) return;
+    this.onSocketClosed(1000);
+    this.closeSocket();
+    this.openSocket();
+  }
+
   private closeSocket() {
     this.stopHeartbeat();
     const socket = this.socket;
@@ -553,7 +567,7 @@ export class ParleyClient {
         this.onAck(frame);
         return;
       case "error":
-        this.onErrorFrame(frame);
+        this.onErrorFrame(frame, gen);
         return;
       case "typing":
         if (frame.sender_type === "end_user") return; // this visitor's other tabs
@@ -733,12 +747,15 @@ export class ParleyClient {
     if (this.pending.delete(p.clientMsgId)) p.resolve(message);
   }
 
-  private onErrorFrame(frame: Extract<ServerFrame, { type: "error" }>) {
+  private onErrorFrame(frame: Extract<ServerFrame, { type: "error" }>, gen: number) {
     if (frame.code === "invalid_seq") {
       // Our position is beyond the server's log (its state was reset): start over on the next connection.
       this.lastSeq = null;
       this.epoch = null;
       this.resetOnReady = true;
+    }
+    if (CLOSING_ERRORS.has(frame.code)) {
+      if (gen === this.gen) this.reopenSocket();
       return;
     }
     const error = new ParleyError(frame.code, frame.message, { retryable: frame.retryable });

@@ -28,6 +28,8 @@ export const ERRORS = {
   payload_too_large: { status: 413, retryable: false },
   unsupported_media_type: { status: 415, retryable: false },
   rate_limited: { status: 429, retryable: true },
+  /** Sockets only: the frame before a 4009 close (a client too far behind: reconnect and resume). */
+  slow_consumer: { status: 429, retryable: true },
   internal: { status: 500, retryable: true },
   unavailable: { status: 503, retryable: true },
 } as const satisfies Record<string, { status: number; retryable: boolean }>;

@@ -115,11 +115,16 @@ describe("slow consumers (L7)", () => {
   it("the Web SDK confirms on its own and stays connected through a burst; an SDK socket whose confirmations are lost is closed with 4009, reconnects with since/epoch and delivers every message once, in order", async () => {
     const { o, vid, id } = await conversation();
     const closes: number[] = [];
-    /** A WebSocket that drops the SDK's `received` frames (a client that never confirms) and records close codes. */
+    const errors: string[] = [];
+    /** A WebSocket that drops the SDK's `received` frames (a client that never confirms) and records error frames and close codes. */
     class Unconfirming extends WebSocket {
       constructor(url: string | URL, protocols?: string | string[]) {
         super(url, protocols);
         this.addEventListener("close", (e) => closes.push(e.code));
+        this.addEventListener("message", (e) => {
+          const frame = JSON.parse(String(e.data));
+          if (frame.type === "error") errors.push(frame.code);
+        });
       }
       override send(data: Parameters<WebSocket["send"]>[0]) {
         if (typeof data === "string" && data.startsWith('{"type":"received"')) return;
@@ -142,9 +147,11 @@ describe("slow consumers (L7)", () => {
 
     const n = 450;
     await burst(sender, 1, n, "z".repeat(100));
-    // The lossy one is closed a second after it went over the bound; it reconnects and resumes.
-    await waitFor(() => closes.includes(4009), { timeoutMs: 15_000, message: "the lossy client's socket closed with 4009" });
-    await waitFor(() => lossy.initialized() >= 2 && lossy.c.state === "connected", { timeoutMs: 15_000, message: "the lossy client reconnected" });
+    // The lossy one is sent the error slow_consumer and closed once it has been over the bound and
+    // silent for long enough (2-3 s here); the SDK reconnects on that frame, not on the close
+    // event, which fires only when the TCP connection ends (10 s after the close under workerd).
+    await waitFor(() => lossy.initialized() >= 2 && lossy.c.state === "connected", { timeoutMs: 8_000, message: "the lossy client reconnected on the slow_consumer frame" });
+    expect(errors).toEqual(["slow_consumer"]);
     await burst(sender, n + 1, n + 20, "after");
     for (const client of [good, lossy]) {
       await waitFor(() => client.got.length >= n + 20, { timeoutMs: 30_000, message: `SDK client has all ${n + 20}` });
@@ -152,6 +159,7 @@ describe("slow consumers (L7)", () => {
     }
     expect(good.initialized()).toBe(1);
     expect(good.c.state).toBe("connected");
+    await waitFor(() => closes.includes(4009), { timeoutMs: 30_000, message: "the lossy client's first socket closed with 4009" });
   });
 
   it("the console's conversation client confirms on its own and stays connected through a burst; one whose confirmations are lost is closed with 4009, reconnects with since/epoch and holds every message once, in order", async () => {
@@ -159,10 +167,15 @@ describe("slow consumers (L7)", () => {
     // The console runs in a page: give it a window (its `online` listener) and a WebSocket that
     // logs in as the agent with the secret key (a page sends the session cookie instead).
     const closes: number[] = [];
+    const errors: string[] = [];
     class AgentSocket extends NodeWebSocket {
       constructor(url: string) {
         super(url, { headers: { authorization: `Bearer ${o.sk}` } });
         this.addEventListener("close", (e) => closes.push(e.code));
+        this.addEventListener("message", (e) => {
+          const frame = JSON.parse(String(e.data));
+          if (frame.type === "error") errors.push(frame.code);
+        });
       }
       override send(data: any, ...rest: any[]) {
         // `?client=lossy`: a client whose confirmations never reach the server.
@@ -195,14 +208,16 @@ describe("slow consumers (L7)", () => {
 
       const n = 450;
       await burst(sender, 1, n, "c".repeat(100));
-      await waitFor(() => closes.includes(4009), { timeoutMs: 15_000, message: "the lossy console's socket closed with 4009" });
-      await waitFor(() => lossy.readies >= 2, { timeoutMs: 20_000, message: "the lossy console reconnected" });
+      // As with the SDK: it reconnects on the slow_consumer frame, not the (late) close event.
+      await waitFor(() => lossy.readies >= 2, { timeoutMs: 8_000, message: "the lossy console reconnected on the slow_consumer frame" });
+      expect(errors).toEqual(["slow_consumer"]);
       await burst(sender, n + 1, n + 20, "after");
       for (const view of [good, lossy]) {
         await waitFor(() => view.sorted.length >= n + 20, { timeoutMs: 30_000, message: `console has all ${n + 20}` });
         expect(view.sorted.map((m) => m.seq)).toEqual(range(1, n + 20));
       }
       expect(good.readies).toBe(1);
+      await waitFor(() => closes.includes(4009), { timeoutMs: 30_000, message: "the lossy console's first socket closed with 4009" });
       expect(closes.filter((c) => c === 4009)).toHaveLength(1);
     } finally {
       for (const c of started) c.stop();

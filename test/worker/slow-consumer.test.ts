@@ -59,6 +59,8 @@ describe("flow control (slow consumers)", () => {
     const silentFrom = Date.now();
     expect(await lagging.waitClosed(15_000)).toEqual({ code: 4009, reason: "slow_consumer" });
     expect(Date.now() - silentFrom).toBeGreaterThanOrEqual(1_500);
+    // Its last frame says why, so a client can reconnect before its close event (docs/protocol.md).
+    expect(lagging.frames.at(-1)).toEqual({ type: "error", code: "slow_consumer", message: expect.stringContaining("4009"), retryable: true });
   });
 
   it("a confirmation names a seq: confirming an old one leaves the socket charged for everything after it, and it is closed with 4009; one that confirmed the head is not", async () => {
