@@ -20,6 +20,11 @@ export const FLUSH_BATCH_ROWS = 50;
  * FLUSH_BATCH_ROWS are waiting). `FLUSH_INTERVAL_MS` overrides it (0: a flush per message).
  */
 export const FLUSH_INTERVAL_MS = 1_000;
+/**
+ * The room's flush runs on a timer in memory; its alarm is only the backstop, this long after the
+ * flush is due, for an object that is evicted (or a process that ends) before its timer fires.
+ */
+export const FLUSH_BACKSTOP_MS = 10_000;
 export const FLUSH_BACKOFF_BASE_MS = 1_000;
 export const FLUSH_BACKOFF_MAX_MS = 60_000;
 /** After this many consecutive failures the flush logs `flush_stalled` (it keeps retrying). */

@@ -27,7 +27,7 @@ import {
   type SenderType,
 } from "../core/message";
 import { writerSink } from "./d1-writer";
-import { backoffMs, FLUSH_BATCH_ROWS, flushIntervalMs, flushOnce, FLUSH_STALL_REPORT_AFTER, type OutboxSink, type OutboxStore } from "./flush";
+import { backoffMs, FLUSH_BACKSTOP_MS, FLUSH_BATCH_ROWS, flushIntervalMs, flushOnce, FLUSH_STALL_REPORT_AFTER, type OutboxSink, type OutboxStore } from "./flush";
 import { MessageLog } from "./log";
 import { META_TABLE } from "./schema";
 import { FlowControl } from "./flow-control";
@@ -139,6 +139,9 @@ export class ConversationRoom extends ParleyServer {
    * sending their D1 batches in the same instant every second.
    */
   private flushGap = 0;
+  /** The pending flush timer and when it fires (this object's lifetime only; the alarm is the backstop). */
+  private flushTimer: ReturnType<typeof setTimeout> | null = null;
+  private flushTimerAt: number | null = null;
   /** During a send's append: the Socket.IO session that sent it (it is not delivered its own message). */
   private senderSession: string | null = null;
 
@@ -689,6 +692,11 @@ export class ConversationRoom extends ParleyServer {
   override async onAlarm(): Promise<void> {
     this.alarmAt = undefined; // this one fired; whatever runs below may set the next
     for (const who of this.typing.expire(Date.now())) this.broadcastTyping(who, false, null);
+    await this.drainOutboxes();
+  }
+
+  /** The messages and sessions to D1, then the webhook outbox to its queue (the flush timer's work, and the alarm's). */
+  private async drainOutboxes(): Promise<void> {
     await this.flush();
     if (this.meta("ref")) await this.drainWebhooks();
   }
@@ -1113,7 +1121,22 @@ export class ConversationRoom extends ParleyServer {
     const now = Date.now();
     const backlog = this.log.head() - Number(this.meta("flushed_seq") ?? 0);
     const batched = backlog >= FLUSH_BATCH_ROWS ? now : Math.max(now, this.lastFlushAt + this.flushGap);
-    this.scheduleAlarm(Math.max(batched, Number(this.meta("flush_retry_at") ?? 0)));
+    const at = Math.max(batched, Number(this.meta("flush_retry_at") ?? 0));
+    // The outboxes drain on a timer, not an alarm: an alarm per flush (a storage write to set it,
+    // an event to run it) cost a quiet conversation one per message, and was most of the native
+    // socket's latency tail (S1 p99 20 -> 9 ms, docs/scaling.md). A pending timer keeps the object
+    // from hibernating until it fires; the alarm, FLUSH_BACKSTOP_MS later, is the backstop for an
+    // object evicted (or a process ended) before its timer.
+    if (this.flushTimerAt === null || at < this.flushTimerAt) {
+      if (this.flushTimer !== null) clearTimeout(this.flushTimer);
+      this.flushTimerAt = at;
+      this.flushTimer = setTimeout(() => {
+        this.flushTimer = null;
+        this.flushTimerAt = null;
+        this.drainOutboxes().catch((err: unknown) => logError("room.flush", err));
+      }, Math.max(0, at - now));
+    }
+    this.scheduleAlarm(at + FLUSH_BACKSTOP_MS);
   }
 
   /**
