@@ -6,6 +6,7 @@
  * in between gets atomicity from the object's implicit transaction and durability-before-reply
  * from its output gate.
  */
+import { MAX_REPLAY } from "./protocol";
 import type { Audience, DeliveryStatus, Message, MessageDraft, Principal, RichMedia, SenderType } from "../core/message";
 import { migrate, type LazyTable } from "./schema";
 
@@ -91,6 +92,15 @@ const SCHEMA = [
   "CREATE UNIQUE INDEX messages_client_id ON messages (sender_type, sender_id, client_msg_id)",
 ];
 
+/**
+ * Messages kept in memory: a resume's whole replay (MAX_REPLAY) and a hot room's unflushed rows.
+ * With 100, a room at 2,000 msg/s fell behind its window while a flush was out (50 rows to D1 and
+ * back) and read the next flush's rows from SQL: 9% of its CPU (S3).
+ */
+const RECENT_MAX = MAX_REPLAY;
+/** ... and at most this much of their content (characters): 300 messages of 16 KB would be 4.8 MB. */
+const RECENT_MAX_CHARS = 1_000_000;
+
 const visible = (audience: Audience) => (audience === "end_user" ? "AND private = 0" : "");
 
 export class MessageLog {
@@ -121,15 +131,18 @@ export class MessageLog {
   }
 
   /**
-   * The newest appended messages, contiguous by seq, and their created_ms: the flush and the
-   * polls that ask for what is new read them without SQL. Cleared when statuses change.
+   * The newest appended messages, contiguous by seq, and their created_ms: the flush, resumes and
+   * the polls that ask for what is new read them without SQL. At most RECENT_MAX messages and
+   * RECENT_MAX_CHARS of their content. Cleared when statuses change.
    */
   private recent: Message[] = [];
   private recentMs: number[] = [];
+  private recentChars = 0;
 
   private forget() {
     this.recent = [];
     this.recentMs = [];
+    this.recentChars = 0;
   }
 
   /** Messages after `after` for the flush to D1 (every audience), oldest first. */
@@ -192,8 +205,9 @@ export class MessageLog {
     const message = this.toMessage(row);
     this.recent.push(message);
     this.recentMs.push(row.created_ms);
-    if (this.recent.length > 100) {
-      this.recent.shift();
+    this.recentChars += message.content.length;
+    while (this.recent.length > RECENT_MAX || (this.recentChars > RECENT_MAX_CHARS && this.recent.length > 1)) {
+      this.recentChars -= this.recent.shift()!.content.length;
       this.recentMs.shift();
     }
     return message;

@@ -1020,7 +1020,7 @@ export class ConversationRoom extends ParleyServer {
   /** Webhook events for a change, into the outbox in the same synchronous block as the change. */
   private recordWebhooks(event: HubEvent) {
     const ref = this.ref();
-    if (!mayHaveEndpoints(ref.org_id)) return;
+    if (!mayHaveEndpoints(this.env, ref.org_id)) return;
     let drafts: Draft[];
     try {
       drafts = draftsFor(event, { ref, message: (seq) => this.log.after(seq - 1, 1, "staff")[0] ?? null, session: (id) => (id ? this.sessions.find(id) : this.sessions.latest()) });

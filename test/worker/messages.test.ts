@@ -115,5 +115,14 @@ describe("the log answers 'what is new' from memory", () => {
     expect((await stub.markRead(ref, visitor, { seq: 6 })).ok).toBe(true);
     for (let i = 12; i < 16; i++) await send(i % 2 ? agent : visitor, i);
     expect(await compare()).toBeGreaterThan(500);
+    // 70 messages of 15,000 characters: past the 1,000,000 kept, the oldest leave memory (SQLite answers for them).
+    for (let i = 16; i < 86; i++) {
+      const r = await stub.send(ref, agent, { content: `${i} ${"w".repeat(15_000)}`, client_msg_id: `ml-${i}` }); // agents are not rate limited
+      expect(r.ok).toBe(true);
+    }
+    const kept = await runInDurableObject(stub, (r: ConversationRoom) => (r as unknown as { log: { recent: unknown[] } }).log.recent.length);
+    expect(kept).toBeGreaterThan(50);
+    expect(kept).toBeLessThan(70);
+    expect(await compare()).toBeGreaterThan(500);
   });
 });

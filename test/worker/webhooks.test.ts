@@ -10,11 +10,12 @@
  */
 import { createExecutionContext, createMessageBatch, evictDurableObject, getQueueResult, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import worker from "../../src/index";
 import type { ConversationRoom } from "../../src/conversation/room";
 import { backoffSeconds, parseRetryAfter } from "../../src/webhooks/deliver";
 import { WEBHOOK_DLQ, WEBHOOK_QUEUE } from "../../src/webhooks/consumer";
+import { ENDPOINT_CACHE_MS } from "../../src/webhooks/events";
 import { sign, verify } from "../../src/webhooks/signature";
 import { checkWebhookUrl } from "../../src/webhooks/url";
 import { asAgent, call, dostiVisitor, eventually, newOrg } from "./helpers";
@@ -582,5 +583,28 @@ describe("the room's webhook outbox", () => {
     expect(rx.events("conversation.created")).toHaveLength(1);
     expect(rx.hits).toHaveLength(4);
     expect(await waiting()).toBe(0);
+  });
+});
+
+describe("orgs without endpoints", () => {
+  it("write no outbox entries, also once the cached answer is past its 10 s (it is renewed in the background meanwhile)", async () => {
+    const o = await newOrg();
+    const { ref, stub } = await conversationOf(o.pk, "wh-none");
+    const me = { type: "end_user" as const, id: "wh-none", name: null };
+    const waiting = () => runInDurableObject(stub, (r: ConversationRoom) => (r as unknown as { webhooks: { size(): number } }).webhooks.size());
+    // The first message: nothing known yet, so its events wait in the outbox until the drain asks D1 (none) and drops them.
+    expect(await stub.send(ref, me, { content: "one", client_msg_id: "one" })).toMatchObject({ ok: true });
+    await runDurableObjectAlarm(stub);
+    await eventually(async () => (await waiting()) === 0, "the drain dropped the first events");
+    expect(await stub.send(ref, me, { content: "two", client_msg_id: "two" })).toMatchObject({ ok: true });
+    expect(await waiting()).toBe(0);
+    vi.useFakeTimers({ toFake: ["Date"] });
+    try {
+      vi.setSystemTime(Date.now() + ENDPOINT_CACHE_MS + 1_000);
+      expect(await stub.send(ref, me, { content: "three", client_msg_id: "three" })).toMatchObject({ ok: true });
+      expect(await waiting()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
