@@ -1,7 +1,8 @@
 // The Web SDK (seed 003, sdk/) as a real client in Node against `wrangler dev`: connect and
 // initialized, account status, sends resolved to stored messages, agent replies, a dropped
-// connection while agents write (resume with since/epoch, and a resync over REST), typing both
-// ways, read positions across tabs, uploads, refusals, and the built ESM / script-tag bundles;
+// connection while agents write (resume with since/epoch, a resync over REST, a position past the
+// server's log), typing both ways, read positions across tabs, uploads, refusals, and the built
+// ESM / script-tag bundles;
 // Parley's extensions the widget is built on (chatUpload, the queue, identify, agent read
 // receipts, reconnectNow).
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -250,6 +251,30 @@ describe("messages", () => {
     await waitFor(() => rec.received().length === 3, { message: "missed messages" });
     expect(rec.received()).toEqual([first.id, ...ids(missed)]);
     // Live again, from the server's real epoch.
+    const after = await agentSends(o, init.conversation.id, "after");
+    await rec.wait("chat.message_received", (d) => d.message.id === after.id);
+    expectEachOnce(rec);
+    expect(rec.of("error")).toEqual([]);
+  });
+  it("a position beyond the server's log (invalid_seq, then close 4400): the client starts over at once, on the error frame, and initialized has the whole history", async () => {
+    const o = await newOrg();
+    const net = flakyNetwork();
+    const { c, rec } = open(o, { visitorId: visitorId("beyond"), WebSocket: net.WebSocket });
+    const init = await c.connect();
+    const first = await agentSends(o, init.conversation.id, "first");
+    await rec.wait("chat.message_received", (d) => d.message.id === first.id);
+
+    // As if the conversation's object had lost its log: our last seq is past its head.
+    (c as unknown as { lastSeq: number }).lastSeq = 999;
+    const cutAt = Date.now();
+    net.cut();
+    const again = await rec.wait("initialized", (d) => d.reconnected, 8_000);
+    // The close event of the refused socket comes only when its connection ends (10 s after the
+    // close frame under workerd): the client reconnected on the frame before it.
+    expect(Date.now() - cutAt).toBeLessThan(8_000);
+    expect(net.urls.some((u) => new URL(u).searchParams.get("since") === "999")).toBe(true);
+    expect(new URL(net.urls.at(-1)!).searchParams.get("since")).toBeNull();
+    expect(ids(again.messages)).toEqual([first.id]);
     const after = await agentSends(o, init.conversation.id, "after");
     await rec.wait("chat.message_received", (d) => d.message.id === after.id);
     expectEachOnce(rec);
