@@ -127,6 +127,8 @@ export class ConversationRoom extends ParleyServer {
   /** Replaced only by fault-injection tests, which wrap the real WEBHOOKS queue. */
   webhookQueue: Queue | null = null;
   private flushing: Promise<void> | null = null;
+  /** The outboxes' drain in progress (drainOutboxes). */
+  private draining: Promise<void> | null = null;
   private readonly metaCache = new Map<string, string | null>();
   private refCache: ConversationRef | null = null;
   /** The alarm as last set or read; undefined when unknown (after it fired, or a fresh object). */
@@ -695,10 +697,18 @@ export class ConversationRoom extends ParleyServer {
     await this.drainOutboxes();
   }
 
-  /** The messages and sessions to D1, then the webhook outbox to its queue (the flush timer's work, and the alarm's). */
+  /**
+   * The messages and sessions to D1, then the webhook outbox to its queue: the flush timer's work,
+   * and the alarm's. One drain at a time: the timer and the backstop alarm can both be due, and two
+   * webhook drains would read and send the same oldest entries.
+   */
   private async drainOutboxes(): Promise<void> {
-    await this.flush();
-    if (this.meta("ref")) await this.drainWebhooks();
+    while (this.draining) await this.draining;
+    this.draining = (async () => {
+      await this.flush();
+      if (this.meta("ref")) await this.drainWebhooks();
+    })().finally(() => (this.draining = null));
+    await this.draining;
   }
 
   // ---- internals ----------------------------------------------------------------------------

@@ -586,6 +586,49 @@ describe("the room's webhook outbox", () => {
   });
 });
 
+describe("the room's outbox drains", () => {
+  it("run one at a time: the flush timer and the backstop alarm both due send each waiting event once", async () => {
+    const o = await newOrg();
+    const rx = receiver();
+    await endpoint(o, rx.url);
+    const { ref, stub } = await conversationOf(o.pk, "wh-once");
+    const sent: string[] = [];
+    await runInDurableObject(stub, (r: ConversationRoom) => {
+      r.webhookQueue = {
+        send: async () => {
+          throw new Error("Queue send failed: the queue is unavailable");
+        },
+        sendBatch: async () => {
+          throw new Error("Queue send failed: the queue is unavailable");
+        },
+      } as unknown as Queue;
+    });
+    const me = { type: "end_user" as const, id: "wh-once", name: null };
+    for (const text of ["one", "two"]) expect(await stub.send(ref, me, { content: text, client_msg_id: text })).toMatchObject({ ok: true });
+    const waiting = () => runInDurableObject(stub, (r: ConversationRoom) => (r as unknown as { webhooks: { size(): number } }).webhooks.size());
+    await eventually(async () => (await waiting()) === 3, "three events wait (the queue refused them)");
+    await runInDurableObject(stub, async (r: ConversationRoom) => {
+      // A queue that holds each batch until a second one arrives (or 500 ms pass): two drains at
+      // once would both have read the same oldest entries by then.
+      let calls = 0;
+      let second: () => void = () => {};
+      const secondArrived = new Promise<void>((done) => (second = done));
+      r.webhookQueue = {
+        sendBatch: async (batch: { body: { event: { id: string } } }[]) => {
+          if (calls++ > 0) second();
+          await Promise.race([secondArrived, new Promise((done) => setTimeout(done, 500))]);
+          for (const m of batch) sent.push(m.body.event.id);
+        },
+      } as unknown as Queue;
+      const drain = () => (r as unknown as { drainOutboxes(): Promise<void> }).drainOutboxes();
+      await Promise.all([drain(), drain()]);
+    });
+    expect(sent).toHaveLength(3);
+    expect(new Set(sent).size).toBe(3);
+    expect(await waiting()).toBe(0);
+  });
+});
+
 describe("orgs without endpoints", () => {
   it("write no outbox entries, also once the cached answer is past its 10 s (it is renewed in the background meanwhile)", async () => {
     const o = await newOrg();
