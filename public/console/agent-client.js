@@ -32,14 +32,13 @@ const FATAL_CLOSE_CODES = new Set([4403]);
  */
 const CONFIRM_EVERY_MESSAGES = 50;
 const CONFIRM_EVERY_CHARS = 256 * 1024;
+/** Error frames the server closes the socket right after: reconnect at once (src/core/wire.ts CLOSING_ERRORS, the same list). */
+export const CLOSING_ERRORS = new Set(["slow_consumer", "invalid_seq"]);
 
 /** ws(s)://this-origin/path */
 export function socketUrl(path) {
   return `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}${path}`;
 }
-
-/** Error frames the server closes the socket right after (slow_consumer: 4009; invalid_seq: 4400): reconnect at once. */
-const CLOSING_ERRORS = new Set(["slow_consumer", "invalid_seq"]);
 
 export function backoffDelay(attempt) {
   const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.max(0, attempt - 1));
@@ -402,9 +401,7 @@ export class ConversationClient {
       this.changed();
     }
     if (CLOSING_ERRORS.has(frame.code)) {
-      // The server closes the socket right after this frame; the close event would wait for the
-      // TCP connection to end (up to 10 s: workerd ends it when the object next hibernates).
-      this.socket.connectNow();
+      this.socket.connectNow(); // the close event would come only when the connection ends (wire.ts)
       return;
     }
     const item = frame.client_msg_id ? this.pending.get(frame.client_msg_id) : null;

@@ -28,7 +28,7 @@
  */
 import ReconnectingWebSocket from "partysocket/ws";
 import type { AccountStatus, Message as WireMessage, QueueStatus, SenderType, ServerFrame as WireServerFrame, Session, TypedRichMedia } from "../../src/core/wire.ts";
-import { CONFIRM_EVERY_CHARS, CONFIRM_EVERY_MESSAGES } from "../../src/core/wire.js";
+import { CLOSING_ERRORS, CONFIRM_EVERY_CHARS, CONFIRM_EVERY_MESSAGES } from "../../src/core/wire.js";
 
 // ---- the wire model (Parley's message object, seed 001's rich media) -----------------------
 
@@ -179,12 +179,6 @@ const FATAL_CLOSE_CODES = new Set([4403]);
 // Flow control (docs/protocol.md): `received` goes out after CONFIRM_EVERY_MESSAGES message
 // frames or CONFIRM_EVERY_CHARS of them (src/core/wire.ts); a socket the server closes with 4009
 // (slow_consumer) reconnects and resumes like after any drop.
-/**
- * Error frames the server closes the socket right after. The client drops the socket on the frame
- * and reconnects at once: the WebSocket's close event waits for the TCP connection to end, which
- * can be 10 s after the close frame (workerd ends it when the object next hibernates).
- */
-const CLOSING_ERRORS = new Set(["slow_consumer", "invalid_seq"]);
 /** Refusal re-checks over REST while the socket cannot connect, at most this often. */
 const REFUSAL_CHECK_MS = 5_000;
 /** typing:true is repeated at most this often (the server's indicator lasts 6 s). */

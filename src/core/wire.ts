@@ -155,3 +155,11 @@ export type ServerFrame<M = Message, Code extends string = string> =
  */
 export const CONFIRM_EVERY_MESSAGES = 50;
 export const CONFIRM_EVERY_CHARS = 256 * 1024;
+
+/**
+ * `error` frames the server closes the socket right after (slow_consumer: 4009, invalid_seq: 4400).
+ * A client drops the socket on the frame and reconnects at once: the WebSocket's close event waits
+ * for the TCP connection to end, which workerd does only when the object next hibernates, about
+ * 10 s after the close frame (docs/protocol.md "Flow control").
+ */
+export const CLOSING_ERRORS: ReadonlySet<string> = new Set(["slow_consumer", "invalid_seq"]);

@@ -9,6 +9,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import NodeWebSocket from "ws";
 import { createClient, type Message, type ParleyClient } from "../../sdk/src/index.ts";
+import { CLOSING_ERRORS } from "../../src/core/wire.ts";
 import { api, baseUrl, waitFor } from "./harness.ts";
 import { newOrg, visitorId, type Org } from "./fixtures.ts";
 import { SocketPool, wsUrl, type WsClient } from "./ws-client.ts";
@@ -188,7 +189,8 @@ describe("slow consumers (L7)", () => {
     (globalThis as any).WebSocket = AgentSocket;
     const started: { stop(): void }[] = [];
     try {
-      const { ConversationClient } = await import(new URL("../../public/console/agent-client.js", import.meta.url).href);
+      const { ConversationClient, CLOSING_ERRORS: consoleClosing } = await import(new URL("../../public/console/agent-client.js", import.meta.url).href);
+      expect([...consoleClosing]).toEqual([...CLOSING_ERRORS]); // the console's copy (it is served unbuilt) of the wire contract
       const open = (query: string) => {
         const view = { sorted: [] as any[], readies: 0 };
         const client = new ConversationClient({
