@@ -96,6 +96,16 @@ async function agentSends(o: Org, conversationId: string, content: string): Prom
   return expectStatus(await o.agent.api<Message>(`/api/conversations/${conversationId}/messages`, { body: { content } }), 201, "agent send").json;
 }
 
+/** A client on a network the test controls, connected, that has received one agent message. */
+async function receivedOne(o: Org, name: string) {
+  const net = flakyNetwork();
+  const { c, rec } = open(o, { visitorId: visitorId(name), WebSocket: net.WebSocket });
+  const init = await c.connect();
+  const first = await agentSends(o, init.conversation.id, "first");
+  await rec.wait("chat.message_received", (d) => d.message.id === first.id);
+  return { net, c, rec, init, first };
+}
+
 const text = (t: string) => ({ content: { type: "text" as const, text: t } });
 const ids = (list: { id: string }[]) => list.map((m) => m.id);
 
@@ -232,11 +242,7 @@ describe("messages", () => {
 
   it("when the server asks for a resync (stale epoch), the history comes over REST: initialized has it all, the missed messages arrive once", async () => {
     const o = await newOrg();
-    const net = flakyNetwork();
-    const { c, rec } = open(o, { visitorId: visitorId("resync"), WebSocket: net.WebSocket });
-    const init = await c.connect();
-    const first = await agentSends(o, init.conversation.id, "first");
-    await rec.wait("chat.message_received", (d) => d.message.id === first.id);
+    const { net, c, rec, init, first } = await receivedOne(o, "resync");
 
     // As if the conversation's object had a new epoch: our seq numbers mean nothing there.
     (c as unknown as { epoch: string }).epoch = "stale-epoch";
@@ -258,11 +264,7 @@ describe("messages", () => {
   });
   it("a position beyond the server's log (invalid_seq, then close 4400): the client starts over at once, on the error frame, and initialized has the whole history", async () => {
     const o = await newOrg();
-    const net = flakyNetwork();
-    const { c, rec } = open(o, { visitorId: visitorId("beyond"), WebSocket: net.WebSocket });
-    const init = await c.connect();
-    const first = await agentSends(o, init.conversation.id, "first");
-    await rec.wait("chat.message_received", (d) => d.message.id === first.id);
+    const { net, c, rec, init, first } = await receivedOne(o, "beyond");
 
     // As if the conversation's object had lost its log: our last seq is past its head.
     (c as unknown as { lastSeq: number }).lastSeq = 999;
