@@ -15,7 +15,7 @@ import { hashPassword, MAX_PASSWORD_BYTES, randomToken, sha256Hex } from "../cor
 import { ApiError } from "../core/errors";
 import { safeText } from "../core/message";
 import { displayName } from "../core/names";
-import { conversationForAgent, roomFor } from "../conversation/directory";
+import { conversationForAgent, forgetVisitors, roomFor } from "../conversation/directory";
 import { database, schema } from "../db/client";
 import { router } from "../http/app";
 import { requireAgent } from "../http/auth";
@@ -167,6 +167,7 @@ export const company = router()
       ),
     ]);
     if (done.length === 0) throw new ApiError("not_found", "API key not found");
+    if (done[0]!.kind === "public") forgetVisitors(); // the returning visitors' cache may hold it
     // Sockets opened with the key close now (S10).
     await c.env.ORG_HUB.getByName(c.get("agent").org_id).revokeAuth(`key:${done[0]!.id}`);
     return c.json({ id: done[0]!.id, revoked: true });

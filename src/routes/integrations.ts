@@ -7,7 +7,7 @@ import { database, schema } from "../db/client";
 import { router } from "../http/app";
 import { requireAgent } from "../http/auth";
 import { readJson } from "../http/body";
-import { channelOfOrg } from "../conversation/directory";
+import { channelOfOrg, forgetVisitors } from "../conversation/directory";
 import { BotSettings } from "../bots/config";
 import { ApiError } from "../core/errors";
 import { actorOf, auditInsert, recordAudit, type AuditEntry } from "../audit/log";
@@ -138,8 +138,9 @@ export const integrations = router()
     const rows = await database(c.env.DB).select().from(schema.channels).where(eq(schema.channels.org_id, c.get("agent").org_id)).all();
     return c.json(rows.map(channelView));
   })
-  // Takes effect at once: the widget page, its API and its sockets read the channel from D1 on
-  // every request (an origin removed here is refused from the next request on).
+  // Takes effect at once in this isolate (an origin removed here is refused from the next request
+  // on) and within RETURNING_VISITOR_TTL_MS in the deployment's others, whose returning visitors'
+  // cache may hold the channel as it was (conversationForVisitor). Open sockets keep their origin.
   .patch("/:id", async (c) => {
     const body = await readJson(c, ChannelChange);
     const channel = await channelOfOrg(c.env, c.get("agent").org_id, c.req.param("id"));
@@ -161,6 +162,7 @@ export const integrations = router()
         .returning(),
       auditInsert(db, channelEntry(c.get("agent"), channel.id, "channel.updated", { name: channel.name, changed: Object.keys(body).filter((k) => body[k as keyof typeof body] !== undefined), to: body })),
     ]);
+    forgetVisitors();
     return c.json(channelView(row!));
   })
   .put("/:id/bot", async (c) => {

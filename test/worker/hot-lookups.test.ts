@@ -123,6 +123,51 @@ describe("a visitor's request: key, channel and conversation in one statement", 
   });
 });
 
+describe("returning visitors from the isolate's cache", () => {
+  it("a channel change and a public key's revocation reach a returning visitor on their next request", async () => {
+    const SHOP = "https://shop.example";
+    const o = await newOrg({ allowed_origins: [SHOP] });
+    const open = (origin: string) => session({ embed_token: o.webchat.token }, "hot-cached", { origin });
+    const first = await open(SHOP);
+    expect(first.status).toBe(200);
+    expect((await open(SHOP)).body.conversation_id).toBe(first.body.conversation_id);
+    const moved = await o.agent.call(`/api/integrations/${o.webchat.channel_id}`, { method: "PATCH", body: { allowed_origins: ["https://other.example"] } });
+    expect(moved.status).toBe(200);
+    const refused = await open(SHOP);
+    expect([refused.status, refused.body.error.code]).toEqual([403, "origin_not_allowed"]);
+    expect((await open("https://other.example")).body.conversation_id).toBe(first.body.conversation_id);
+
+    await o.agent.call(`/api/integrations/${o.webchat.channel_id}`, { method: "PATCH", body: { require_identity: true } });
+    const unsigned = await open("https://other.example");
+    expect([unsigned.status, unsigned.body.error.code]).toEqual([401, "identity_required"]);
+
+    const device = dostiVisitor(o.pk, "hot-device");
+    for (let i = 0; i < 3; i++) expect((await device.poll()).status).toBe(200);
+    await revoke(o, "public");
+    const poll = await device.poll();
+    expect([poll.status, poll.body.error.code]).toEqual([401, "unauthorized"]);
+  });
+
+  it("a visitor who changes their name is written each time, whichever name they used before", async () => {
+    const o = await newOrg();
+    const as = (name: string) => dostiVisitor(o.pk, "hot-renamed", name);
+    expect((await as("Ann").send("one")).status).toBe(200);
+    expect((await as("Ann").poll()).status).toBe(200); // no name on a poll: no change
+    expect((await as("Bea").send("two")).status).toBe(200);
+    expect((await as("Bea").send("three")).status).toBe(200);
+    expect((await as("Ann").send("four")).status).toBe(200);
+    const conv = (await session({ key: o.pk }, "hot-renamed")).body.conversation_id as string;
+    const messages = (await o.agent.call(`/api/conversations/${conv}/messages`)).body;
+    expect(messages.map((m: any) => [m.content, m.sender_name])).toEqual([
+      ["one", "Ann"],
+      ["two", "Bea"],
+      ["three", "Bea"],
+      ["four", "Ann"],
+    ]);
+    expect((await o.agent.call(`/api/conversations/${conv}`)).body.end_user.display_name).toBe("Ann");
+  });
+});
+
 describe("CORS on the visitor surfaces (openCors)", () => {
   it("reflects the page's Origin on answers and errors, answers preflights, and adds nothing without an Origin", async () => {
     const o = await newOrg();
