@@ -4,8 +4,7 @@
 //
 // Each session is a seed 000 visitor on a WebSocket (as S4 opens them); CPU is the server process
 // tree's over IDLE_SECONDS (two ping cycles at 50 s), after the sessions are open.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { root } from "../scripts/lib/wrangler.mjs";
@@ -13,8 +12,9 @@ import { parleyOrg, parleySioTarget } from "./lib/clients.mjs";
 import { exportParley, parleyServer } from "./lib/servers.mjs";
 import { treeUsage } from "./lib/procs.mjs";
 import { mapLimit } from "./lib/stats.mjs";
+import { stateWorkDir } from "./lib/state-dir.mjs";
 const n = Number(process.env.IDLE_N ?? 300), seconds = Number(process.env.IDLE_SECONDS ?? 50);
-const work = mkdtempSync(join(tmpdir(), "parley-idle-"));
+const { dir: work } = stateWorkDir("parley-idle-");
 const dir = join(work, "parley");
 const commit = exportParley(process.env.BENCH_PARLEY_REF ?? "HEAD", dir);
 const server = parleyServer({ dir, stateDir: join(work, "state"), logPath: join(root, "test-results", "idle-parley.log"), env: {} });

@@ -9,9 +9,9 @@
 //   LOAD_CASES=L1,L1relay npm run load   L1, then the same fan-out against the bare DO relay
 //                                    (bench/relay): how much of L1's latency is the platform's
 import { once } from "node:events";
-import { mkdtempSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { createServer } from "node:http";
-import { cpus, tmpdir, totalmem } from "node:os";
+import { cpus, totalmem } from "node:os";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -22,6 +22,7 @@ import { writeLoadReport } from "./lib/load-report.mjs";
 import { machineLoad, monitor, nofileLimit, openFds, settle } from "./lib/procs.mjs";
 import { exportParley, parleyServer, relayServer, RUNTIME, runtimeLabel } from "./lib/servers.mjs";
 import { mapLimit, mapSettled, round, summary } from "./lib/stats.mjs";
+import { stateWorkDir } from "./lib/state-dir.mjs";
 
 const QUICK = process.env.LOAD_QUICK === "1";
 const num = (name, full, quick) => (process.env[name] !== undefined ? Number(process.env[name]) : QUICK ? quick : full);
@@ -44,7 +45,7 @@ const config = {
 
 const startedAt = Date.now();
 const log = (...args) => process.stderr.write(`[load ${((Date.now() - startedAt) / 1000).toFixed(0).padStart(4)}s] ${args.join(" ")}\n`);
-const work = mkdtempSync(join(tmpdir(), "parley-load-"));
+const { dir: work, fs: stateFs } = stateWorkDir("parley-load-");
 const stateDir = join(work, "state");
 const parleyRef = process.env.BENCH_PARLEY_REF ?? "HEAD";
 log(`exporting ${parleyRef} to ${work}`);
@@ -833,7 +834,7 @@ const nodeV = process.version;
 writeLoadReport(file, {
   title: `Load cases L1-L7 (${new Date().toISOString()})`,
   setup: [
-    `\`npm run load\`${QUICK ? " with LOAD_QUICK=1" : ""}: Parley ${commit.slice(0, 12)} under ${runtimeLabel()} (local D1, Durable Objects and Queues), Node ${nodeV},`,
+    `\`npm run load\`${QUICK ? " with LOAD_QUICK=1" : ""}: Parley ${commit.slice(0, 12)} under ${runtimeLabel()} (local D1, Durable Objects and Queues; state on ${stateFs}, bench/lib/state-dir.mjs), Node ${nodeV},`,
     `${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GB; open-file limit per server process ${nofile}; load average ${loadBefore.load1} before, ${loadAfter.load1} after. One load generator and the server share the cores (and other engineers' work shares the machine).`,
   ],
 }, results);

@@ -7,8 +7,7 @@
 //   PROFILE_SURFACE=rest node bench/profile.mjs  agents send over REST (Bearer secret key, as S5), visitors receive on WS
 //   PROFILE_SURFACE=poll node bench/profile.mjs  visitors' seed 000 polls (wait=0) at the rate: what one poll request costs
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import WebSocket from "ws";
@@ -18,13 +17,14 @@ import { exportParley, parleyServer } from "./lib/servers.mjs";
 import { readFileSync } from "node:fs";
 import { treePids } from "./lib/procs.mjs";
 import { mapLimit } from "./lib/stats.mjs";
+import { stateWorkDir } from "./lib/state-dir.mjs";
 
 const surface = process.env.PROFILE_SURFACE ?? "ws";
 const rate = Number(process.env.PROFILE_RATE ?? 200);
 const seconds = Number(process.env.PROFILE_SECONDS ?? 10);
 const convCount = Number(process.env.PROFILE_CONVS ?? 100);
 
-const work = mkdtempSync(join(tmpdir(), "parley-profile-"));
+const { dir: work } = stateWorkDir("parley-profile-");
 const dir = join(work, "parley");
 let commit;
 if (process.env.BENCH_PARLEY_DIR) {

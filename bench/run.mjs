@@ -4,8 +4,8 @@
 // Prints one JSON line per scenario on stdout (progress goes to stderr) and writes
 // bench/results/<date>.md (+ .svg). BENCH_QUICK=1 is a ~1-minute smoke run (results/<date>-quick.*).
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, tmpdir, totalmem } from "node:os";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { root } from "../scripts/lib/wrangler.mjs";
@@ -15,6 +15,7 @@ import { machineLoad, settle, treeUsage } from "./lib/procs.mjs";
 import { writeReport } from "./lib/report.mjs";
 import { exportParley, parleyServer, PeerServer, relayServer, runtimeLabel } from "./lib/servers.mjs";
 import { mapLimit, mapSettled, round, summary } from "./lib/stats.mjs";
+import { stateWorkDir } from "./lib/state-dir.mjs";
 
 // ---- configuration (every size can be set by env) ------------------------------------------------
 
@@ -54,7 +55,7 @@ const outOfTime = () => Date.now() > deadline;
 
 // ---- the servers ----------------------------------------------------------------------------------
 
-const work = mkdtempSync(join(tmpdir(), "parley-bench-"));
+const { dir: work, fs: stateFs } = stateWorkDir("parley-bench-");
 const parleyDir = join(work, "parley");
 const parleyRef = process.env.BENCH_PARLEY_REF ?? "HEAD";
 const parleyStateDir = join(work, "parley-state");
@@ -710,6 +711,7 @@ const meta = {
   parley_commit: commit,
   dirty_worktree_ignored: Boolean(dirty),
   machine: { cores: cpus().length, cpu: cpus()[0]?.model, mem_gib: round(totalmem() / 2 ** 30, 1) },
+  state_fs: stateFs,
   load_before: loadBefore,
   load_after: loadAfter,
   runtime: { parley: runtimeLabel(), relay: "same", peer: "node " + process.version + " (one process)", label: runtimeLabel() },

@@ -8,8 +8,7 @@
 //   - Parley seed 000 polls (wait=0) at 100/s: server tree CPU per request and p50.
 // Prints one JSON line per runtime and round, then a summary (medians over rounds).
 //   node bench/runtimes.mjs            ROUNDS=2 RATE=200 SECONDS=8 RUNTIMES=wrangler,miniflare
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { root } from "../scripts/lib/wrangler.mjs";
@@ -17,6 +16,7 @@ import { parleyOrg, parleyRest, parleyWsTarget, relayTarget } from "./lib/client
 import { treeUsage } from "./lib/procs.mjs";
 import { exportParley, parleyServer, relayServer } from "./lib/servers.mjs";
 import { mapLimit, percentile, round } from "./lib/stats.mjs";
+import { stateWorkDir } from "./lib/state-dir.mjs";
 
 const ROUNDS = Number(process.env.ROUNDS ?? 2);
 const RATE = Number(process.env.RATE ?? 200);
@@ -24,7 +24,7 @@ const SECONDS = Number(process.env.SECONDS ?? 8);
 const CONVS = 100;
 const RUNTIMES = (process.env.RUNTIMES ?? "wrangler,miniflare").split(",");
 
-const work = mkdtempSync(join(tmpdir(), "parley-runtimes-"));
+const { dir: work } = stateWorkDir("parley-runtimes-");
 const dir = join(work, "parley");
 const commit = exportParley(process.env.BENCH_PARLEY_REF ?? "HEAD", dir);
 
