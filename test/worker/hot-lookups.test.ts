@@ -5,7 +5,7 @@
  * come from openCors. Each keeps what the separate lookups guaranteed.
  */
 import { env, exports } from "cloudflare:workers";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { hmacSha256Hex, sha256Hex } from "../../src/core/crypto";
 import { BASE, call, dostiVisitor, newOrg, withKey } from "./helpers";
 
@@ -146,6 +146,24 @@ describe("returning visitors from the isolate's cache", () => {
     await revoke(o, "public");
     const poll = await device.poll();
     expect([poll.status, poll.body.error.code]).toEqual([401, "unauthorized"]);
+  });
+
+  it("serve a returning visitor without D1 for up to 60 s; a change made in D1 behind the API is seen once the entry expires", async () => {
+    const SHOP = "https://shop.example";
+    const o = await newOrg({ allowed_origins: [SHOP] });
+    const open = () => session({ embed_token: o.webchat.token }, "hot-ttl", { origin: SHOP });
+    expect((await open()).status).toBe(200);
+    // As another isolate's change would look from here: D1 changed, this isolate's cache not told.
+    await env.DB.prepare("UPDATE channels SET allowed_origins = ? WHERE id = ?").bind(JSON.stringify(["https://other.example"]), o.webchat.channel_id).run();
+    expect((await open()).status).toBe(200); // from the cache
+    vi.useFakeTimers({ toFake: ["Date"] });
+    try {
+      vi.setSystemTime(Date.now() + 61_000);
+      const refused = await open();
+      expect([refused.status, refused.body.error.code]).toEqual([403, "origin_not_allowed"]);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("a visitor who changes their name is written each time, whichever name they used before", async () => {
