@@ -395,10 +395,11 @@ async function s4() {
     // is released unevenly and would move the baseline under the measurement.
     await serverOf(name).stop();
     await serverOf(name).start();
+    const warm = name === "peer" ? null : await warmRuntime(t, name);
     // Fresh conversations whose objects have never run: peer and relay make ids here, Parley's
     // visitors are new external ids that /ws/visitor (or seed 000's Socket.IO handshake) opens.
     const convs = name.startsWith("parley") ? Array.from({ length: c.connections }, (_, i) => ({ ext: `s4${name}-${i}-${Math.random().toString(36).slice(2, 10)}` })) : await t.provision(c.connections, `s4${name}`);
-    const fresh = await idleConnections(t, name, convs);
+    const fresh = { ...(await idleConnections(t, name, convs)), ...(warm ? { runtime_warm_up: warm } : {}) };
     if (name !== "parley-ws") return fresh;
     // Returning visitors: their conversations exist in D1 (made through the widget API), the
     // runtime is restarted so that no object is in memory, then each visitor reconnects. A new
@@ -408,8 +409,31 @@ async function s4() {
     const known = await t.provision(c.connections, `s4r${name}`);
     await serverOf(name).stop();
     await serverOf(name).start();
-    return { ...fresh, returning: await idleConnections(t, `${name} (returning visitors)`, known) };
+    const warmReturning = await warmRuntime(t, name);
+    return { ...fresh, returning: { ...(await idleConnections(t, `${name} (returning visitors)`, known)), runtime_warm_up: warmReturning } };
   }) });
+}
+
+/**
+ * Before S4 counts memory per connection on a freshly started workerd: requests until its RSS
+ * growth per request has passed its steep start. workerd's RSS grows with every request for the
+ * first thousands, ~30 KB per plain request and ~75 KB per request that reads the local D1 at
+ * first, ~15 and ~45 later (bench/d1-heap.mjs, a ten-line Worker). Counted from a cold start, that
+ * growth is charged to whichever connections come first, and Parley's (one D1 read each: the
+ * visitor's lookup) more than the relay's (no D1). So the relay gets plain requests and Parley
+ * requests that read D1 (an agent's /auth/me, no object involved), the same number. The
+ * connections still make their own requests and D1 reads, which stay in the count.
+ */
+async function warmRuntime(t, name) {
+  const pid = serverOf(t.name).pid;
+  const before = treeUsage(pid);
+  const requests = num("BENCH_S4_WARM_REQUESTS", 4000, 500);
+  const rest = isParley(name) ? parleyRest(t.server, t.org) : null;
+  const base = serverOf(t.name).baseUrl;
+  await mapLimit(Array.from({ length: requests }), 32, () => (rest ? rest.me() : fetch(`${base}/healthz`).then((r) => r.text())));
+  const after = treeUsage(pid);
+  log(`  ${name}: runtime warmed with ${requests} ${rest ? "D1 reads" : "requests"}, RSS ${Math.round(before.rssKb / 1024)} -> ${Math.round(after.rssKb / 1024)} MiB`);
+  return { requests, reads_d1: rest !== null, rss_before_kb: before.rssKb, rss_after_kb: after.rssKb };
 }
 
 /** Opens one idle connection per conversation on a settled server: memory per connection, idle CPU. */

@@ -155,7 +155,7 @@ export function writeReport(dir, meta, results) {
   L.push(`| S3 native WS / relay | ${fmt(sus("S3", "parley-ws"), 0)} / ${fmt(relayS3, 0)} msg/s = ${fmt2(ratio(sus("S3", "parley-ws"), relayS3))}x | ≥ 0.8x | ${ok(ratio(sus("S3", "parley-ws"), relayS3) >= 0.8)} |`);
   L.push(`| S2 Socket.IO / relay | ${fmt(sus("S2", "parley-sio"), 0)} / ${fmt(relayS2, 0)} msg/s = ${fmt2(ratio(sus("S2", "parley-sio"), relayS2))}x | ≥ 0.7x | ${ok(ratio(sus("S2", "parley-sio"), relayS2) >= 0.7)} |`);
   L.push(`| S3 Socket.IO / relay | ${fmt(sus("S3", "parley-sio"), 0)} / ${fmt(relayS3, 0)} msg/s = ${fmt2(ratio(sus("S3", "parley-sio"), relayS3))}x | ≥ 0.7x | ${ok(ratio(sus("S3", "parley-sio"), relayS3) >= 0.7)} |`);
-  L.push(`| S4 memory per idle connection, native WS / relay | ${fmt(memIdle("parley-ws"))} / ${fmt(mem("relay"))} KB = ${fmt2(ratio(memIdle("parley-ws"), mem("relay")))}x${T("S4", "parley-ws")?.returning ? ` (returning visitors; new visitors ${fmt(mem("parley-ws"))} KB = ${fmt2(ratio(mem("parley-ws"), mem("relay")))}x, with the local D1's growth)` : ""} | ≤ 1.2x | ${ok(ratio(memIdle("parley-ws"), mem("relay")) <= 1.2)} |`);
+  L.push(`| S4 memory per idle connection, native WS / relay | ${fmt(memIdle("parley-ws"))} / ${fmt(mem("relay"))} KB = ${fmt2(ratio(memIdle("parley-ws"), mem("relay")))}x${T("S4", "parley-ws")?.returning ? ` (returning visitors; new visitors ${fmt(mem("parley-ws"))} KB = ${fmt2(ratio(mem("parley-ws"), mem("relay")))}x, each also creating its end user and conversation in the local D1)` : ""} | ≤ 1.2x | ${ok(ratio(memIdle("parley-ws"), mem("relay")) <= 1.2)} |`);
   for (const p of parleys) L.push(`| S1 p99, ${LABELS[p]} vs peer | ${fmt(s1(p, "p99"))} vs ${fmt(s1("peer", "p99"))} ms | no worse than the peer | ${ok(s1(p, "p99") !== undefined && s1("peer", "p99") !== undefined ? s1(p, "p99") <= s1("peer", "p99") : null)} |`);
   const s5 = T("S5", "parley-poll");
   if (s5 && !s5.error) {
@@ -229,8 +229,9 @@ export function writeReport(dir, meta, results) {
   }
   if (results.S4) {
     L.push(`## S4: ${results.S4.config.connections} idle connections`);
+    const s4warm = Object.values(results.S4.targets).find((v) => v?.runtime_warm_up)?.runtime_warm_up;
     L.push("");
-    L.push("One end-user connection per fresh conversation (peer and Parley Socket.IO: a Socket.IO connection; relay and Parley WS: a WebSocket). Each target's server is restarted (same state) and left to settle first. RSS is the server's whole process tree (its Node host process and workerd; under `wrangler dev` also the proxy's workerd) from /proc, 3 s after the last connection opened, minus the same just before the first; idle CPU is the next 5 s.");
+    L.push(`One end-user connection per fresh conversation (peer and Parley Socket.IO: a Socket.IO connection; relay and Parley WS: a WebSocket). Each target's server is restarted (same state)${s4warm ? `, warmed with ${fmt(s4warm.requests)} requests (the relay's plain, Parley's each one D1 read, an agent's \`/auth/me\`: workerd's RSS grows steeply with its first few thousand requests, more with D1 reads, \`bench/d1-heap.mjs\`, which would otherwise be charged to the first connections)` : ""} and left to settle. RSS is the server's whole process tree (its Node host process and workerd; under \`wrangler dev\` also the proxy's workerd) from /proc, 3 s after the last connection opened, minus the same just before the first; idle CPU is the next 5 s.`);
     L.push("");
     L.push("| target | opened | alive after 8 s | open time s | RSS before MiB | RSS after MiB | KB per connection | server CPU ms/s while idle | closed while idle |");
     L.push("|---|---:|---:|---:|---:|---:|---:|---:|---|");
