@@ -86,6 +86,13 @@ const embedTokenVisitorQuery = (db: Database) =>
     .where(eq(schema.embedTokens.token_hash, sql.placeholder("hash")))
     .prepare();
 
+/** A visitor's conversation, with its channel as read from D1 at `channelReadAt` (epoch ms). */
+export interface VisitorConversation {
+  channel: Channel;
+  channelReadAt: number;
+  ref: ConversationRef;
+}
+
 /**
  * What every visitor surface does first, in order: the credential's channel and its allowed
  * origins (channelForVisitor), the new-conversation limit per client address (S15), then the
@@ -95,11 +102,12 @@ const embedTokenVisitorQuery = (db: Database) =>
  * session, the native visitor socket are one D1 read each, and none while the visitor is in this
  * isolate's cache of returning visitors (below).
  */
-export async function conversationForVisitor(env: Env, req: Request, creds: VisitorCredentials, origin: string | undefined, who: VisitorIdentity): Promise<{ channel: Channel; ref: ConversationRef }> {
+export async function conversationForVisitor(env: Env, req: Request, creds: VisitorCredentials, origin: string | undefined, who: VisitorIdentity): Promise<VisitorConversation> {
   if (who.external_id === undefined) {
     const channel = await channelForVisitor(env, creds, origin);
+    const channelReadAt = Date.now();
     await limitNewConversation(env, req, channel.id, undefined);
-    return { channel, ref: await openForVisitor(env, channel, who) };
+    return { channel, channelReadAt, ref: await openForVisitor(env, channel, who) };
   }
   const credential = creds.publicKey?.startsWith("pk_") ? creds.publicKey : creds.embedToken?.startsWith("ew_") ? creds.embedToken : undefined;
   if (credential === undefined) throw new ApiError("unauthorized", "unknown or revoked public key / embed token");
@@ -107,18 +115,19 @@ export async function conversationForVisitor(env: Env, req: Request, creds: Visi
   const hit = returningVisitors.get(cacheKey);
   if (hit && hit.expires > Date.now() && hit.identity_hash === who.identity_hash && !profilePatch(hit.user, who, hit.verified)) {
     checkOrigin(hit.channel, origin);
-    return { channel: hit.channel, ref: hit.ref };
+    return { channel: hit.channel, channelReadAt: hit.expires - RETURNING_VISITOR_TTL_MS, ref: hit.ref };
   }
   const values = { external: who.external_id, hash: await sha256Hex(credential) };
   const row: { channel: Channel; user: KnownVisitor["user"] | null; conv: KnownVisitor["conv"] | null } | undefined =
     credential === creds.publicKey ? await prepared(env.DB, publicKeyVisitorQuery).get(values) : await prepared(env.DB, embedTokenVisitorQuery).get(values);
   if (!row) throw new ApiError("unauthorized", "unknown or revoked public key / embed token");
+  const channelReadAt = Date.now();
   checkOrigin(row.channel, origin);
   const known = row.user && row.conv ? { user: row.user, conv: row.conv } : null;
   await limitNewConversation(env, req, row.channel.id, who.external_id, known !== null);
   const { ref, user, verified } = await openVisitor(env, row.channel, who, known);
-  rememberVisitor(cacheKey, { identity_hash: who.identity_hash, verified, user, channel: row.channel, ref, expires: Date.now() + RETURNING_VISITOR_TTL_MS });
-  return { channel: row.channel, ref };
+  rememberVisitor(cacheKey, { identity_hash: who.identity_hash, verified, user, channel: row.channel, ref, expires: channelReadAt + RETURNING_VISITOR_TTL_MS });
+  return { channel: row.channel, channelReadAt, ref };
 }
 
 /**
@@ -309,16 +318,22 @@ async function verifyIdentity(channel: Channel, who: VisitorIdentity): Promise<b
 /** A conversation of the agent's organisation, or 404. */
 const agentConversationQuery = (db: Database) =>
   db
-    .select({ conv: schema.conversations, user: schema.endUsers })
+    .select({ conv: schema.conversations, user: schema.endUsers, typing_preview: schema.channels.typing_preview })
     .from(schema.conversations)
     .innerJoin(schema.endUsers, eq(schema.endUsers.id, schema.conversations.end_user_id))
+    .innerJoin(schema.channels, eq(schema.channels.id, schema.conversations.channel_id))
     .where(and(eq(schema.conversations.id, sql.placeholder("id")), eq(schema.conversations.org_id, sql.placeholder("org"))))
     .prepare();
 
 export async function conversationForAgent(env: Env, orgId: string, conversationId: string): Promise<ConversationRef> {
+  return (await agentConversation(env, orgId, conversationId)).ref;
+}
+
+/** The same, with the conversation's channel settings a socket's room starts from (read at `readAt`). */
+export async function agentConversation(env: Env, orgId: string, conversationId: string): Promise<{ ref: ConversationRef; typingPreview: boolean; readAt: number }> {
   const row = await prepared(env.DB, agentConversationQuery).get({ id: conversationId, org: orgId });
   if (!row) throw new ApiError("not_found", "conversation not found");
-  return conversationRef(row.conv, row.user);
+  return { ref: conversationRef(row.conv, row.user), typingPreview: row.typing_preview, readAt: Date.now() };
 }
 
 /** A conversation whose end user has this external id (seed 001's widget rule), or 404. */

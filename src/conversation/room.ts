@@ -12,7 +12,7 @@
  */
 import { type Connection, type ConnectionContext, type WSMessage } from "partyserver";
 import { ParleyServer } from "../core/party";
-import type { ConversationRef } from "../core/conversation-ref";
+import { parseChannelSettings, type ChannelSettings, type ConversationRef } from "../core/conversation-ref";
 import { ERRORS, fail, type ErrorCode, type Result } from "../core/errors";
 import {
   audienceOf,
@@ -616,6 +616,7 @@ export class ConversationRoom extends ParleyServer {
     const since = url.searchParams.get("since");
     const clientEpoch = url.searchParams.get("epoch");
     const head = this.log.head();
+    this.seedTypingPreview(parseChannelSettings(ctx.request.headers.get("x-parley-channel")));
     const status = principal.type === "end_user" ? await this.watchPresence() : "online";
     const typingPreview = await this.typingPreview();
     const ready = (messages: Message[], recovered: boolean, resync: boolean) =>
@@ -829,6 +830,17 @@ export class ConversationRoom extends ParleyServer {
 
   private previewCache: { at: number; on: boolean } | null = null;
   private lastDraftAt = 0;
+
+  /**
+   * The setting as the Worker's lookup for a connecting socket just read it: a newly woken room
+   * starts from it instead of its own D1 read, if it is fresher than what the room holds and still
+   * within the re-read interval (a setting turned off is never kept longer than that).
+   */
+  private seedTypingPreview(settings: ChannelSettings | null) {
+    if (!settings || Date.now() - settings.read_at >= PREVIEW_SETTING_TTL_MS) return;
+    if (this.previewCache && this.previewCache.at >= settings.read_at) return;
+    this.previewCache = { at: Math.min(settings.read_at, Date.now()), on: settings.typing_preview };
+  }
 
   /** Whether the channel has the typing preview on (re-read from D1 at most every 10 s). */
   private async typingPreview(): Promise<boolean> {

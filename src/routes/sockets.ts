@@ -10,10 +10,10 @@
  */
 import type { Context } from "hono";
 import { z } from "zod";
-import type { ConversationRef } from "../core/conversation-ref";
+import type { ChannelSettings, ConversationRef } from "../core/conversation-ref";
 import { ApiError } from "../core/errors";
 import type { Principal } from "../core/message";
-import { conversationForAgent, conversationForVisitor, roomFor, requestOrigin } from "../conversation/directory";
+import { agentConversation, conversationForVisitor, roomFor, requestOrigin } from "../conversation/directory";
 import { router, type AppEnv } from "../http/app";
 import { agentPrincipal, authenticateAgent, isSameOrigin } from "../http/auth";
 import { parse } from "../http/body";
@@ -31,15 +31,15 @@ export const sockets = router()
   .get("/visitor", async (c) => {
     requireUpgrade(c);
     const q = parse(VisitorQuery, c.req.query());
-    const { ref } = await conversationForVisitor(c.env, c.req.raw, { publicKey: q.key, embedToken: q.embed_token }, requestOrigin(c.req.raw), { external_id: q.external_id, identity_hash: q.identity_hash, display_name: q.name });
+    const { ref, channel, channelReadAt } = await conversationForVisitor(c.env, c.req.raw, { publicKey: q.key, embedToken: q.embed_token }, requestOrigin(c.req.raw), { external_id: q.external_id, identity_hash: q.identity_hash, display_name: q.name });
     const principal: Principal = { type: "end_user", id: ref.end_user.external_id, name: ref.end_user.display_name };
-    return forward(c.req.raw, roomFor(c.env, ref), principal, ref);
+    return forward(c.req.raw, roomFor(c.env, ref), principal, ref, undefined, { typing_preview: channel.typing_preview, read_at: channelReadAt });
   })
   .get("/conversations/:id", async (c) => {
     requireUpgrade(c);
     const agent = await agentForSocket(c);
-    const ref = await conversationForAgent(c.env, agent.org_id, c.req.param("id"));
-    return forward(c.req.raw, roomFor(c.env, ref), agentPrincipal(agent), ref, agent.auth_ref);
+    const { ref, typingPreview, readAt } = await agentConversation(c.env, agent.org_id, c.req.param("id"));
+    return forward(c.req.raw, roomFor(c.env, ref), agentPrincipal(agent), ref, agent.auth_ref, { typing_preview: typingPreview, read_at: readAt });
   })
   .get("/org", async (c) => {
     requireUpgrade(c);
@@ -58,12 +58,18 @@ async function agentForSocket(c: Context<AppEnv>) {
   return agent;
 }
 
-/** `authRef`: what authenticated an agent's socket, so logout or revocation can close it. */
-function forward(req: Request, stub: { fetch(r: Request): Promise<Response> }, principal: Principal, ref: ConversationRef | null, authRef?: string) {
+/**
+ * `authRef`: what authenticated an agent's socket, so logout or revocation can close it.
+ * `channel`: the conversation's channel settings as the lookup just read them, which spare a
+ * newly woken room its own D1 read at connect (the room takes them only while they are fresher
+ * than its own re-read interval).
+ */
+function forward(req: Request, stub: { fetch(r: Request): Promise<Response> }, principal: Principal, ref: ConversationRef | null, authRef?: string, channel?: ChannelSettings) {
   const headers = new Headers();
   for (const [k, v] of req.headers) if (!k.startsWith("x-parley-") && !k.startsWith("x-partykit-")) headers.set(k, v);
   headers.set("x-parley-principal", JSON.stringify(principal));
   if (ref) headers.set("x-parley-ref", JSON.stringify(ref));
   if (authRef) headers.set("x-parley-auth", authRef);
+  if (channel) headers.set("x-parley-channel", JSON.stringify(channel));
   return stub.fetch(new Request(req.url, { method: "GET", headers }));
 }

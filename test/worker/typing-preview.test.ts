@@ -1,7 +1,9 @@
 // The typing preview: a webchat channel's opt-in that shows agents the visitor's draft as it is
 // typed. Off by default; staff sockets only; never stored; the visitor is told (ready frame).
-import { describe, expect, it } from "vitest";
-import { newOrg, openSocket } from "./helpers";
+import { env } from "cloudflare:workers";
+import { describe, expect, it, vi } from "vitest";
+import { parseChannelSettings } from "../../src/core/conversation-ref";
+import { call, newOrg, openSocket } from "./helpers";
 import { objectLog } from "./invariants";
 
 type Sock = Awaited<ReturnType<typeof openSocket>>;
@@ -74,5 +76,36 @@ describe("typing preview", () => {
     const refused = await o.agent.call(`/api/integrations/${id}`, { method: "PATCH", body: { typing_preview: true } });
     expect(refused.status).toBe(400);
     expect(refused.body.error.code).toBe("validation_failed");
+  });
+
+  it("a socket's room starts from the setting the Worker's lookup just read, and never keeps it past the 10 s re-read", async () => {
+    const o = await newOrg();
+    const visitorId = "seeded-preview";
+    // The widget's session: the Worker reads the channel (preview off) and keeps the visitor for 60 s.
+    const session = await call("/chat-widget/session", { body: { embed_token: o.webchat.token, session_id: visitorId } });
+    expect(session.status).toBe(200);
+    // Turned on behind the Worker's back (no API call, so the Worker's entry is not forgotten).
+    await env.DB.prepare("UPDATE channels SET typing_preview = 1 WHERE id = ?").bind(o.webchat.channel_id).run();
+    const url = `/ws/visitor?embed_token=${o.webchat.token}&external_id=${visitorId}`;
+    const first = await openSocket(url);
+    // The room took the Worker's fresh reading (no D1 read of its own): still off.
+    expect((await first.next((f) => f.type === "ready")).typing_preview).toBe(false);
+    vi.useFakeTimers({ toFake: ["Date"] });
+    try {
+      vi.setSystemTime(Date.now() + 11_000);
+      // The Worker's entry is still in its cache (60 s), but its reading is 11 s old: the room reads D1.
+      const second = await openSocket(url);
+      expect((await second.next((f) => f.type === "ready")).typing_preview).toBe(true);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("the room ignores a missing or malformed x-parley-channel header (and reads D1 itself)", () => {
+    expect(parseChannelSettings(null)).toBeNull();
+    expect(parseChannelSettings("not json")).toBeNull();
+    expect(parseChannelSettings(JSON.stringify({ typing_preview: "yes", read_at: 1 }))).toBeNull();
+    expect(parseChannelSettings(JSON.stringify({ typing_preview: true, read_at: -5 }))).toBeNull();
+    expect(parseChannelSettings(JSON.stringify({ typing_preview: true, read_at: 1_700_000_000_000 }))).toEqual({ typing_preview: true, read_at: 1_700_000_000_000 });
   });
 });
