@@ -321,7 +321,7 @@ const agentConversationQuery = (db: Database) =>
     .select({ conv: schema.conversations, user: schema.endUsers, typing_preview: schema.channels.typing_preview })
     .from(schema.conversations)
     .innerJoin(schema.endUsers, eq(schema.endUsers.id, schema.conversations.end_user_id))
-    .innerJoin(schema.channels, eq(schema.channels.id, schema.conversations.channel_id))
+    .leftJoin(schema.channels, eq(schema.channels.id, schema.conversations.channel_id))
     .where(and(eq(schema.conversations.id, sql.placeholder("id")), eq(schema.conversations.org_id, sql.placeholder("org"))))
     .prepare();
 
@@ -333,7 +333,7 @@ export async function conversationForAgent(env: Env, orgId: string, conversation
 export async function agentConversation(env: Env, orgId: string, conversationId: string): Promise<{ ref: ConversationRef; typingPreview: boolean; readAt: number }> {
   const row = await prepared(env.DB, agentConversationQuery).get({ id: conversationId, org: orgId });
   if (!row) throw new ApiError("not_found", "conversation not found");
-  return { ref: conversationRef(row.conv, row.user), typingPreview: row.typing_preview, readAt: Date.now() };
+  return { ref: conversationRef(row.conv, row.user), typingPreview: row.typing_preview === true, readAt: Date.now() };
 }
 
 /** A conversation whose end user has this external id (seed 001's widget rule), or 404. */
