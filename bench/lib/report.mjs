@@ -254,7 +254,7 @@ export function writeReport(dir, meta, results) {
     L.push("");
     if (s5.error) L.push(`Not measured: ${s5.error}`);
     else {
-      L.push(`Each conversation first got one agent message (opening its support session; ${fmt(s5.setup_seconds)} s for all), then its visitor long-polled from that message's timestamp. `
+      L.push(`${results.S5.restarted ? "Parley's runtime was restarted first (same state), as for S4 and S6. " : ""}Each conversation first got one agent message (opening its support session; ${fmt(s5.setup_seconds)} s for all), then its visitor long-polled from that message's timestamp. `
         + `${s5.waiting_before_sends} polls were waiting; the server tree used ${fmt(s5.idle_server_cpu_ms_per_s)} ms of CPU per second while they waited (${fmt(s5.baseline_server_cpu_ms_per_s)} ms/s with none; the load generator ${fmt(s5.idle_loadgen_cpu_ms_per_s)} ms/s). `
         + (s5.send_to_return_ms_ws
           ? `Then, while all of them waited, an agent wrote one message to ${s5.sends} of the conversations at ${results.S5.config.send_rate}/s, every other one from the agent's own WebSocket (the console's path) and the rest over REST (\`POST /api/conversations/:id/messages\`, Bearer sk_: a server integration): `
