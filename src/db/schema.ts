@@ -162,7 +162,13 @@ export const conversationSessions = sqliteTable(
   (t) => [index("sessions_conversation").on(t.conversation_id), index("sessions_org_status").on(t.org_id, t.status)],
 );
 
-/** Flushed from the conversation object (INSERT ... ON CONFLICT DO NOTHING). */
+/**
+ * Flushed from the conversation object (INSERT ... ON CONFLICT DO NOTHING). The object is the
+ * source of truth and its reads come from the object, so this table keeps only the unique key the
+ * flush's exactly-once rests on (conversation, seq) besides the id: D1 bills every index a write
+ * touches as another row written (Cloudflare's D1 pricing), and no query here reads messages by
+ * org or by client id (the object enforces a sender's client id before anything is stored).
+ */
 export const messages = sqliteTable(
   "messages",
   {
@@ -183,11 +189,7 @@ export const messages = sqliteTable(
     created_at: text("created_at").notNull(),
     status: text("status").notNull(),
   },
-  (t) => [
-    uniqueIndex("messages_conversation_seq").on(t.conversation_id, t.seq),
-    uniqueIndex("messages_sender_client_id").on(t.conversation_id, t.sender_type, t.sender_id, t.client_msg_id),
-    index("messages_org").on(t.org_id),
-  ],
+  (t) => [uniqueIndex("messages_conversation_seq").on(t.conversation_id, t.seq)],
 );
 
 /** One bot per channel: a built-in flow bot, or an external bot reached by webhook. */

@@ -171,6 +171,10 @@ describe("the room's flush schedule (FLUSH_INTERVAL_MS 1000)", () => {
     );
     expect(pending[3]).toMatchObject({ content_type: "image", rich_media: { url: "https://example.com/a.png" } });
     expect(pending[5]).toMatchObject({ content: "internal note", private: true });
+    // Each index a row touches is billed as another row written: the flushed table keeps the id
+    // and the (conversation, seq) key its exactly-once rests on, and nothing else (migration 0009).
+    const indexes = await env.DB.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'messages' ORDER BY name").all<{ name: string }>();
+    expect(indexes.results.map((r) => r.name)).toEqual(["messages_conversation_seq", "sqlite_autoindex_messages_1"]);
   });
 
   it("a full batch waiting flushes without waiting for the interval", async () => {

@@ -1,0 +1,2 @@
+DROP INDEX `messages_sender_client_id`;--> statement-breakpoint
+DROP INDEX `messages_org`;
