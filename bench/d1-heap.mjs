@@ -6,11 +6,11 @@
 //
 //   node bench/d1-heap.mjs            5 rounds each
 //   D1_HEAP_ROUNDS=10 node bench/d1-heap.mjs
-import { execFileSync } from "node:child_process";
-import { readFileSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Miniflare, convertV4MiniflareOptions } from "miniflare";
+import { childrenUsage } from "./lib/procs.mjs";
 import { mapLimit } from "./lib/stats.mjs";
 import { stateWorkDir } from "./lib/state-dir.mjs";
 
@@ -37,10 +37,7 @@ try {
       }),
     );
     const url = await mf.ready;
-    const rssKb = () => {
-      const pids = execFileSync("pgrep", ["-P", String(process.pid), "-x", "workerd"], { encoding: "utf8" }).trim().split("\n");
-      return pids.reduce((sum, pid) => sum + Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))[1]), 0);
-    };
+    const rssKb = () => childrenUsage().rssKb;
     await sleep(1000);
     const start = rssKb();
     const perRound = [];

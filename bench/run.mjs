@@ -425,13 +425,12 @@ async function s4() {
  * connections still make their own requests and D1 reads, which stay in the count.
  */
 async function warmRuntime(t, name) {
-  const pid = serverOf(t.name).pid;
-  const before = treeUsage(pid);
+  const server = serverOf(name);
+  const before = treeUsage(server.pid);
   const requests = num("BENCH_S4_WARM_REQUESTS", 4000, 500);
   const rest = isParley(name) ? parleyRest(t.server, t.org) : null;
-  const base = serverOf(t.name).baseUrl;
-  await mapLimit(Array.from({ length: requests }), 32, () => (rest ? rest.me() : fetch(`${base}/healthz`).then((r) => r.text())));
-  const after = treeUsage(pid);
+  await mapLimit(Array.from({ length: requests }), 32, () => (rest ? rest.me() : fetch(`${server.baseUrl}/healthz`).then((r) => r.text())));
+  const after = treeUsage(server.pid);
   log(`  ${name}: runtime warmed with ${requests} ${rest ? "D1 reads" : "requests"}, RSS ${Math.round(before.rssKb / 1024)} -> ${Math.round(after.rssKb / 1024)} MiB`);
   return { requests, reads_d1: rest !== null, rss_before_kb: before.rssKb, rss_after_kb: after.rssKb };
 }

@@ -6,10 +6,10 @@
 // indexes, the idempotent insert), and per row inside one transaction.
 //
 //   node bench/sqlite-commit.mjs
-import { execFileSync } from "node:child_process";
-import { readFileSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { Miniflare, convertV4MiniflareOptions } from "miniflare";
+import { childrenUsage } from "./lib/procs.mjs";
 import { stateWorkDir } from "./lib/state-dir.mjs";
 
 const ROWS = Number(process.env.SQLITE_COMMIT_ROWS ?? 5000);
@@ -60,12 +60,7 @@ const mf = new Miniflare(
 );
 try {
   const url = await mf.ready;
-  const pids = execFileSync("pgrep", ["-P", String(process.pid), "-x", "workerd"], { encoding: "utf8" }).trim().split("\n");
-  const cpuMs = () =>
-    pids.reduce((sum, pid) => {
-      const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
-      return sum + (Number(f[11]) + Number(f[12])) * 10;
-    }, 0);
+  const cpuMs = () => childrenUsage().cpuMs;
   const measure = async (kind, tx, round) => {
     await fetch(`${url.href}?kind=${kind}&n=${OBJECTS}&objects=${OBJECTS}&tx=${tx}&round=${round}`).then((r) => r.text()); // objects made
     const c0 = cpuMs();

@@ -51,6 +51,13 @@ export function treeUsage(root) {
   return { cpuMs, rssKb, pids: pids.length };
 }
 
+/** The same for this process's descendants only (the workerd of an in-process Miniflare). */
+export function childrenUsage() {
+  const all = treeUsage(process.pid);
+  const self = stat(process.pid);
+  return { cpuMs: all.cpuMs - self.cpuMs, rssKb: all.rssKb - self.rssKb, pids: all.pids - 1 };
+}
+
 /** The 1-minute load average and the core count. */
 export function machineLoad() {
   const [one, five, fifteen] = readFileSync("/proc/loadavg", "utf8").split(" ").map(Number);

@@ -5,7 +5,7 @@
  */
 import { and, eq, isNull, sql } from "drizzle-orm";
 import { hmacSha256Hex, randomToken, safeEqual, sha256Hex } from "../core/crypto";
-import type { ConversationRef } from "../core/conversation-ref";
+import type { ChannelSettings, ConversationRef } from "../core/conversation-ref";
 import type { Principal } from "../core/message";
 import { ApiError } from "../core/errors";
 import { database, prepared, schema, type Database } from "../db/client";
@@ -329,11 +329,11 @@ export async function conversationForAgent(env: Env, orgId: string, conversation
   return (await agentConversation(env, orgId, conversationId)).ref;
 }
 
-/** The same, with the conversation's channel settings a socket's room starts from (read at `readAt`). */
-export async function agentConversation(env: Env, orgId: string, conversationId: string): Promise<{ ref: ConversationRef; typingPreview: boolean; readAt: number }> {
+/** The same, with the channel settings a socket's room starts from (x-parley-channel). */
+export async function agentConversation(env: Env, orgId: string, conversationId: string): Promise<{ ref: ConversationRef; settings: ChannelSettings }> {
   const row = await prepared(env.DB, agentConversationQuery).get({ id: conversationId, org: orgId });
   if (!row) throw new ApiError("not_found", "conversation not found");
-  return { ref: conversationRef(row.conv, row.user), typingPreview: row.typing_preview === true, readAt: Date.now() };
+  return { ref: conversationRef(row.conv, row.user), settings: { typing_preview: row.typing_preview === true, read_at: Date.now() } };
 }
 
 /** A conversation whose end user has this external id (seed 001's widget rule), or 404. */

@@ -38,8 +38,8 @@ export const sockets = router()
   .get("/conversations/:id", async (c) => {
     requireUpgrade(c);
     const agent = await agentForSocket(c);
-    const { ref, typingPreview, readAt } = await agentConversation(c.env, agent.org_id, c.req.param("id"));
-    return forward(c.req.raw, roomFor(c.env, ref), agentPrincipal(agent), ref, agent.auth_ref, { typing_preview: typingPreview, read_at: readAt });
+    const { ref, settings } = await agentConversation(c.env, agent.org_id, c.req.param("id"));
+    return forward(c.req.raw, roomFor(c.env, ref), agentPrincipal(agent), ref, agent.auth_ref, settings);
   })
   .get("/org", async (c) => {
     requireUpgrade(c);
